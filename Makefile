@@ -1,0 +1,66 @@
+# elastic-jupyter: two virtualenvs, because Enterprise Gateway 3.3 pins jupyter_client<7 and
+# jupyter_server<2 while the notebook server users open is jupyter_server 2.
+#   .venv         control plane + tests: sandbox, operator (kopf), gateway (EG 3.3 + our plugin)
+#   .venv-kernel  what runs "inside" notebook and kernel pods: jupyter_server 2, JupyterLab,
+#                 ipykernel, bash_kernel, and our in-pod launcher
+PYTHON ?= python3.11
+VENV := .venv
+KVENV := .venv-kernel
+PIP_QUIET := --quiet --disable-pip-version-check
+# pip's extra local indexes warn about every package they lack; that noise hides real errors.
+PIP_FILTER := 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+PYTEST_ARGS ?=
+ARGS ?=
+PARTS := crds gateway_plugin operator kernel_launcher sandbox
+
+.PHONY: all venv test lint typecheck pytest demo images clean bench-smoke
+
+all: test
+
+venv: $(VENV)/.installed $(KVENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_QUIET) -e '.[gateway,operator,sandbox,test]' $(PIP_FILTER)
+	$(VENV)/bin/python -c "import enterprise_gateway, kopf, kubernetes, aiohttp, elastic_jupyter.crds"
+	touch $@
+
+$(KVENV)/.installed: pyproject.toml
+	test -x $(KVENV)/bin/python || $(PYTHON) -m venv $(KVENV)
+	$(KVENV)/bin/pip install $(PIP_QUIET) -e '.[kernel,notebook]' bash_kernel $(PIP_FILTER)
+	$(KVENV)/bin/python -m bash_kernel.install --sys-prefix >/dev/null
+	$(KVENV)/bin/python -c "import jupyter_server, ipykernel, elastic_jupyter.kernel_launcher"
+	touch $@
+
+# mypy cannot follow setuptools' editable finder, so give it the import layout as symlinks.
+.typecheck/elastic_jupyter: Makefile
+	mkdir -p $@
+	for p in $(PARTS); do ln -sfn ../../$$p $@/$$p; done
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed .typecheck/elastic_jupyter
+	$(VENV)/bin/mypy $(foreach p,$(PARTS),-p elastic_jupyter.$(p))
+
+# pytest exits 5 when it collected nothing: that is a failure here, not a pass.
+pytest: venv
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+test: lint typecheck pytest
+
+demo: venv
+	$(VENV)/bin/python -m elastic_jupyter.sandbox.demo $(ARGS)
+
+images:
+	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || \
+	  { echo "make images needs a running Docker engine (none here); see images/README.md"; exit 1; }
+	docker build -f images/gateway/Dockerfile -t elastic-jupyter/gateway:dev .
+	docker build -f images/operator/Dockerfile -t elastic-jupyter/operator:dev .
+	docker build -f images/kernel-py/Dockerfile -t elastic-jupyter/kernel-py:dev .
+	docker build -f images/kernel-py-gpu/Dockerfile -t elastic-jupyter/kernel-py-gpu:dev .
+
+clean:
+	rm -rf $(VENV) $(KVENV) .typecheck build *.egg-info .pytest_cache .mypy_cache .ruff_cache
