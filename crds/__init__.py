@@ -5,12 +5,15 @@ The five CustomResourceDefinitions live beside this module as YAML (package data
 project spells the group, a plural or a label key: it imports them from here.
 
 The group and version are kept from the original Go project so its users' YAML applies
-unchanged.
+unchanged. Besides names, this module holds the vocabulary the CRDs define: phases, condition
+types, reasons, the schema defaults, annotation keys and Secret names (``docs/crds.md`` is the
+user-facing reference for all of it; tests check the two agree).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from importlib import resources
 from typing import Any
 
@@ -41,9 +44,7 @@ class ResourceNames:
 
 
 JUPYTER_GATEWAY = ResourceNames("JupyterGateway", "jupytergateways", "jupytergateway", ("jgw",))
-JUPYTER_NOTEBOOK = ResourceNames(
-    "JupyterNotebook", "jupyternotebooks", "jupyternotebook", ("jnb",)
-)
+JUPYTER_NOTEBOOK = ResourceNames("JupyterNotebook", "jupyternotebooks", "jupyternotebook", ("jnb",))
 JUPYTER_KERNEL = ResourceNames("JupyterKernel", "jupyterkernels", "jupyterkernel", ("jk",))
 JUPYTER_KERNEL_TEMPLATE = ResourceNames(
     "JupyterKernelTemplate", "jupyterkerneltemplates", "jupyterkerneltemplate", ("jkt",)
@@ -76,17 +77,158 @@ LABEL_NOTEBOOK = f"{GROUP}/notebook"  # name of the JupyterNotebook that owns an
 LABEL_KERNEL_USERNAME = f"{GROUP}/username"  # KERNEL_USERNAME, made label-safe
 
 # --- Status vocabulary ------------------------------------------------------------------------
+# The CRDs' status schemas are closed (no x-kubernetes-preserve-unknown-fields): a value outside
+# these enums makes the API server reject the whole status write with 422.
 PHASE_PENDING = "Pending"
 PHASE_RUNNING = "Running"
 PHASE_SUCCEEDED = "Succeeded"
 PHASE_FAILED = "Failed"
-KERNEL_PHASES = (PHASE_PENDING, PHASE_RUNNING, PHASE_SUCCEEDED, PHASE_FAILED)
+PHASE_UNKNOWN = "Unknown"  # kernels only: the pod phase Unknown (node lost), mirrored as is
+KERNEL_PHASES = (PHASE_PENDING, PHASE_RUNNING, PHASE_SUCCEEDED, PHASE_FAILED, PHASE_UNKNOWN)
+# JupyterGateway and JupyterNotebook: Pending until a pod is ready, Failed when the spec cannot
+# be deployed (the conditions say why).
+GATEWAY_PHASES = (PHASE_PENDING, PHASE_RUNNING, PHASE_FAILED)
+NOTEBOOK_PHASES = (PHASE_PENDING, PHASE_RUNNING, PHASE_FAILED)
 
+# Condition `status` values (strings, as in every Kubernetes condition).
+CONDITION_TRUE = "True"
+CONDITION_FALSE = "False"
+CONDITION_UNKNOWN = "Unknown"
+
+# Condition types. JupyterKernel: Scheduled, Running, Ready, Failed. JupyterGateway: Ready,
+# Valid, KernelSpecsResolved, Progressing. JupyterNotebook: Ready, Valid, GatewayResolved.
+# JupyterKernelTemplate and JupyterKernelSpec: Valid.
 CONDITION_SCHEDULED = "Scheduled"
 CONDITION_RUNNING = "Running"
 CONDITION_READY = "Ready"
-CONDITION_FAILED = "Failed"
-CONDITION_VALID = "Valid"  # templates and kernelspecs: does the spec make sense?
+CONDITION_FAILED = "Failed"  # kernel: True when it ended badly or cannot start unaided
+CONDITION_VALID = "Valid"  # does the spec make sense? (False: reason + message say what to fix)
+CONDITION_KERNELSPECS_RESOLVED = "KernelSpecsResolved"  # gateway: every `kernels` name exists
+CONDITION_PROGRESSING = "Progressing"  # gateway/notebook: a rollout of a new spec is under way
+CONDITION_GATEWAY_RESOLVED = "GatewayResolved"  # notebook: spec.gateway names a JupyterGateway
+
+# --- Reasons (condition `reason`, JupyterKernel `status.reason`, Event reasons) ---------------
+# Kernel reasons mirror the pod's own wording where the pod has one.
+REASON_UNSCHEDULABLE = "Unschedulable"  # PodScheduled=False; not fatal (autoscalers may help)
+REASON_ERR_IMAGE_PULL = "ErrImagePull"
+REASON_IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
+REASON_INVALID_IMAGE_NAME = "InvalidImageName"
+REASON_ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
+REASON_CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"  # e.g. missing Secret key
+REASON_CREATE_CONTAINER_ERROR = "CreateContainerError"
+REASON_RUN_CONTAINER_ERROR = "RunContainerError"
+REASON_CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
+REASON_OOM_KILLED = "OOMKilled"
+REASON_ERROR = "Error"  # container terminated with a non-zero exit code
+REASON_COMPLETED = "Completed"  # container terminated with exit code 0
+REASON_EVICTED = "Evicted"  # the pod's own reason when the kubelet evicted it
+REASON_POD_DELETED = "PodDeleted"  # the kernel's pod was deleted behind the operator's back
+REASON_POD_CREATE_FAILED = "PodCreateFailed"  # the API server refused the pod (message says why)
+REASON_SPEC_IMMUTABLE = "SpecImmutable"  # Event: a JupyterKernel's spec was edited; not applied
+# Spec validation (condition Valid, and the Events beside it).
+REASON_SPEC_VALID = "SpecValid"  # Valid=True
+REASON_INVALID_SPEC = "InvalidSpec"  # Valid=False for a reason with no name of its own
+REASON_TEMPLATE_MISSING = "TemplateMissing"  # kernelspec without spec.template (original crash)
+REASON_TEMPLATE_NOT_FOUND = "TemplateNotFound"  # the referenced JupyterKernelTemplate is absent
+REASON_TEMPLATE_INVALID = "TemplateInvalid"  # the referenced template is not Valid
+REASON_NO_CONTAINERS = "NoContainers"  # a pod template without containers
+# template.metadata holds keys other than labels/annotations (the original sample's
+# `metadata: {app: ..., component: ...}`, issue #67): kept, not applied, reported with
+# "did you mean metadata.labels?". Valid stays True (the template works).
+REASON_MISPLACED_TEMPLATE_METADATA = "MisplacedTemplateMetadata"
+REASON_KERNELSPEC_NOT_FOUND = "KernelSpecNotFound"  # gateway: a `kernels` name has no CR
+REASON_GATEWAY_NOT_FOUND = "GatewayNotFound"  # notebook: spec.gateway names no JupyterGateway
+
+IMAGE_PULL_FAILURE_REASONS = frozenset(
+    {
+        REASON_ERR_IMAGE_PULL,
+        REASON_IMAGE_PULL_BACK_OFF,
+        REASON_INVALID_IMAGE_NAME,
+        REASON_ERR_IMAGE_NEVER_PULL,
+    }
+)
+# A JupyterKernel whose status.reason is one of these will not start without someone's help:
+# the gateway fails the launch at once with the reason and message (Unschedulable is handled
+# separately, after a grace period).
+KERNEL_LAUNCH_FAILURE_REASONS = IMAGE_PULL_FAILURE_REASONS | frozenset(
+    {
+        REASON_CREATE_CONTAINER_CONFIG_ERROR,
+        REASON_CREATE_CONTAINER_ERROR,
+        REASON_RUN_CONTAINER_ERROR,
+        REASON_CRASH_LOOP_BACK_OFF,
+        REASON_OOM_KILLED,
+        REASON_ERROR,
+        REASON_COMPLETED,
+        REASON_EVICTED,
+        REASON_POD_DELETED,
+        REASON_POD_CREATE_FAILED,
+    }
+)
+
+# --- Spec vocabulary and defaults ------------------------------------------------------------
+# Values the CRD schemas default (tests check these equal the YAML's `default:`).
+DEFAULT_CULL_IDLE_TIMEOUT = 3600  # JupyterGateway.spec.cullIdleTimeout, seconds (original)
+DEFAULT_CULL_INTERVAL = 60  # JupyterGateway.spec.cullInterval, seconds
+DEFAULT_KERNEL_LAUNCH_TIMEOUT = 60  # JupyterGateway.spec.kernelLaunchTimeout, seconds (original)
+DEFAULT_NOTEBOOK_PORT = 8888  # JupyterNotebook.spec.port
+AUTH_MODE_ENABLE = "enable"
+AUTH_MODE_DISABLE = "disable"
+AUTH_MODES = (AUTH_MODE_ENABLE, AUTH_MODE_DISABLE)
+DEFAULT_AUTH_MODE = AUTH_MODE_ENABLE  # JupyterGateway/JupyterNotebook spec.auth.mode
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # JupyterGateway.spec.logLevel
+# Defaults the operator applies (not in the schema: a persisted default would pin an object to
+# one release's value, or to a name that may not exist).
+DEFAULT_LOG_LEVEL = "INFO"
+DEFAULT_PORT_RANGE = "0..0"  # any free port: each kernel has its own pod IP
+LEGACY_DEFAULT_KERNEL = "python_kubernetes"  # the original's defaultKernel, used when served
+DEFAULT_KERNEL_LANGUAGE = "python"  # JupyterKernelSpec.spec.language when unset
+GATEWAY_PORT = 8888  # Enterprise Gateway's HTTP port, in status.url
+# JupyterKernelSpec.spec.className: ours by default; the original's class path means ours too.
+DEFAULT_PROCESS_PROXY_CLASS = "elastic_jupyter.gateway_plugin.KubeflowProcessProxy"
+LEGACY_PROCESS_PROXY_CLASSES = frozenset(
+    {"enterprise_gateway.services.processproxies.kubeflow.KubeflowProcessProxy"}
+)
+KERNEL_JSON_KEY = "kernel.json"  # key of the kernelspec ConfigMap (status.configMapName)
+AUTH_TOKEN_KEY = "token"  # key of the gateway auth / notebook token Secrets
+
+
+def gateway_auth_secret_name(gateway_name: str) -> str:
+    """Default Secret of a JupyterGateway's token (``spec.auth.secretName`` unset)."""
+    return f"{gateway_name}-auth"
+
+
+def notebook_token_secret_name(notebook_name: str) -> str:
+    """Secret the operator generates a JupyterNotebook's login token into."""
+    return f"{notebook_name}-token"
+
+
+# --- Finalizers and annotations -------------------------------------------------------------
+# kopf keeps handler progress and its diff base in annotations with this prefix
+# (`kopf.AnnotationsProgressStorage(prefix=...)`, `kopf.AnnotationsDiffBaseStorage(prefix=...)`):
+# the status schemas are closed, so kopf's default `status.kopf` would be pruned.
+KOPF_ANNOTATION_PREFIX = f"kopf.{GROUP}"
+# kopf's finalizer for our resources (kopf `settings.persistence.finalizer`), named for us so
+# that `kubectl get -o yaml` shows whose it is.
+FINALIZER = f"{KOPF_ANNOTATION_PREFIX}/finalizer"
+# On Deployments the operator renders: hash of the rendered spec, to roll out only on change.
+ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
+# On a kernel pod: the JupyterKernel metadata.generation the pod was built from.
+ANNOTATION_KERNEL_GENERATION = f"{GROUP}/kernel-generation"
+# On a JupyterKernel: "<namespace>/<name>" of the JupyterKernelTemplate it was built from.
+ANNOTATION_KERNEL_TEMPLATE = f"{GROUP}/kernel-template"
+
+
+def rfc3339(moment: datetime | None = None) -> str:
+    """A status timestamp (``startTime``, ``lastTransitionTime``…) as the CRDs require.
+
+    The status schemas declare ``format: date-time``: a real API server refuses a timestamp
+    without a time zone (Python's naive ``isoformat()``) with 422; the sandbox does not check
+    formats, so use this. ``None`` means now; naive datetimes are taken as UTC.
+    """
+    moment = moment or datetime.now(timezone.utc)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def crd_text(names: ResourceNames) -> str:

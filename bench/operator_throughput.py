@@ -1,0 +1,608 @@
+"""Operator throughput: N JupyterKernels → N kernel pods Running, on a private sandbox.
+
+Usage::
+
+    .venv/bin/python bench/operator_throughput.py [--kernels 1000] [--concurrency 32]
+        [--output-dir bench/results]
+
+What it does, in order:
+
+1. starts a sandbox (:class:`elastic_jupyter.sandbox.cluster.SandboxCluster`) sized for N pods,
+   and the real operator CLI ``elastic-jupyter-operator --all-namespaces`` against it;
+2. zeroes the sandbox's request counters, then creates N JupyterKernels (``busybox`` running
+   ``sleep 3600``, so pods are cheap host processes) with ``--concurrency`` parallel requests,
+   while one watch on JupyterKernels records when each kernel's ``status.phase`` becomes
+   ``Running`` — the moment the gateway would see it;
+3. reports kernels/s (N / first create → last Running), start latency percentiles (create
+   request sent → Running seen), the operator's RSS and CPU time, and the API writes the
+   operator made per kernel start, counted by the sandbox per user agent (``kopf`` for kopf's
+   own requests such as Event posts, ``elastic-jupyter-operator`` for ours);
+4. for reference (skip with ``--no-baseline``), two more runs on fresh sandboxes: the same pods
+   created directly without the operator (the sandbox kubelet's own ceiling), and the operator
+   alone on a sandbox without a kubelet (kernels → pods created; no process is started);
+5. writes ``operator_throughput.json`` and ``.md`` (with machine info and the command line) to
+   ``--output-dir``.
+
+Goals (issue 5): ≥ 50 kernels/s, ≤ 4 API writes per kernel start (floor 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from elastic_jupyter import crds
+from elastic_jupyter.operator import kernel_pod
+from elastic_jupyter.sandbox.cluster import SandboxCluster
+
+REPO = Path(__file__).resolve().parent.parent
+OPERATOR_AGENTS = ("kopf", "elastic-jupyter-operator")
+WRITE_VERBS = ("create", "update", "patch", "delete")
+NAMESPACE = "bench"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _kernel(index: int) -> dict[str, Any]:
+    return {
+        "apiVersion": crds.API_VERSION,
+        "kind": crds.JUPYTER_KERNEL.kind,
+        "metadata": {
+            "name": f"bench-{index:05d}",
+            "labels": {crds.LABEL_KERNEL_ID: f"00000000-0000-0000-0000-{index:012d}"},
+        },
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "kernel", "image": "busybox", "command": ["sleep", "3600"]}
+                    ]
+                }
+            }
+        },
+    }
+
+
+def _proc_stats(pid: int) -> dict[str, float]:
+    """RSS, peak RSS (MiB) and CPU seconds of a process, from /proc."""
+    result: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key = "rss_mib" if line.startswith("VmRSS") else "peak_rss_mib"
+                result[key] = round(int(line.split()[1]) / 1024, 1)
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        result["cpu_seconds"] = round((int(fields[11]) + int(fields[12])) / ticks, 2)
+    except OSError:
+        pass
+    return result
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    with contextlib.suppress(OSError, IndexError):
+        memory = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
+    import kopf
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "memory": memory,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "kopf": getattr(kopf, "__version__", "") or _pkg_version("kopf"),
+        "loadavg_before": list(os.getloadavg()),
+    }
+
+
+def _pkg_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def operator_writes(stats: dict[str, Any]) -> dict[str, int]:
+    """Writes made by the operator, by "verb resource[/subresource]"."""
+    result: dict[str, int] = {}
+    for row in stats.get("counts") or []:
+        if row.get("userAgent") in OPERATOR_AGENTS and row.get("verb") in WRITE_VERBS:
+            resource = row["resource"] + (
+                f"/{row['subresource']}" if row.get("subresource") else ""
+            )
+            key = f"{row['verb']} {resource}"
+            result[key] = result.get(key, 0) + int(row["count"])
+    return result
+
+
+async def _run_burst(
+    url: str, total: int, concurrency: int, timeout: float
+) -> tuple[float, dict[str, float], dict[str, float], dict[str, float], dict[str, float]]:
+    """Create the kernels and watch them.
+
+    Returns the start time and, per kernel name, when its create was sent and when it was seen
+    Running (``time.perf_counter`` values).
+    """
+    base = f"{url}/apis/{crds.GROUP}/{crds.VERSION}/namespaces/{NAMESPACE}/jupyterkernels"
+    sent: dict[str, float] = {}
+    running: dict[str, float] = {}
+    pods_running: dict[str, float] = {}
+    pods_created: dict[str, float] = {}
+    done = asyncio.Event()
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency + 4),
+        headers={"User-Agent": "bench-client"},
+    ) as session:
+        async with session.get(base) as response:
+            listing = await response.json()
+        version = listing["metadata"]["resourceVersion"]
+
+        async def watch() -> None:
+            params = {"watch": "1", "resourceVersion": version}
+            watch_timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+            async with session.get(base, params=params, timeout=watch_timeout) as response:
+                async for line in response.content:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    obj = event.get("object") or {}
+                    name = (obj.get("metadata") or {}).get("name")
+                    phase = (obj.get("status") or {}).get("phase")
+                    if name and phase == crds.PHASE_RUNNING and name not in running:
+                        running[name] = time.perf_counter()
+                        if len(running) >= total:
+                            done.set()
+                            return
+
+        async def watch_pods() -> None:
+            # When the kubelet reports each pod Running: separates the operator's share of the
+            # latency from the sandbox kubelet's.
+            pods = f"{url}/api/v1/namespaces/{NAMESPACE}/pods"
+            params = {"watch": "1"}
+            watch_timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+            async with session.get(pods, params=params, timeout=watch_timeout) as response:
+                async for line in response.content:
+                    if not line.strip():
+                        continue
+                    obj = json.loads(line).get("object") or {}
+                    name = (obj.get("metadata") or {}).get("name")
+                    phase = (obj.get("status") or {}).get("phase")
+                    if name and name not in pods_created:
+                        pods_created[name] = time.perf_counter()
+                    if name and phase == crds.PHASE_RUNNING and name not in pods_running:
+                        pods_running[name] = time.perf_counter()
+
+        watcher = asyncio.create_task(watch())
+        pod_watcher = asyncio.create_task(watch_pods())
+        await asyncio.sleep(0.2)  # let the watch start before the first create
+        started = time.perf_counter()
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for index in range(total):
+            queue.put_nowait(index)
+
+        async def creator() -> None:
+            while not queue.empty():
+                index = queue.get_nowait()
+                body = _kernel(index)
+                sent[body["metadata"]["name"]] = time.perf_counter()
+                async with session.post(base, json=body) as response:
+                    if response.status != 201:
+                        raise RuntimeError(
+                            f"create failed: {response.status} {await response.text()}"
+                        )
+
+        await asyncio.gather(*(creator() for _ in range(concurrency)))
+        try:
+            await asyncio.wait_for(done.wait(), timeout=timeout)
+        finally:
+            watcher.cancel()
+            pod_watcher.cancel()
+    return started, sent, running, pods_running, pods_created
+
+
+async def _run_baseline(url: str, total: int, concurrency: int, timeout: float) -> float:
+    """Create the operator's pods directly (no operator); seconds until all are Running.
+
+    The ceiling the sandbox's kubelet and API server set for the end-to-end number.
+    """
+    base = f"{url}/api/v1/namespaces/{NAMESPACE}/pods"
+    running: set[str] = set()
+    done = asyncio.Event()
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency + 4),
+        headers={"User-Agent": "bench-client"},
+    ) as session:
+
+        async def watch() -> None:
+            watch_timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+            async with session.get(base, params={"watch": "1"}, timeout=watch_timeout) as response:
+                async for line in response.content:
+                    obj = json.loads(line).get("object") or {} if line.strip() else {}
+                    if (obj.get("status") or {}).get("phase") == crds.PHASE_RUNNING:
+                        running.add(obj["metadata"]["name"])
+                        if len(running) >= total:
+                            done.set()
+                            return
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.2)
+        started = time.perf_counter()
+        queue = list(range(total))
+
+        async def creator() -> None:
+            while queue:
+                kernel = _kernel(queue.pop())
+                kernel["metadata"].update(namespace=NAMESPACE, uid="baseline")
+                pod = kernel_pod.build_pod(kernel)
+                del pod["metadata"]["ownerReferences"]  # no owner: the GC would delete it
+                async with session.post(base, json=pod) as response:
+                    if response.status != 201:
+                        raise RuntimeError(f"create failed: {response.status}")
+
+        await asyncio.gather(*(creator() for _ in range(concurrency)))
+        try:
+            await asyncio.wait_for(done.wait(), timeout=timeout)
+        finally:
+            watcher.cancel()
+    return time.perf_counter() - started
+
+
+def _sandbox(kernels: int, state_dir: Path | None = None) -> SandboxCluster:
+    extra = ["--node-resource", f"pods={kernels + 100}"]
+    return SandboxCluster(
+        apply_crds=True, node_cpu="256", node_memory="1Ti", dns=False, extra_args=extra,
+        state_dir=state_dir,
+    )  # fmt: skip
+
+
+def _start_operator(
+    sandbox: SandboxCluster, state_dir: Path, profile: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``elastic-jupyter-operator --all-namespaces``; return once its liveness answers."""
+    live, metrics_port = _free_port(), _free_port()
+    command = [str(Path(sys.executable).parent / "elastic-jupyter-operator")]
+    if profile:
+        command = [sys.executable, "-m", "cProfile", "-o", str(profile), *command]
+    log_path = state_dir / "operator.log"
+    with log_path.open("wb") as log:
+        operator = subprocess.Popen(
+            [
+                *command,
+                "--all-namespaces",
+                "--quiet",
+                "--liveness",
+                f"http://127.0.0.1:{live}/healthz",
+                "--metrics-port",
+                str(metrics_port),
+            ],
+            env=sandbox.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{live}/healthz", timeout=1).close()
+            return operator
+        except OSError:
+            if time.monotonic() > deadline or operator.poll() is not None:
+                operator.kill()
+                raise RuntimeError(log_path.read_text()[-3000:]) from None
+            time.sleep(0.1)
+
+
+def _stop(operator: subprocess.Popen[bytes]) -> None:
+    operator.terminate()
+    try:
+        operator.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        operator.kill()
+
+
+async def _run_creations(url: str, total: int, concurrency: int, timeout: float) -> float:
+    """Create the kernels; seconds until the operator has created all their pods."""
+    base = f"{url}/apis/{crds.GROUP}/{crds.VERSION}/namespaces/{NAMESPACE}/jupyterkernels"
+    pods = f"{url}/api/v1/namespaces/{NAMESPACE}/pods"
+    seen: set[str] = set()
+    done = asyncio.Event()
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency + 4),
+        headers={"User-Agent": "bench-client"},
+    ) as session:
+
+        async def watch() -> None:
+            watch_timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+            async with session.get(pods, params={"watch": "1"}, timeout=watch_timeout) as response:
+                async for line in response.content:
+                    obj = json.loads(line).get("object") or {} if line.strip() else {}
+                    name = (obj.get("metadata") or {}).get("name")
+                    if name:
+                        seen.add(name)
+                        if len(seen) >= total:
+                            done.set()
+                            return
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.2)
+        started = time.perf_counter()
+        queue = list(range(total))
+
+        async def creator() -> None:
+            while queue:
+                async with session.post(base, json=_kernel(queue.pop())) as response:
+                    if response.status != 201:
+                        raise RuntimeError(f"create failed: {response.status}")
+
+        await asyncio.gather(*(creator() for _ in range(concurrency)))
+        try:
+            await asyncio.wait_for(done.wait(), timeout=timeout)
+        finally:
+            watcher.cancel()
+    return time.perf_counter() - started
+
+
+def operator_only(kernels: int, concurrency: int, timeout: float) -> dict[str, Any]:
+    """The operator's own rate: kernels → pods created, on a sandbox without a kubelet.
+
+    No pod process is started, so the sandbox's kubelet (the end-to-end bottleneck) is out of
+    the picture; what remains is the API server, the operator and this client.
+    """
+    state_dir = Path(tempfile.mkdtemp(prefix="ej-bench-"))
+    extra = ["--node-resource", f"pods={kernels + 100}", "--no-kubelet"]
+    with SandboxCluster(apply_crds=True, dns=False, extra_args=extra, state_dir=state_dir) as sb:
+        operator = _start_operator(sb, state_dir)
+        try:
+            sb.create_namespace(NAMESPACE)
+            seconds = asyncio.run(_run_creations(sb.url, kernels, concurrency, timeout))
+        finally:
+            _stop(operator)
+        sb.delete_namespace(NAMESPACE)
+    return {"seconds": round(seconds, 3), "pods_per_second": round(kernels / seconds, 1)}
+
+
+def baseline(kernels: int, concurrency: int, timeout: float) -> dict[str, Any]:
+    """Pods created directly on a fresh sandbox, without the operator."""
+    with _sandbox(kernels) as sandbox:
+        sandbox.create_namespace(NAMESPACE)
+        before = _proc_stats(sandbox.process.pid) if sandbox.process else {}
+        seconds = asyncio.run(_run_baseline(sandbox.url, kernels, concurrency, timeout))
+        after = _proc_stats(sandbox.process.pid) if sandbox.process else {}
+        sandbox.delete_namespace(NAMESPACE)
+    return {
+        "seconds": round(seconds, 3),
+        "pods_per_second": round(kernels / seconds, 1),
+        "sandbox_cpu_seconds": round(after.get("cpu_seconds", 0) - before.get("cpu_seconds", 0), 2),
+    }
+
+
+def _wait_quiet(
+    sandbox: SandboxCluster, settle: float = 1.5, limit: float = 30.0
+) -> dict[str, Any]:
+    """Wait until the operator's write counters stop moving (it posts Events in the background)."""
+    deadline = time.monotonic() + limit
+    last = operator_writes(sandbox.stats())
+    stable_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        stats = sandbox.stats()
+        now = operator_writes(stats)
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        elif time.monotonic() - stable_since >= settle:
+            return stats
+    return sandbox.stats()
+
+
+def run(
+    kernels: int,
+    concurrency: int,
+    timeout: float,
+    with_baseline: bool,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark once; return the result document."""
+    machine = _machine()
+    reference = baseline(kernels, concurrency, timeout) if with_baseline else None
+    state_dir = Path(tempfile.mkdtemp(prefix="ej-bench-"))
+    creation_only = operator_only(kernels, concurrency, timeout) if with_baseline else None
+    state_dir = Path(tempfile.mkdtemp(prefix="ej-bench-"))
+    with _sandbox(kernels, state_dir) as sandbox:
+        sandbox_pid = sandbox.process.pid if sandbox.process else 0
+        operator = _start_operator(sandbox, state_dir, profile)
+        try:
+            sandbox.create_namespace(NAMESPACE)
+            idle = _proc_stats(operator.pid)
+            sandbox_idle = _proc_stats(sandbox_pid)
+            sandbox.reset_stats()
+            started, sent, running, pods_running, pods_created = asyncio.run(
+                _run_burst(sandbox.url, kernels, concurrency, timeout)
+            )
+            elapsed = max(running.values()) - started
+            busy = _proc_stats(operator.pid)
+            sandbox_busy = _proc_stats(sandbox_pid)
+            stats = _wait_quiet(sandbox)
+            after = _proc_stats(operator.pid)
+        finally:
+            _stop(operator)
+        sandbox.delete_namespace(NAMESPACE)
+
+    writes = operator_writes(stats)
+    total_writes = sum(writes.values())
+    latencies = sorted(running[name] - sent[name] for name in running)
+    # The operator's own share: pod seen Running by the kubelet → kernel status seen Running.
+    lags = sorted(running[n] - pods_running[n] for n in running if n in pods_running)
+    lag_q = statistics.quantiles(lags, n=100) if len(lags) > 1 else lags * 99
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    return {
+        "benchmark": "operator_throughput",
+        "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "kernels": kernels,
+        "concurrency": concurrency,
+        "seconds": round(elapsed, 3),
+        "kernels_per_second": round(kernels / elapsed, 1),
+        "create_seconds": round(max(sent.values()) - started, 3),
+        "latency_seconds": {
+            "p50": round(quantiles[49], 3),
+            "p95": round(quantiles[94], 3),
+            "max": round(latencies[-1], 3),
+        },
+        "pods_created_seconds": round(max(pods_created.values()) - started, 3)
+        if pods_created
+        else None,
+        "pods_created_per_second": round(kernels / (max(pods_created.values()) - started), 1)
+        if pods_created
+        else None,
+        "pods_running_seconds": round(max(pods_running.values()) - started, 3)
+        if pods_running
+        else None,
+        "status_lag_seconds": {"p50": round(lag_q[49], 3), "p95": round(lag_q[94], 3)}
+        if lags
+        else None,
+        "api_writes_per_kernel": round(total_writes / kernels, 2),
+        "api_writes": writes,
+        "operator": {
+            "rss_mib_idle": idle.get("rss_mib"),
+            "rss_mib_after": after.get("rss_mib"),
+            "peak_rss_mib": after.get("peak_rss_mib"),
+            "cpu_seconds_burst": round(busy.get("cpu_seconds", 0) - idle.get("cpu_seconds", 0), 2),
+        },
+        "sandbox_cpu_seconds_burst": round(
+            sandbox_busy.get("cpu_seconds", 0) - sandbox_idle.get("cpu_seconds", 0), 2
+        ),
+        "baseline_without_operator": reference,
+        "operator_without_kubelet": creation_only,
+        "goals": {"kernels_per_second": 50, "api_writes_per_kernel": 4},
+        "machine": machine,
+    }
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """The result as a Markdown table."""
+    machine = result["machine"]
+    operator = result["operator"]
+    writes = ", ".join(f"{k}: {v}" for k, v in sorted(result["api_writes"].items()))
+    rows = [
+        ("kernels", result["kernels"]),
+        ("kernels/s (first create → last Running)", result["kernels_per_second"]),
+        ("wall time (s)", result["seconds"]),
+        ("time to send all creates (s)", result["create_seconds"]),
+        (
+            "start latency p50 / p95 / max (s)",
+            "{p50} / {p95} / {max}".format(**result["latency_seconds"]),
+        ),
+        ("last pod created by the operator (s)", result["pods_created_seconds"]),
+        ("pods created/s (operator's own throughput)", result["pods_created_per_second"]),
+        ("last pod Running, as the kubelet reports it (s)", result["pods_running_seconds"]),
+        (
+            "status lag: pod Running → kernel status Running, p50 / p95 (s)",
+            "{p50} / {p95}".format(**(result["status_lag_seconds"] or {"p50": "-", "p95": "-"})),
+        ),
+        ("API writes per kernel start", result["api_writes_per_kernel"]),
+        ("API writes by the operator", writes),
+        (
+            "operator RSS idle → after (MiB)",
+            f"{operator['rss_mib_idle']} → {operator['rss_mib_after']}",
+        ),
+        ("operator peak RSS (MiB)", operator["peak_rss_mib"]),
+        ("operator CPU during the burst (s)", operator["cpu_seconds_burst"]),
+        ("sandbox CPU during the burst (s)", result["sandbox_cpu_seconds_burst"]),
+    ]
+    creation_only = result.get("operator_without_kubelet")
+    if creation_only:
+        rows.append(
+            (
+                "operator alone: kernels → pods created, sandbox without kubelet (pods/s)",
+                f"{creation_only['pods_per_second']} ({creation_only['seconds']} s)",
+            )
+        )
+    reference = result.get("baseline_without_operator")
+    if reference:
+        rows.append(
+            (
+                "baseline: same pods created directly, no operator (pods/s)",
+                f"{reference['pods_per_second']} ({reference['seconds']} s, sandbox CPU "
+                f"{reference['sandbox_cpu_seconds']} s)",
+            )
+        )
+    lines = [
+        "# Operator throughput",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        *[f"| {name} | {value} |" for name, value in rows],
+        "",
+        f"Goals: ≥ {result['goals']['kernels_per_second']} kernels/s, ≤ "
+        f"{result['goals']['api_writes_per_kernel']} API writes per kernel start (floor 2).",
+        "",
+        f"Machine: {machine['cpu_count']} CPUs ({machine['cpu_model']}), {machine['memory']}, "
+        f"{machine['platform']}, Python {machine['python']}, kopf {machine['kopf']}; "
+        f"load average before: {', '.join(f'{x:.2f}' for x in machine['loadavg_before'])}. "
+        "Sandbox (API server, scheduler, kubelet in one process), operator and this client "
+        "share the machine.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kernels", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for Running")
+    parser.add_argument("--output-dir", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip the two reference runs (pods without the operator; operator without kubelet)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="run the operator under cProfile and write its profile here (slows it down)",
+    )
+    args = parser.parse_args(argv)
+    result = run(args.kernels, args.concurrency, args.timeout, not args.no_baseline, args.profile)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / "operator_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    markdown = to_markdown(result)
+    (args.output_dir / "operator_throughput.md").write_text(markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,397 @@
+"""Kernelspec hot reload: serve the namespace's kernelspec ConfigMaps from the running gateway.
+
+The operator renders every JupyterKernelSpec into a ConfigMap (label
+``kubeflow.tkestack.io/kernelspec=<name>``, key ``kernel.json``) and keeps it current. Inside
+the gateway pod, :class:`SyncedKernelSpecManager` (Enterprise Gateway's
+``kernel_spec_manager_class``, set by the gateway Deployment's args) starts one
+:class:`KernelSpecSync` for the process. It watches
+
+* the kernelspec ConfigMaps of ``EG_NAMESPACE``, and
+* its own JupyterGateway ``EG_NAMESPACE/EG_NAME``, for ``spec.kernels`` (the names to serve;
+  empty or unset means every kernelspec in the namespace),
+
+and mirrors the selection into ``<dir>/kernels/<name>/kernel.json`` (atomic renames; removed
+names are deleted). The manager reads only that directory, and Enterprise Gateway's
+KernelSpecCache is off (``EG_KERNELSPEC_CACHE_ENABLED=false``), so jupyter_client lists the
+directory on every ``/api/kernelspecs`` request: an add, edit or delete is visible as soon as a
+watch event arrives, without restarting the pod.
+
+Run standalone (debugging, or as a sidecar writing into a shared volume)::
+
+    python -m elastic_jupyter.gateway_plugin.kernelspec_sync --dir /tmp/ks --namespace default \
+        --gateway my-gateway
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpecManager
+from traitlets import default
+
+from elastic_jupyter import crds
+
+log = logging.getLogger(__name__)
+
+KERNEL_JSON = "kernel.json"
+DIR_ENV = "ELASTIC_JUPYTER_KERNELSPEC_DIR"
+KERNELS_ENV = "ELASTIC_JUPYTER_KERNELSPECS"  # only when there is no gateway to read
+WATCH_TIMEOUT_SECONDS = 300
+RETRY_SECONDS = 1.0
+INITIAL_SYNC_TIMEOUT = 10.0
+LEGACY_DEFAULT_KERNEL = crds.LEGACY_DEFAULT_KERNEL
+DEFAULT_KERNEL_ENV = "EG_DEFAULT_KERNEL_NAME"
+STARTUP_DEFAULT_DELAY = 1.0
+
+# --- Pure part -------------------------------------------------------------------------------
+
+
+def kernel_name(configmap: Mapping[str, Any]) -> str:
+    """The kernel name a kernelspec ConfigMap stands for: its label value, else its name."""
+    meta = configmap.get("metadata") or {}
+    label = (meta.get("labels") or {}).get(crds.LABEL_KERNELSPEC)
+    return str(label or meta.get("name") or "")
+
+
+def wanted_kernels(gateway: Mapping[str, Any] | None) -> list[str]:
+    """``spec.kernels`` of a JupyterGateway; empty means all kernelspecs of the namespace."""
+    if not gateway:
+        return []
+    return [str(k) for k in (gateway.get("spec") or {}).get("kernels") or []]
+
+
+def desired_files(configmaps: Iterable[Mapping[str, Any]], wanted: Sequence[str]) -> dict[str, str]:
+    """Kernel name → kernel.json text for the kernelspecs to serve.
+
+    ConfigMaps without a parsable ``kernel.json`` are skipped (the operator reports them on the
+    JupyterKernelSpec); names in ``wanted`` without a ConfigMap are simply absent.
+    """
+    selected = set(wanted)
+    files: dict[str, str] = {}
+    for cm in configmaps:
+        name = kernel_name(cm)
+        text = (cm.get("data") or {}).get(KERNEL_JSON)
+        if not name or not text or (selected and name not in selected):
+            continue
+        try:
+            json.loads(text)
+        except ValueError:
+            log.warning("kernelspec %s: kernel.json is not JSON; not served", name)
+            continue
+        files[name] = text
+    return files
+
+
+def apply_files(kernels_dir: Path, files: Mapping[str, str]) -> list[str]:
+    """Make ``kernels_dir`` hold exactly ``files``; return what changed (for the log).
+
+    Every kernel.json is written to a temporary file and renamed into place, so a reader
+    (jupyter_client on a request) never sees a half-written spec.
+    """
+    kernels_dir.mkdir(parents=True, exist_ok=True)
+    changes: list[str] = []
+    for name, text in sorted(files.items()):
+        target = kernels_dir / name / KERNEL_JSON
+        if target.is_file() and target.read_text(encoding="utf-8") == text:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".kernel.json.")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+        changes.append(f"wrote {name}")
+    for entry in sorted(kernels_dir.iterdir()):
+        if entry.is_dir() and entry.name not in files:
+            (entry / KERNEL_JSON).unlink(missing_ok=True)
+            shutil.rmtree(entry, ignore_errors=True)
+            changes.append(f"removed {entry.name}")
+    return changes
+
+
+# --- Kubernetes side -------------------------------------------------------------------------
+
+
+def default_kernel_name(served: Sequence[str]) -> str | None:
+    """The default kernel when ``spec.defaultKernel`` is unset: the original's
+    ``python_kubernetes`` if served, else the first served name in alphabetical order."""
+    if LEGACY_DEFAULT_KERNEL in served:
+        return LEGACY_DEFAULT_KERNEL
+    return min(served) if served else None
+
+
+def load_api_client() -> Any:
+    """A kubernetes ApiClient: in-cluster config inside a pod, else the kubeconfig."""
+    from kubernetes import client, config
+
+    if os.environ.get("KUBECONFIG") or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        configuration = client.Configuration()
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return client.ApiClient(configuration)
+
+
+ListFn = Callable[..., Any]
+
+
+class KernelSpecSync:
+    """Watches kernelspec ConfigMaps and the gateway's ``spec.kernels``; mirrors them to disk."""
+
+    def __init__(
+        self,
+        directory: Path,
+        namespace: str,
+        gateway_name: str | None,
+        api_client: Any,
+        fixed_kernels: Sequence[str] = (),
+    ) -> None:
+        self.kernels_dir = directory / "kernels"
+        self.namespace = namespace
+        self.gateway_name = gateway_name
+        self.api_client = api_client
+        self._fixed_kernels = list(fixed_kernels)
+        self._configmaps: dict[str, Mapping[str, Any]] | None = None
+        self._gateway: Mapping[str, Any] | None = None
+        self._gateway_known = gateway_name is None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.synced = threading.Event()
+        self._threads: list[threading.Thread] = []
+        #: Kernel names written by the last render (sorted).
+        self.served: list[str] = []
+        self.kernels_dir.mkdir(parents=True, exist_ok=True)
+
+    # Watch loops ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.api_client)
+        self._spawn(
+            "configmaps",
+            lambda: self._watch(
+                core.list_namespaced_config_map,
+                self._replace_configmaps,
+                self._update_configmap,
+                namespace=self.namespace,
+                label_selector=crds.LABEL_KERNELSPEC,
+            ),
+        )
+        if self.gateway_name:
+            custom = client.CustomObjectsApi(self.api_client)
+            self._spawn(
+                "gateway",
+                lambda: self._watch(
+                    custom.list_namespaced_custom_object,
+                    self._replace_gateway,
+                    self._update_gateway,
+                    group=crds.GROUP,
+                    version=crds.VERSION,
+                    namespace=self.namespace,
+                    plural=crds.JUPYTER_GATEWAY.plural,
+                    field_selector=f"metadata.name={self.gateway_name}",
+                ),
+            )
+
+    def _spawn(self, what: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"kernelspec-sync-{what}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(
+        self,
+        list_fn: ListFn,
+        replace: Callable[[list[Mapping[str, Any]]], None],
+        update: Callable[[str, Mapping[str, Any]], None],
+        **kwargs: Any,
+    ) -> None:
+        """List, then watch from the list's resourceVersion; relist on any error or expiry."""
+        from kubernetes import watch
+
+        while not self._stop.is_set():
+            try:
+                response = list_fn(_preload_content=False, **kwargs)
+                listing = json.loads(response.data)
+                replace(list(listing.get("items") or []))
+                version = (listing.get("metadata") or {}).get("resourceVersion")
+                stream = watch.Watch()  # type: ignore[no-untyped-call]
+                for event in stream.stream(  # type: ignore[no-untyped-call]
+                    list_fn,
+                    resource_version=version,
+                    timeout_seconds=WATCH_TIMEOUT_SECONDS,
+                    deserialize=False,
+                    **kwargs,
+                ):
+                    if self._stop.is_set():
+                        stream.stop()  # type: ignore[no-untyped-call]
+                        break
+                    kind = str(event.get("type"))
+                    # deserialize=False: the event is the JSON line itself ("object", no
+                    # "raw_object").
+                    obj = event.get("raw_object") or event.get("object") or {}
+                    if kind == "ERROR":
+                        log.info("kernelspec sync: watch ended (%s); relisting", obj.get("message"))
+                        break
+                    if kind in ("ADDED", "MODIFIED", "DELETED") and obj.get("metadata"):
+                        update(kind, obj)
+            except Exception as error:  # the watch must survive API hiccups
+                log.warning("kernelspec sync: %s; retrying in %.0f s", error, RETRY_SECONDS)
+                self._stop.wait(RETRY_SECONDS)
+
+    def _replace_configmaps(self, items: list[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self._configmaps = {item["metadata"]["name"]: item for item in items}
+            self._render_locked()
+
+    def _update_configmap(self, kind: str, obj: Mapping[str, Any]) -> None:
+        with self._lock:
+            if self._configmaps is None:
+                return
+            name = obj["metadata"]["name"]
+            if kind == "DELETED":
+                self._configmaps.pop(name, None)
+            else:
+                self._configmaps[name] = obj
+            self._render_locked()
+
+    def _replace_gateway(self, items: list[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self._gateway = items[0] if items else None
+            self._gateway_known = True
+            self._render_locked()
+
+    def _update_gateway(self, kind: str, obj: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._gateway = None if kind == "DELETED" else obj
+            self._render_locked()
+
+    def _render_locked(self) -> None:
+        if self._configmaps is None or not self._gateway_known:
+            return  # wait for both initial listings: never serve a wrong selection
+        wanted = wanted_kernels(self._gateway) if self.gateway_name else self._fixed_kernels
+        files = desired_files(self._configmaps.values(), wanted)
+        for change in apply_files(self.kernels_dir, files):
+            log.info("kernelspec sync: %s", change)
+        self.served = sorted(files)
+        self.synced.set()
+
+
+# --- Enterprise Gateway side -----------------------------------------------------------------
+
+_sync: KernelSpecSync | None = None
+_sync_lock = threading.Lock()
+
+
+def process_sync() -> KernelSpecSync:
+    """The one sync of this process, started on first use from the gateway's env."""
+    global _sync
+    with _sync_lock:
+        if _sync is None:
+            root = Path(os.environ.get(DIR_ENV) or tempfile.gettempdir())
+            root.mkdir(parents=True, exist_ok=True)
+            # A private directory per process: two gateways sharing a filesystem never mix.
+            directory = Path(tempfile.mkdtemp(prefix="kernelspecs-", dir=root))
+            fixed = [k for k in os.environ.get(KERNELS_ENV, "").split(",") if k]
+            _sync = KernelSpecSync(
+                directory,
+                namespace=os.environ.get("EG_NAMESPACE", "default"),
+                gateway_name=os.environ.get("EG_NAME") or None,
+                api_client=load_api_client(),
+                fixed_kernels=fixed,
+            )
+            _sync.start()
+            if not _sync.synced.wait(INITIAL_SYNC_TIMEOUT):
+                log.warning(
+                    "kernelspec sync: no initial listing after %.0f s", INITIAL_SYNC_TIMEOUT
+                )
+        return _sync
+
+
+class SyncedKernelSpecManager(KernelSpecManager):  # type: ignore[misc]
+    """A KernelSpecManager reading only the directory kept current by :func:`process_sync`."""
+
+    @default("kernel_dirs")
+    def _kernel_dirs_default(self) -> list[str]:
+        return [str(process_sync().kernels_dir)]
+
+    @default("ensure_native_kernel")
+    def _ensure_native_kernel_default(self) -> bool:
+        return False  # serve exactly the synchronised kernelspecs, never a local python3
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # EG creates its kernel manager right after this object: set the default kernel once
+        # it exists (later, every kernelspec listing keeps it current).
+        timer = threading.Timer(STARTUP_DEFAULT_DELAY, self._initial_default)
+        timer.daemon = True
+        timer.start()
+
+    def _initial_default(self) -> None:
+        try:
+            self.find_kernel_specs()
+        except Exception as error:  # a timer thread must not die noisily; requests retry it
+            log.debug("kernelspec sync: initial default kernel not set: %s", error)
+
+    def find_kernel_specs(self) -> dict[str, str]:
+        """The synchronised kernelspecs; also keeps EG's default kernel name current."""
+        specs: dict[str, str] = super().find_kernel_specs()
+        self._update_default(sorted(specs))
+        return specs
+
+    def _kernel_manager(self) -> Any:
+        """EG's kernel manager (``None`` until EG has created it)."""
+        return getattr(self.parent, "kernel_manager", None)
+
+    def _update_default(self, served: list[str]) -> None:
+        """Without ``spec.defaultKernel`` (``EG_DEFAULT_KERNEL_NAME``), follow the served set."""
+        if os.environ.get(DEFAULT_KERNEL_ENV):
+            return
+        manager = self._kernel_manager()
+        name = default_kernel_name(served)
+        if manager is not None and name and manager.default_kernel_name != name:
+            manager.default_kernel_name = name
+
+
+# --- Standalone ------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, required=True, help="writes <dir>/kernels/<name>/")
+    parser.add_argument("--namespace", default=os.environ.get("EG_NAMESPACE", "default"))
+    parser.add_argument("--gateway", default=os.environ.get("EG_NAME"), help="JupyterGateway")
+    parser.add_argument("--kernels", default="", help="comma-separated names without --gateway")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    sync = KernelSpecSync(
+        args.dir,
+        namespace=args.namespace,
+        gateway_name=args.gateway,
+        api_client=load_api_client(),
+        fixed_kernels=[k for k in args.kernels.split(",") if k],
+    )
+    sync.start()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        sync.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

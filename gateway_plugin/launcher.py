@@ -1,0 +1,144 @@
+"""Create one kernel's JupyterKernel: the code both the process proxy and the CLI run.
+
+:func:`create_kernel` is synchronous on purpose: the CLI calls it directly, the process proxy
+calls it on the API client's thread pool (``await api.run(create_kernel, ...)``), so the one
+path that reads the template, builds the manifest and creates the object is shared and
+Enterprise Gateway's loop is never blocked by it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .kernel_resource import (
+    GatewayRef,
+    KernelPlan,
+    KernelRequestError,
+    LaunchInput,
+    build_kernel_manifest,
+    new_name_suffix,
+    plan_kernel,
+)
+from .kube import ApiError, KubeApi, gateways_path, kernels_path, templates_path
+from .settings import GatewaySettings
+
+Obj = dict[str, Any]
+log = logging.getLogger(__name__)
+
+_gateway_uids: dict[tuple[str, str], str | None] = {}
+_gateway_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Created:
+    """The JupyterKernel that was created, and where the time went (milliseconds)."""
+
+    plan: KernelPlan
+    manifest: Obj
+    obj: Obj
+    template_ms: float
+    build_ms: float
+    create_ms: float
+
+    @property
+    def uid(self) -> str:
+        return str((self.obj.get("metadata") or {}).get("uid") or "")
+
+
+def gateway_ref(api: KubeApi, settings: GatewaySettings) -> GatewayRef:
+    """Return this gateway's JupyterGateway reference; its uid is looked up once per process.
+
+    A gateway started without a JupyterGateway object (plain EG, tests) has no uid: its kernels
+    then get no owner reference.
+    """
+    key = (settings.gateway_namespace, settings.gateway_name)
+    with _gateway_lock:
+        if key not in _gateway_uids:
+            try:
+                obj = api.request("GET", gateways_path(*key), timeout=5.0)
+                _gateway_uids[key] = str((obj.get("metadata") or {}).get("uid") or "") or None
+            except ApiError as err:
+                if err.status not in (403, 404):
+                    raise
+                log.info(
+                    "No JupyterGateway %s/%s (%s): kernels get no owner reference",
+                    key[0],
+                    key[1],
+                    err.reason,
+                )
+                _gateway_uids[key] = None
+        return GatewayRef(name=key[1], namespace=key[0], uid=_gateway_uids[key])
+
+
+def read_template(api: KubeApi, ref: tuple[str, str]) -> Obj:
+    """Get a JupyterKernelTemplate; a missing one is a clear 500 naming the kernelspec fix."""
+    namespace, name = ref
+    try:
+        return api.request("GET", templates_path(namespace, name), timeout=5.0)
+    except ApiError as err:
+        if err.status == 404:
+            raise KernelRequestError(
+                500,
+                f"JupyterKernelTemplate {namespace}/{name} not found: create it, or fix "
+                "--kernel-template-name/--kernel-template-namespace in the kernelspec "
+                "(JupyterKernelSpec spec.template)",
+            ) from None
+        raise KernelRequestError(
+            500, f"cannot read JupyterKernelTemplate {namespace}/{name}: {err}"
+        ) from None
+
+
+def create_kernel(api: KubeApi, settings: GatewaySettings, inp: LaunchInput) -> Created:
+    """Plan, build and create the JupyterKernel for one launch (blocking; see module doc)."""
+    started = time.perf_counter()
+    plan = plan_kernel(inp, settings)
+    template = read_template(api, plan.template) if plan.template else None
+    gateway = gateway_ref(api, settings)
+    fetched = time.perf_counter()
+    manifest = build_kernel_manifest(plan, template, gateway)
+    built = time.perf_counter()
+    for attempt in range(3):
+        try:
+            obj = api.request("POST", kernels_path(plan.namespace), body=manifest, timeout=10.0)
+            break
+        except ApiError as err:
+            if err.status == 409 and attempt < 2:  # a name suffix collided: draw another
+                plan = plan_kernel(replace(inp, name_suffix=new_name_suffix()), settings)
+                manifest = build_kernel_manifest(plan, template, gateway)
+                continue
+            if err.status == 0:
+                raise KernelRequestError(
+                    503, f"the Kubernetes API server is unreachable: {err.message}"
+                ) from None
+            raise KernelRequestError(
+                500,
+                f"cannot create JupyterKernel {plan.namespace}/{plan.name}: "
+                f"{err.reason}: {err.message}",
+            ) from None
+    done = time.perf_counter()
+    return Created(
+        plan=plan,
+        manifest=manifest,
+        obj=obj,
+        template_ms=(fetched - started) * 1000,
+        build_ms=(built - fetched) * 1000,
+        create_ms=(done - built) * 1000,
+    )
+
+
+def delete_kernel(api: KubeApi, namespace: str, name: str, grace_seconds: int | None = 0) -> bool:
+    """Delete a JupyterKernel (background propagation); ``False`` when it was already gone."""
+    body: Obj = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+    if grace_seconds is not None:
+        body["gracePeriodSeconds"] = grace_seconds
+    try:
+        api.request("DELETE", kernels_path(namespace, name), body=body, timeout=5.0)
+    except ApiError as err:
+        if err.status == 404:
+            return False
+        raise
+    return True

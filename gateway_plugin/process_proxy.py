@@ -1,0 +1,611 @@
+"""``KubeflowProcessProxy``: Enterprise Gateway 3.3 runs each kernel as a JupyterKernel.
+
+Kernelspecs select it with::
+
+    "metadata": {"process_proxy": {
+        "class_name": "elastic_jupyter.gateway_plugin.KubeflowProcessProxy",
+        "config": {"image_name": "elastic-jupyter/kernel-py:dev"}}}
+
+and an argv starting with ``kubeflow-launcher`` (see :mod:`.launcher_cli`; EG's own
+``launch_kubernetes.py`` argv is read the same way). Any other argv is taken as the kernel's own
+command: it runs inside the pod, handed to the in-pod launcher as ``KERNEL_ARGV``.
+
+``process_proxy.config`` keys: ``image_name`` (kernel image), ``kernel_template_name`` and
+``kernel_template_namespace`` (or ``kernel_template: "[namespace/]name"``; the argv's
+``--kernel-template-name`` wins), ``resources`` (container requests/limits that the client's
+``KERNEL_CPUS``/``KERNEL_MEMORY``/``KERNEL_GPUS`` override) and EG's own ``port_range``,
+``authorized_users``, ``unauthorized_users``. Gateway-wide settings: :mod:`.settings`.
+
+The class derives from EG's ``ContainerProcessProxy`` (not ``KubernetesProcessProxy``, whose
+module loads in-cluster credentials at import time) and overrides a small surface. Each method
+says which Enterprise Gateway / jupyter_client code calls it and when:
+
+* :meth:`launch_process` - ``RemoteKernelManager._launch_kernel`` on every start and restart;
+* :meth:`confirm_remote_startup` - our :meth:`launch_process`, until connection info arrives;
+* :meth:`poll` - jupyter_client's restarter (every ~3 s), shutdown waits (every 0.1 s), EG's
+  culler and status handlers, ``start_kernel_from_session`` after a gateway restart;
+* :meth:`kill`, :meth:`terminate`, :meth:`terminate_container_resources` - shutdown, restart,
+  launch failure and ``shutdown_listener``;
+* :meth:`get_process_info` / :meth:`load_process_info` - kernel session persistence.
+
+Interrupts need no code here: once the launcher reports its comm port, EG's
+``RemoteProcessProxy.send_signal`` sends ``{"signum": 2}`` to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import sys
+import time
+import weakref
+from typing import Any
+
+from enterprise_gateway.services.processproxies import container as eg_container
+from enterprise_gateway.services.processproxies.container import ContainerProcessProxy
+from enterprise_gateway.services.processproxies.processproxy import RemoteProcessProxy
+from tornado import web
+from tornado.ioloop import PeriodicCallback
+
+from elastic_jupyter import crds
+
+from .kernel_resource import KernelRequestError, LaunchInput
+from .kernel_watch import UNSCHEDULABLE, KernelStatus, KernelWatch, describe_failure
+from .kube import ApiError, KubeApi, kernels_path, kube_loaded, shared_api
+from .launcher import create_kernel, delete_kernel
+from .launcher_cli import LauncherArgsError, launcher_args_start, parse_launcher_argv
+from .settings import GatewaySettings, SettingsError, parse_template_ref
+
+_live: weakref.WeakSet[KubeflowProcessProxy] = weakref.WeakSet()
+_settings: GatewaySettings | None = None
+_sweeper: PeriodicCallback | None = None
+_managers: dict[str, Any] = {}
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def gateway_settings() -> GatewaySettings:
+    """The gateway's settings, read once from its environment."""
+    global _settings
+    if _settings is None:
+        _settings = GatewaySettings.from_env(os.environ)
+    return _settings
+
+
+def _http_reason(text: str) -> str:
+    """Make ``text`` a valid HTTP reason phrase (tornado drops invalid ones as 'Unknown')."""
+    line = re.sub(r"[\x00-\x1f\x7f]+", " ", text).replace("<", "(").replace(">", ")")
+    return line.encode("latin-1", "replace").decode("latin-1")[:1000]
+
+
+class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
+    """Runs an Enterprise Gateway kernel as a JupyterKernel custom resource."""
+
+    # Set by EG's base classes; declared for the type checker.
+    assigned_host: str
+    assigned_ip: str | None
+    assigned_node_ip: str | None
+    container_name: str | None
+
+    def __init__(self, kernel_manager: Any, proxy_config: dict[str, Any]) -> None:
+        """Called by ``RemoteKernelManager._get_process_proxy`` (and session revival)."""
+        super().__init__(kernel_manager, proxy_config)
+        self.kernel_resource_name: str | None = None
+        self.kernel_namespace: str | None = None
+        self.kernel_resource_uid = ""
+        self.kernel_image: str | None = None
+        self._delete_requested = False
+        self._launch_started = 0.0
+        try:
+            self.settings = gateway_settings()
+        except SettingsError as err:
+            self.log_and_raise(http_status_code=500, reason=_http_reason(str(err)))
+        _live.add(self)
+        _remember_managers(kernel_manager)
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    @property
+    def api(self) -> KubeApi:
+        return shared_api()
+
+    @property
+    def watch(self) -> KernelWatch:
+        watch = KernelWatch.instance(self.settings, self.api)
+        _start_sweeper(self.settings)
+        return watch
+
+    def _fail(self, status: int, message: str) -> None:
+        raise_http(self.log, status, message)
+
+    # --- launch ---------------------------------------------------------------------------
+
+    def _client_env(self) -> dict[str, str]:
+        """The env the client sent with its start request (what the policy judges)."""
+        km = self.kernel_manager
+        overrides = dict(getattr(km, "user_overrides", None) or {})
+        inherited = set(getattr(km, "inherited_envs", None) or ())
+        return {
+            k: v for k, v in overrides.items() if not (k in inherited and os.environ.get(k) == v)
+        }
+
+    def _config_template(self) -> tuple[str, str] | None:
+        """The template named by the kernelspec's process_proxy config, if any.
+
+        Accepts the operator's keys ``kernel_template_name``/``kernel_template_namespace`` and a
+        hand-written ``kernel_template: "[namespace/]name"``; the launcher argv's
+        ``--kernel-template-name`` wins over both.
+        """
+        config = self.proxy_config
+        name = str(config.get("kernel_template_name") or "").strip()
+        if name:
+            namespace = str(config.get("kernel_template_namespace") or "").strip()
+            return (namespace or self.settings.gateway_namespace, name)
+        text = str(config.get("kernel_template") or "").strip()
+        return parse_template_ref(text, self.settings.gateway_namespace) if text else None
+
+    def _launch_input(self, kernel_cmd: list[str], env: dict[str, str]) -> LaunchInput:
+        km = self.kernel_manager
+        image_name = self.proxy_config.get("image_name") or eg_container.default_kernel_image
+        template = self._config_template()
+        response_address = self.response_manager.response_address
+        public_key = self.response_manager.public_key
+        port_range = str(km.port_range)
+        kernel_argv: list[str] | None = None
+        spark_mode: str | None = None
+        argv = [str(a) for a in kernel_cmd]
+        start = launcher_args_start(argv)
+        if start is not None:
+            try:
+                args = parse_launcher_argv(argv[start:])
+            except LauncherArgsError as err:
+                raise KernelRequestError(500, f"kernelspec argv: {err}") from None
+            if args.kernel_id != self.kernel_id:
+                raise KernelRequestError(
+                    500,
+                    f"kernelspec argv gives kernel id {args.kernel_id!r}, not {self.kernel_id!r}:"
+                    " use --RemoteProcessProxy.kernel-id {kernel_id}",
+                )
+            response_address = args.response_address
+            public_key = args.public_key or public_key
+            port_range = args.port_range
+            spark_mode = args.spark_context_init_mode
+            if args.template_name:
+                template = (
+                    args.template_namespace or self.settings.gateway_namespace,
+                    args.template_name,
+                )
+        else:
+            # jupyter_client filled in the gateway's own paths; the pod has its own.
+            connection_file = str(getattr(km, "connection_file", "") or "")
+            kernel_argv = [
+                a.replace(connection_file, "{connection_file}") if connection_file else a
+                for a in argv
+            ]
+            if kernel_argv and kernel_argv[0] == sys.executable:
+                kernel_argv[0] = "python"  # jupyter_client swapped 'python' for its own
+        kernelspec = km.kernel_spec
+        resources = self.proxy_config.get("resources")
+        return LaunchInput(
+            kernel_id=self.kernel_id,
+            kernelspec_name=str(km.kernel_name),
+            response_address=response_address,
+            public_key=public_key,
+            port_range=port_range,
+            env=env,
+            client_env=self._client_env(),
+            kernelspec_env_names=tuple((kernelspec.env or {}).keys()),
+            kernelspec_language=str(kernelspec.language or ""),
+            image_name=str(image_name) if image_name else None,
+            template=template,
+            kernel_argv=kernel_argv,
+            spark_context_init_mode=spark_mode,
+            resources=resources if isinstance(resources, dict) else None,
+        )
+
+    async def launch_process(self, kernel_cmd: list[str], **kwargs: Any) -> KubeflowProcessProxy:
+        """Create the kernel's JupyterKernel and wait until the kernel reports back.
+
+        Called by ``RemoteKernelManager._launch_kernel`` for every start and restart, with the
+        argv EG formatted from the kernelspec and ``env`` it prepared. Runs EG's common launch
+        steps (user authorization, ``KERNEL_UID``/``GID`` checks, ``KERNEL_ID`` and
+        ``KERNEL_LANGUAGE``), then the launcher in-process: no subprocess, and the API calls
+        run on a thread pool so the gateway's loop stays free.
+        """
+        self._launch_started = time.perf_counter()
+        env = kwargs.get("env")
+        if env is None:
+            env = dict(os.environ)
+            kwargs["env"] = env
+        image_name = self.proxy_config.get("image_name") or eg_container.default_kernel_image
+        self.kernel_image = env.get("KERNEL_IMAGE") or image_name
+        if self.kernel_image:
+            env["KERNEL_IMAGE"] = self.kernel_image
+        if not eg_container.mirror_working_dirs:
+            env.pop("KERNEL_WORKING_DIR", None)
+        self._enforce_prohibited_ids(**kwargs)
+        await RemoteProcessProxy.launch_process(self, kernel_cmd, **kwargs)
+
+        if not kube_loaded():  # the first launch loads credentials off the loop
+            await asyncio.get_running_loop().run_in_executor(None, shared_api)
+        try:
+            inp = self._launch_input(list(kernel_cmd), env)
+            watch = self.watch
+            created = await self.api.run(create_kernel, self.api, self.settings, inp)
+        except KernelRequestError as err:
+            self._fail(err.status, err.message)
+            raise  # unreachable: _fail raises
+        except ApiError as err:
+            self._fail(503, f"Kernel {self.kernel_id} could not start: Kubernetes API: {err}")
+            raise
+        plan = created.plan
+        self.kernel_resource_name = plan.name
+        self.kernel_namespace = plan.namespace
+        self.kernel_resource_uid = created.uid
+        self.container_name = plan.name
+        total_ms = (time.perf_counter() - self._launch_started) * 1000
+        self.log.info(
+            "KubeflowProcessProxy: created JupyterKernel %s/%s for kernel %s in %.1f ms "
+            "(template+gateway %.1f ms, build %.1f ms, create %.1f ms)",
+            plan.namespace,
+            plan.name,
+            self.kernel_id,
+            total_ms,
+            created.template_ms,
+            created.build_ms,
+            created.create_ms,
+        )
+        await self.confirm_remote_startup(watch)
+        return self
+
+    def _response_event(self) -> asyncio.Event | None:
+        """The ResponseManager's event for this kernel (EG 3.x keeps one per registered id)."""
+        registry = getattr(self.response_manager, "_response_registry", None)
+        event = registry.get(self.kernel_id) if isinstance(registry, dict) else None
+        return event if isinstance(event, asyncio.Event) else None
+
+    async def confirm_remote_startup(self, watch: KernelWatch | None = None) -> None:
+        """Wait for the kernel to run and send its connection info; fail fast on a dead end.
+
+        Called by :meth:`launch_process`. Instead of EG's 0.5 s poll loop it sleeps until the
+        JupyterKernel watch reports a change or the ResponseManager receives the connection
+        info, then uses EG's own ``receive_connection_info``. Fails (and deletes the
+        JupyterKernel) on a failure reason, on Unschedulable beyond the grace period, and on
+        EG's launch timeout.
+        """
+        watch = watch or self.watch
+        namespace, name = self.kernel_namespace or "", self.kernel_resource_name or ""
+        self.start_time = RemoteProcessProxy.get_current_time()
+        started = time.monotonic()
+        deadline = started + float(self.kernel_launch_timeout)
+        wake = asyncio.Event()
+        watch.subscribe(namespace, name, wake)
+        response = self._response_event()
+        response_wait = asyncio.ensure_future(response.wait()) if response else None
+        unschedulable_since: float | None = None
+        seen = False
+        last: KernelStatus | None = None
+        try:
+            while True:
+                wake.clear()
+                now = time.monotonic()
+                status = watch.get(namespace, name)
+                if status is None:
+                    if seen or watch.was_deleted(namespace, name):
+                        await self._fail_launch(
+                            500, "Deleted", "its JupyterKernel was deleted during start"
+                        )
+                else:
+                    seen, last = True, status
+                    failure = status.failure()
+                    if failure is not None:
+                        await self._fail_launch(500, *failure)
+                    reason, message = status.waiting_reason()
+                    if reason == UNSCHEDULABLE:
+                        unschedulable_since = unschedulable_since or now
+                        if now - unschedulable_since >= self.settings.unschedulable_grace:
+                            await self._fail_launch(503, reason, message)
+                    else:
+                        unschedulable_since = None
+                    if status.running and not self.assigned_host:
+                        self.log.debug(
+                            "Kernel %s: JupyterKernel Running at %s, %.1f ms after launch "
+                            "(connection info %s)",
+                            self.kernel_id,
+                            status.pod_ip,
+                            (time.perf_counter() - self._launch_started) * 1000,
+                            "received" if response and response.is_set() else "not yet here",
+                        )
+                        self.assigned_ip = status.pod_ip
+                        self.assigned_host = status.pod_name or name
+                        self.assigned_node_ip = status.host_ip or None
+                ready = self.assigned_host and (response is None or response.is_set())
+                if ready and await self.receive_connection_info():
+                    self.pid = 0  # signals go through the comm port, never to a local pid
+                    self.pgid = 0
+                    self.log.info(
+                        "KubeflowProcessProxy: kernel %s is running in %s/%s at %s "
+                        "(%.2f s after launch)",
+                        self.kernel_id,
+                        namespace,
+                        name,
+                        self.assigned_ip,
+                        time.perf_counter() - self._launch_started,
+                    )
+                    return
+                remaining = deadline - now
+                if remaining <= 0:
+                    if last is None or not last.phase:
+                        state = "no status yet (is elastic-jupyter-operator running?)"
+                    else:
+                        state = f"phase {last.phase}"
+                        if last.waiting_reason()[0]:
+                            state += f", {last.waiting_reason()[0]}"
+                    await self._fail_launch(
+                        500,
+                        "Timeout",
+                        f"waited too long ({self.kernel_launch_timeout}s) to get connection "
+                        f"info; JupyterKernel {namespace}/{name}: {state}",
+                    )
+                timeout = remaining
+                if unschedulable_since is not None:
+                    timeout = min(timeout, 0.5)
+                if response is None and self.assigned_host:
+                    timeout = min(timeout, 0.05)
+                waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(wake.wait())}
+                if response_wait is not None and not response_wait.done():
+                    waits.add(response_wait)
+                _, pending = await asyncio.wait(
+                    waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in pending:
+                    if task is not response_wait:
+                        task.cancel()
+        finally:
+            watch.unsubscribe(namespace, name, wake)
+            if response_wait is not None and not response_wait.done():
+                response_wait.cancel()
+
+    async def _fail_launch(self, status: int, reason: str, message: str) -> None:
+        """Delete the JupyterKernel and fail the start request with the reason."""
+        text = describe_failure(self.kernel_id, reason, message)
+        namespace, name = self.kernel_namespace, self.kernel_resource_name
+        if namespace and name and not self._delete_requested:
+            self._delete_requested = True
+            try:
+                await self.api.run(delete_kernel, self.api, namespace, name)
+            except ApiError as err:
+                self.log.warning("Could not delete JupyterKernel %s/%s: %s", namespace, name, err)
+        self._fail(status, text)
+
+    # --- state ----------------------------------------------------------------------------
+
+    def get_initial_states(self) -> set[str]:
+        """Lower-case JupyterKernel phases of a starting or live kernel (EG's contract)."""
+        return {"", "pending", "running"}
+
+    def get_error_states(self) -> set[str]:
+        """Lower-case JupyterKernel phases that end a kernel (EG's contract)."""
+        return {"failed", "succeeded"}
+
+    def _status(self) -> KernelStatus | None:
+        namespace, name = self.kernel_namespace, self.kernel_resource_name
+        if not namespace or not name:
+            return None
+        watch = self.watch
+        if not watch.synced and not watch.wait_synced(3.0):
+            return self._status_direct(namespace, name)
+        return watch.get(namespace, name)
+
+    def _status_direct(self, namespace: str, name: str) -> KernelStatus | None:
+        """One GET, only while the watch has not loaded yet (right after a gateway start)."""
+        try:
+            obj = self.api.request("GET", kernels_path(namespace, name), timeout=5.0)
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            self.log.warning("Cannot read JupyterKernel %s/%s: %s", namespace, name, err)
+            return KernelStatus(name=name, namespace=namespace, kernel_id=self.kernel_id)
+        return KernelStatus.from_object(obj)
+
+    def get_container_status(self, iteration: int | None) -> str:
+        """The JupyterKernel's phase in lower case ('' when unknown), from the watch cache."""
+        status = self._status()
+        return status.phase.lower() if status else ""
+
+    def poll(self) -> bool | None:
+        """``None`` while the kernel's JupyterKernel is Pending/Running, else ``False``.
+
+        Called by jupyter_client's restarter about every 3 s, by shutdown waits every 0.1 s,
+        by EG's culler and ``start_kernel_from_session``. Reads the watch cache: no API request
+        (one GET only if the watch has not loaded a few seconds after a gateway start). A
+        JupyterKernel being deleted counts as alive until it is gone, so shutdown waits
+        confirm that it went away.
+        """
+        status = self._status()
+        if status is None:
+            return False
+        if status.phase in ("", crds.PHASE_PENDING, crds.PHASE_RUNNING):
+            return None
+        return False
+
+    # --- termination ----------------------------------------------------------------------
+
+    def _request_delete(self, grace_seconds: int | None) -> None:
+        """Delete the JupyterKernel on the API thread pool; 404 counts as success."""
+        namespace, name = self.kernel_namespace, self.kernel_resource_name
+        if not namespace or not name or self._delete_requested:
+            return
+        self._delete_requested = True
+        log = self.log
+        kernel_id = self.kernel_id
+
+        def run() -> None:
+            try:
+                found = delete_kernel(self.api, namespace, name, grace_seconds)
+                log.info(
+                    "KubeflowProcessProxy: %s JupyterKernel %s/%s of kernel %s",
+                    "deleted" if found else "already gone:",
+                    namespace,
+                    name,
+                    kernel_id,
+                )
+            except Exception as err:  # never let a failed delete crash the gateway (#1136)
+                log.warning("Could not delete JupyterKernel %s/%s: %s", namespace, name, err)
+
+        _background(self.api, run)
+
+    def kill(self) -> None:
+        """Delete the JupyterKernel now (grace 0).
+
+        Called through ``send_signal(SIGKILL)`` by jupyter_client's ``_kill_kernel`` (shutdown
+        with ``now``, restart, a shutdown that took too long) and by EG on launch timeouts.
+        jupyter_client then waits on :meth:`poll` until the object is gone.
+        """
+        self._request_delete(0)
+
+    def terminate(self) -> None:
+        """Delete the JupyterKernel with the pod's own grace period.
+
+        Called by jupyter_client's ``finish_shutdown`` when the kernel did not exit after its
+        shutdown request.
+        """
+        self._request_delete(None)
+
+    def terminate_container_resources(self) -> None:
+        """Delete the JupyterKernel; called by ``shutdown_listener`` right after the kernel's
+        shutdown request, so the pod goes away as soon as the kernel does."""
+        self._request_delete(0)
+
+    def cleanup(self) -> None:
+        """Called by ``RemoteKernelManager.cleanup_resources`` after shutdown or before restart."""
+        self._request_delete(0)
+        _live.discard(self)
+        super().cleanup()
+
+    # --- persistence ----------------------------------------------------------------------
+
+    def get_process_info(self) -> dict[str, Any]:
+        """Called by EG's kernel session manager after start and restart: what to persist."""
+        info: dict[str, Any] = super().get_process_info()
+        info.update(
+            {
+                "kernel_ns": self.kernel_namespace,
+                "delete_ns": False,
+                "kernel_resource": {
+                    "group": crds.GROUP,
+                    "version": crds.VERSION,
+                    "plural": crds.JUPYTER_KERNEL.plural,
+                    "namespace": self.kernel_namespace,
+                    "name": self.kernel_resource_name,
+                    "uid": self.kernel_resource_uid,
+                },
+            }
+        )
+        return info
+
+    def load_process_info(self, process_info: dict[str, Any]) -> None:
+        """Called by ``start_kernel_from_session`` when a restarted gateway revives a kernel."""
+        super().load_process_info(process_info)
+        resource = process_info.get("kernel_resource") or {}
+        if (resource.get("group"), resource.get("plural")) != (
+            crds.GROUP,
+            crds.JUPYTER_KERNEL.plural,
+        ):
+            self.log.warning("Kernel %s: session holds no JupyterKernel identity", self.kernel_id)
+            return
+        self.kernel_namespace = resource.get("namespace") or process_info.get("kernel_ns")
+        self.kernel_resource_name = resource.get("name")
+        self.kernel_resource_uid = str(resource.get("uid") or "")
+        self.container_name = self.kernel_resource_name or ""
+
+
+def raise_http(log: Any, status: int, message: str) -> None:
+    """Log ``message`` and raise it as the HTTP error the notebook user sees."""
+    log.error(message)
+    reason = _http_reason(message)
+    raise web.HTTPError(status, reason if "%" not in reason else None, reason=reason)
+
+
+def _background(api: KubeApi, func: Any) -> None:
+    """Run ``func`` on the API thread pool without waiting (from sync EG callbacks)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        func()
+        return
+    task = loop.create_task(api.run(func))
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+# --- orphan clean-up ------------------------------------------------------------------------
+
+
+def _remember_managers(kernel_manager: Any) -> None:
+    """Keep the gateway's kernel and session managers for the orphan sweep."""
+    if "mapping" in _managers:
+        return
+    mapping = getattr(kernel_manager, "mapping_kernel_manager", None)
+    if mapping is not None:
+        _managers["mapping"] = mapping
+        _managers["sessions"] = getattr(kernel_manager, "kernel_session_manager", None)
+        _managers["app"] = getattr(mapping, "parent", None)
+
+
+def _is_known(kernel_id: str) -> bool:
+    """Whether this gateway still has (or may revive) the kernel with this id."""
+    if any(p.kernel_id == kernel_id for p in list(_live)):
+        return True
+    mapping = _managers.get("mapping")
+    if mapping is not None:
+        try:
+            if kernel_id in mapping:
+                return True
+        except Exception:
+            return True
+    sessions = _managers.get("sessions")
+    known_sessions = getattr(sessions, "_sessions", None)
+    return isinstance(known_sessions, dict) and kernel_id in known_sessions
+
+
+def _sweep(settings: GatewaySettings) -> None:
+    """Delete JupyterKernels of this gateway that no kernel or session owns any more.
+
+    A gateway that died mid-launch leaves such objects behind (EG issues #672, #1086); they
+    would hold a pod - maybe a GPU - forever. Skipped in replication mode, where another
+    replica's fresh kernels are legitimately unknown here.
+    """
+    app = _managers.get("app")
+    if str(getattr(app, "availability_mode", "") or "").lower() == "replication":
+        return
+    watch = KernelWatch._instance
+    if watch is None:
+        return
+    api = watch.api
+    for status in watch.orphans(_is_known, settings.orphan_grace):
+        logger = getattr(app, "log", None)
+        if logger is not None:
+            logger.warning(
+                "KubeflowProcessProxy: deleting orphaned JupyterKernel %s/%s (kernel %s has no "
+                "session on this gateway)",
+                status.namespace,
+                status.name,
+                status.kernel_id,
+            )
+
+        def run(namespace: str = status.namespace, name: str = status.name) -> None:
+            with contextlib.suppress(ApiError):
+                delete_kernel(api, namespace, name)
+
+        _background(api, run)
+
+
+def _start_sweeper(settings: GatewaySettings) -> None:
+    global _sweeper
+    if _sweeper is not None:
+        return
+    interval_ms = max(0.5, min(settings.orphan_grace / 4, 30.0)) * 1000
+    _sweeper = PeriodicCallback(lambda: _sweep(settings), interval_ms)
+    _sweeper.start()

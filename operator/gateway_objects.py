@@ -1,0 +1,684 @@
+"""JupyterGateway → the Kubernetes objects that run Enterprise Gateway 3.3 with our plugin.
+
+Everything here is a pure function: a JupyterGateway (the dictionary the API returns) goes in,
+manifests come out. The kopf handlers in :mod:`elastic_jupyter.operator.gateways` only fetch,
+compare and write them.
+
+A gateway ``<name>`` in namespace ``<ns>`` owns, all named ``<name>`` unless noted:
+
+* ServiceAccount, Role and RoleBinding: least privilege for the plugin (JupyterKernels CRUD and
+  watch, templates read, its own JupyterGateway read, kernelspec ConfigMaps read, pods read,
+  events create). Never cluster-admin, never pod creation. With ``spec.kernelNamespace`` the
+  kernel part of the Role is repeated in that namespace (Role and RoleBinding
+  ``<ns>.<name>``); with ``spec.allowKernelNamespace`` in every namespace (ClusterRole and
+  ClusterRoleBinding ``elastic-jupyter-gateway:<ns>:<name>``). Those have no owner reference
+  (it cannot cross namespaces or scopes): the operator deletes them.
+* Secret ``<name>-auth`` (or ``spec.auth.secretName``), key ``token``: the gateway's auth
+  token, generated once by the operator. EG reads it as ``EG_AUTH_TOKEN`` and answers 401 to
+  requests without it; JupyterNotebooks pointing at the gateway receive it.
+* Deployment: one ``jupyter-enterprisegateway`` container configured from the spec. The
+  kernelspecs it serves are kept current by the plugin's ``SyncedKernelSpecManager`` while the
+  pod runs, so adding, editing or deleting a JupyterKernelSpec, or editing ``spec.kernels``,
+  never restarts it. Every other field is part of the pod template: editing it rolls out.
+* Service: HTTP (8888) and the kernel response port (8877).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from elastic_jupyter import crds
+
+HTTP_PORT = crds.GATEWAY_PORT
+RESPONSE_PORT = 8877
+DEFAULT_IMAGE = "ghcr.io/elastic-jupyter/gateway:0.1.0"
+DEFAULT_CULL_IDLE_TIMEOUT = crds.DEFAULT_CULL_IDLE_TIMEOUT
+DEFAULT_CULL_INTERVAL = crds.DEFAULT_CULL_INTERVAL
+DEFAULT_KERNEL_LAUNCH_TIMEOUT = crds.DEFAULT_KERNEL_LAUNCH_TIMEOUT
+DEFAULT_LOG_LEVEL = crds.DEFAULT_LOG_LEVEL
+DEFAULT_PORT_RANGE = crds.DEFAULT_PORT_RANGE
+LOG_LEVELS = crds.LOG_LEVELS
+AUTH_DISABLE = crds.AUTH_MODE_DISABLE
+TOKEN_KEY = crds.AUTH_TOKEN_KEY
+CONTAINER_NAME = "gateway"
+SPEC_HASH_ANNOTATION = crds.ANNOTATION_SPEC_HASH
+KERNELSPEC_MANAGER_CLASS = "elastic_jupyter.gateway_plugin.kernelspec_sync.SyncedKernelSpecManager"
+# Where the plugin's kernelspec sync writes ``kernels/<name>/kernel.json`` (an emptyDir).
+KERNELSPEC_DIR = "/var/lib/elastic-jupyter/kernelspecs"
+RUN_AS_USER = 1000
+RUN_AS_GROUP = 100
+
+# What the plugin does with JupyterKernels, in the gateway's namespace and the kernels' one.
+KERNEL_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
+READ_VERBS = ["get", "list", "watch"]
+
+
+# --- Names and small helpers ---------------------------------------------------------------
+
+
+def labels(gateway_name: str) -> dict[str, str]:
+    """Labels on every object of one gateway; also its pods' selector."""
+    return {
+        crds.LABEL_MANAGED_BY: crds.MANAGED_BY,
+        crds.LABEL_COMPONENT: crds.COMPONENT_GATEWAY,
+        crds.LABEL_GATEWAY: gateway_name,
+    }
+
+
+def secret_name(gateway_name: str, spec: Mapping[str, Any] | None = None) -> str:
+    """The Secret holding a gateway's token: ``spec.auth.secretName`` or ``<name>-auth``."""
+    auth = (spec or {}).get("auth") or {}
+    return str(auth.get("secretName") or crds.gateway_auth_secret_name(gateway_name))
+
+
+def auth_enabled(spec: Mapping[str, Any]) -> bool:
+    """Gateway auth is on unless ``spec.auth.mode`` is explicitly ``disable``."""
+    auth = spec.get("auth") or {}
+    return str(auth.get("mode") or "enable").lower() != AUTH_DISABLE
+
+
+def kernel_namespace(gateway: Mapping[str, Any]) -> str:
+    """Where the gateway creates JupyterKernels: ``spec.kernelNamespace`` or its own."""
+    spec = gateway.get("spec") or {}
+    return str(spec.get("kernelNamespace") or gateway["metadata"]["namespace"])
+
+
+def kernel_namespace_role_name(gateway: Mapping[str, Any]) -> str:
+    """Name of the Role a gateway gets in its (other) kernel namespace."""
+    meta = gateway["metadata"]
+    return f"{meta['namespace']}.{meta['name']}"
+
+
+def service_host(name: str, namespace: str) -> str:
+    """The DNS name of a gateway's Service, resolvable from any namespace."""
+    return f"{name}.{namespace}.svc"
+
+
+def gateway_url(name: str, namespace: str) -> str:
+    """The URL notebooks use to reach a gateway (its Service, HTTP port)."""
+    return f"http://{service_host(name, namespace)}:{HTTP_PORT}"
+
+
+def spec_hash(obj: Any) -> str:
+    """A stable digest of a manifest part, to tell whether an update is needed."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def owner_reference(gateway: Mapping[str, Any]) -> dict[str, Any]:
+    """The controller owner reference pointing at a JupyterGateway."""
+    meta = gateway["metadata"]
+    return {
+        "apiVersion": crds.API_VERSION,
+        "kind": crds.JUPYTER_GATEWAY.kind,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(gateway: Mapping[str, Any], name: str | None = None) -> dict[str, Any]:
+    meta = gateway["metadata"]
+    return {
+        "name": name or meta["name"],
+        "namespace": meta["namespace"],
+        "labels": labels(meta["name"]),
+        "ownerReferences": [owner_reference(gateway)],
+    }
+
+
+# --- Spec interpretation ---------------------------------------------------------------------
+
+
+def kernel_names(spec: Mapping[str, Any]) -> list[str]:
+    """``spec.kernels``: the kernelspec names served; empty means all in the namespace."""
+    return [str(k) for k in spec.get("kernels") or []]
+
+
+def served_kernelspecs(spec: Mapping[str, Any], existing: Sequence[str]) -> list[str]:
+    """The kernel names a gateway serves, given the JupyterKernelSpecs of its namespace."""
+    wanted = kernel_names(spec)
+    present = set(existing)
+    return sorted(present if not wanted else {k for k in wanted if k in present})
+
+
+def missing_kernelspecs(spec: Mapping[str, Any], existing: Sequence[str]) -> list[str]:
+    """Names in ``spec.kernels`` with no JupyterKernelSpec of that name in the namespace."""
+    present = set(existing)
+    return [name for name in kernel_names(spec) if name not in present]
+
+
+def cull_idle_timeout(spec: Mapping[str, Any]) -> int:
+    """Idle seconds before EG culls a kernel; 0 disables culling (as do negative values)."""
+    value = spec.get("cullIdleTimeout")
+    timeout = DEFAULT_CULL_IDLE_TIMEOUT if value is None else int(value)
+    return max(timeout, 0)
+
+
+def cull_interval(spec: Mapping[str, Any]) -> int:
+    value = spec.get("cullInterval")
+    interval = DEFAULT_CULL_INTERVAL if value is None else int(value)
+    return interval if interval > 0 else DEFAULT_CULL_INTERVAL
+
+
+def kernel_launch_timeout(spec: Mapping[str, Any]) -> int:
+    value = spec.get("kernelLaunchTimeout")
+    timeout = DEFAULT_KERNEL_LAUNCH_TIMEOUT if value is None else int(value)
+    return timeout if timeout > 0 else DEFAULT_KERNEL_LAUNCH_TIMEOUT
+
+
+def log_level(spec: Mapping[str, Any]) -> str:
+    return str(spec.get("logLevel") or DEFAULT_LOG_LEVEL).upper()
+
+
+def validate(spec: Mapping[str, Any]) -> list[str]:
+    """Problems the schema may not catch, each saying what to fix; empty means valid."""
+    problems: list[str] = []
+    level = log_level(spec)
+    if level not in LOG_LEVELS:
+        problems.append(f"spec.logLevel {level!r} is not valid: use one of {', '.join(LOG_LEVELS)}")
+    port_range = str(spec.get("portRange") or DEFAULT_PORT_RANGE)
+    if port_range != DEFAULT_PORT_RANGE:
+        problems.extend(_port_range_problems(port_range))
+    default = spec.get("defaultKernel")
+    kernels = kernel_names(spec)
+    if default and kernels and default not in kernels:
+        problems.append(
+            f"spec.defaultKernel {default!r} is not in spec.kernels ({', '.join(kernels)}): "
+            "add it to spec.kernels or choose one of them"
+        )
+    return problems
+
+
+def _port_range_problems(port_range: str) -> list[str]:
+    lower_text, sep, upper_text = port_range.partition("..")
+    if not sep or not lower_text.isdigit() or not upper_text.isdigit():
+        return [f"spec.portRange {port_range!r} must look like 40000..41000 (or 0..0 for any)"]
+    lower, upper = int(lower_text), int(upper_text)
+    if not 1024 <= lower < upper <= 65535 or upper - lower < 1000:
+        return [
+            f"spec.portRange {port_range!r} must lie within 1024..65535 and span at least "
+            "1000 ports (Enterprise Gateway's minimum), or be 0..0"
+        ]
+    return []
+
+
+# --- RBAC ------------------------------------------------------------------------------------
+
+
+def service_account(gateway: Mapping[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(gateway)}
+
+
+def _kernel_rules() -> list[dict[str, Any]]:
+    return [
+        {
+            "apiGroups": [crds.GROUP],
+            "resources": [crds.JUPYTER_KERNEL.plural],
+            "verbs": KERNEL_VERBS,
+        },
+        {
+            "apiGroups": [crds.GROUP],
+            "resources": [crds.JUPYTER_KERNEL_TEMPLATE.plural],
+            "verbs": READ_VERBS,
+        },
+        {"apiGroups": [""], "resources": ["pods"], "verbs": READ_VERBS},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    ]
+
+
+def role(gateway: Mapping[str, Any]) -> dict[str, Any]:
+    """What the plugin in the gateway pod may do in its namespace, and nothing more."""
+    name = gateway["metadata"]["name"]
+    rules = [
+        *_kernel_rules(),
+        {
+            # Only its own gateway: owner of its kernels, source of spec.kernels.
+            "apiGroups": [crds.GROUP],
+            "resources": [crds.JUPYTER_GATEWAY.plural],
+            "resourceNames": [name],
+            "verbs": READ_VERBS,
+        },
+        {
+            # Kernelspec ConfigMaps rendered by the operator (kernelspec hot reload).
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "verbs": READ_VERBS,
+        },
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+    ]
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _metadata(gateway),
+        "rules": rules,
+    }
+
+
+def _binding(
+    gateway: Mapping[str, Any], metadata: dict[str, Any], role_name: str
+) -> dict[str, Any]:
+    meta = gateway["metadata"]
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": meta["name"], "namespace": meta["namespace"]}
+        ],
+    }
+
+
+def role_binding(gateway: Mapping[str, Any]) -> dict[str, Any]:
+    return _binding(gateway, _metadata(gateway), gateway["metadata"]["name"])
+
+
+def _kernel_namespace_metadata(gateway: Mapping[str, Any]) -> dict[str, Any]:
+    meta = gateway["metadata"]
+    return {
+        "name": kernel_namespace_role_name(gateway),
+        "namespace": kernel_namespace(gateway),
+        "labels": labels(meta["name"]),
+    }
+
+
+def kernel_namespace_rbac(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Role and RoleBinding in ``spec.kernelNamespace`` when it is not the gateway's own."""
+    if kernel_namespace(gateway) == gateway["metadata"]["namespace"]:
+        return []
+    name = kernel_namespace_role_name(gateway)
+    kernel_role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _kernel_namespace_metadata(gateway),
+        "rules": _kernel_rules(),
+    }
+    return [kernel_role, _binding(gateway, _kernel_namespace_metadata(gateway), name)]
+
+
+def cluster_rbac_name(gateway: Mapping[str, Any]) -> str:
+    """Name of the ClusterRole (and binding) of a gateway whose clients pick namespaces."""
+    meta = gateway["metadata"]
+    return f"elastic-jupyter-gateway:{meta['namespace']}:{meta['name']}"
+
+
+def cluster_rbac(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """With ``spec.allowKernelNamespace``: the kernel rules in every namespace.
+
+    The plugin then watches JupyterKernels cluster-wide. Cluster-scoped objects cannot have a
+    namespaced owner, so the operator deletes them with the gateway (or when the field goes).
+    """
+    if not (gateway.get("spec") or {}).get("allowKernelNamespace"):
+        return []
+    meta = gateway["metadata"]
+    name = cluster_rbac_name(gateway)
+    metadata = {"name": name, "labels": labels(meta["name"])}
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": dict(metadata),
+            "rules": _kernel_rules(),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": dict(metadata),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": meta["name"], "namespace": meta["namespace"]}
+            ],
+        },
+    ]
+
+
+def external_objects(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Objects without an owner reference (other namespace, cluster scope): the operator's
+    to delete."""
+    return [*kernel_namespace_rbac(gateway), *cluster_rbac(gateway)]
+
+
+def auth_secret(gateway: Mapping[str, Any], token: str) -> dict[str, Any]:
+    """The Secret holding the gateway's token (generated by the caller, never overwritten)."""
+    meta, spec = gateway["metadata"], gateway.get("spec") or {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(gateway, secret_name(meta["name"], spec)),
+        "type": "Opaque",
+        "stringData": {TOKEN_KEY: token},
+    }
+
+
+# --- Deployment and Service ------------------------------------------------------------------
+
+
+def _env(name: str, value: str | int | bool) -> dict[str, Any]:
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return {"name": name, "value": text}
+
+
+def _field_env(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def container_env(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The gateway container's environment: what EG and our plugin read."""
+    meta, spec = gateway["metadata"], gateway.get("spec") or {}
+    env: list[dict[str, Any]] = [
+        _field_env("EG_IP", "status.podIP"),
+        _env("EG_PORT", HTTP_PORT),
+        _env("EG_PORT_RETRIES", 0),
+        _env("EG_NAME", meta["name"]),
+        _env("EG_NAMESPACE", meta["namespace"]),
+        _env("EG_SHARED_NAMESPACE", True),
+        _field_env("EG_RESPONSE_IP", "status.podIP"),
+        _env("EG_RESPONSE_PORT", RESPONSE_PORT),
+        _env("EG_RESPONSE_PORT_RETRIES", 0),
+        _env("EG_PORT_RANGE", str(spec.get("portRange") or DEFAULT_PORT_RANGE)),
+        _env("EG_KERNEL_LAUNCH_TIMEOUT", kernel_launch_timeout(spec)),
+        # Culling and the log level are traitlets EG only takes as flags (see container_args);
+        # the env copies tell `kubectl describe` readers what is in effect.
+        _env("EG_CULL_IDLE_TIMEOUT", cull_idle_timeout(spec)),
+        _env("EG_CULL_INTERVAL", cull_interval(spec)),
+        _env("EG_CULL_CONNECTED", bool(spec.get("cullConnected", False))),
+        _env("EG_LOG_LEVEL", log_level(spec)),
+        _env("EG_MIRROR_WORKING_DIRS", False),
+        # jupyter_server's GatewayClient lists kernels (/api/status, the running-kernels panel);
+        # EG refuses that with 403 unless listing is on. Requests are token-protected anyway.
+        _env("EG_LIST_KERNELS", True),
+        # The kernelspec cache would serve stale specs; the sync keeps the directory current
+        # and jupyter_client re-reads it on every request.
+        _env("EG_KERNELSPEC_CACHE_ENABLED", False),
+        _env("ELASTIC_JUPYTER_KERNELSPEC_DIR", KERNELSPEC_DIR),
+        _env("EJ_KERNEL_NAMESPACE", kernel_namespace(gateway)),
+        _env("EJ_ALLOW_KERNEL_NAMESPACE", bool(spec.get("allowKernelNamespace", False))),
+        _env("PYTHONUNBUFFERED", 1),
+    ]
+    if spec.get("defaultKernel"):
+        env.append(_env("EG_DEFAULT_KERNEL_NAME", str(spec["defaultKernel"])))
+    if spec.get("clusterRole"):
+        env.append(_env("EG_KERNEL_CLUSTER_ROLE", str(spec["clusterRole"])))
+    if spec.get("allowedClientEnv"):
+        env.append(_env("EG_CLIENT_ENVS", ",".join(str(e) for e in spec["allowedClientEnv"])))
+    if auth_enabled(spec):
+        ref = {"name": secret_name(meta["name"], spec), "key": TOKEN_KEY}
+        env.append({"name": "EG_AUTH_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    # The user's env comes last so it can override any of the above on purpose.
+    env.extend(dict(item) for item in spec.get("env") or [])
+    return env
+
+
+def container_args(spec: Mapping[str, Any]) -> list[str]:
+    """Flags for what EG only takes as traitlets (culling, log level, kernelspec manager)."""
+    return [
+        f"--port={HTTP_PORT}",
+        f"--RemoteMappingKernelManager.cull_idle_timeout={cull_idle_timeout(spec)}",
+        f"--RemoteMappingKernelManager.cull_interval={cull_interval(spec)}",
+        "--RemoteMappingKernelManager.cull_connected="
+        + ("True" if spec.get("cullConnected") else "False"),
+        f"--log-level={log_level(spec)}",
+        f"--EnterpriseGatewayApp.kernel_spec_manager_class={KERNELSPEC_MANAGER_CLASS}",
+    ]
+
+
+def deployment(gateway: Mapping[str, Any]) -> dict[str, Any]:
+    """The gateway Deployment; its pod template changes whenever a rolled-out field changes."""
+    meta, spec = gateway["metadata"], gateway.get("spec") or {}
+    name = meta["name"]
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": str(spec.get("image") or DEFAULT_IMAGE),
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["jupyter-enterprisegateway"],
+        "args": container_args(spec),
+        "env": container_env(gateway),
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "response", "containerPort": RESPONSE_PORT, "protocol": "TCP"},
+        ],
+        "readinessProbe": {
+            "tcpSocket": {"port": HTTP_PORT},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "volumeMounts": [{"name": "kernelspecs", "mountPath": KERNELSPEC_DIR}],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if spec.get("resources"):
+        container["resources"] = dict(spec["resources"])
+    pod_labels = labels(name)
+    body: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(gateway),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": pod_labels},
+            # A new gateway pod is ready before the old one goes: kernel starts never fail.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {"labels": dict(pod_labels)},
+                "spec": {
+                    "serviceAccountName": name,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS_USER,
+                        "runAsGroup": RUN_AS_GROUP,
+                        "fsGroup": RUN_AS_GROUP,
+                    },
+                    "containers": [container],
+                    "volumes": [{"name": "kernelspecs", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+    body["metadata"]["annotations"] = {SPEC_HASH_ANNOTATION: spec_hash(body["spec"])}
+    return body
+
+
+def service(gateway: Mapping[str, Any]) -> dict[str, Any]:
+    """ClusterIP Service: notebooks use ``http``; ``response`` carries kernel connection info."""
+    name = gateway["metadata"]["name"]
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(gateway),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": labels(name),
+            "sessionAffinity": "ClientIP",
+            "ports": [
+                {"name": "http", "port": HTTP_PORT, "targetPort": HTTP_PORT, "protocol": "TCP"},
+                {
+                    "name": "response",
+                    "port": RESPONSE_PORT,
+                    "targetPort": RESPONSE_PORT,
+                    "protocol": "TCP",
+                },
+            ],
+        },
+    }
+    body["metadata"]["annotations"] = {SPEC_HASH_ANNOTATION: spec_hash(body["spec"])}
+    return body
+
+
+def owned_objects(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every object of a gateway except its Secret (whose token the caller generates)."""
+    return [
+        service_account(gateway),
+        role(gateway),
+        role_binding(gateway),
+        *external_objects(gateway),
+        deployment(gateway),
+        service(gateway),
+    ]
+
+
+# --- Status ---------------------------------------------------------------------------------
+
+
+def condition(
+    type_: str,
+    ok: bool,
+    reason: str,
+    message: str,
+    now: str,
+    previous: Sequence[Mapping[str, Any]] = (),
+    generation: int | None = None,
+) -> dict[str, Any]:
+    """One status condition; keeps ``lastTransitionTime`` while the status does not change."""
+    status = crds.CONDITION_TRUE if ok else crds.CONDITION_FALSE
+    since = now
+    for old in previous:
+        if old.get("type") == type_ and old.get("status") == status:
+            since = str(old.get("lastTransitionTime") or now)
+    result: dict[str, Any] = {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+    }
+    if generation is not None:
+        result["observedGeneration"] = generation
+    return result
+
+
+def status(
+    gateway: Mapping[str, Any],
+    deployment_obj: Mapping[str, Any] | None,
+    existing_kernelspecs: Sequence[str],
+    kernel_count: int,
+    problems: Sequence[str],
+    now: str,
+) -> dict[str, Any]:
+    """The JupyterGateway status: replica counts (original names), URL, kernelspecs, conditions.
+
+    ``deployment_obj`` is the gateway's Deployment as read (None if absent);
+    ``existing_kernelspecs`` the JupyterKernelSpec names of the namespace; ``problems`` what
+    :func:`validate` found.
+    """
+    meta, spec = gateway["metadata"], gateway.get("spec") or {}
+    generation = meta.get("generation")
+    previous = (gateway.get("status") or {}).get("conditions") or []
+    dep_status = (deployment_obj or {}).get("status") or {}
+    dep_meta = (deployment_obj or {}).get("metadata") or {}
+    replicas = int(dep_status.get("replicas") or 0)
+    ready = int(dep_status.get("readyReplicas") or 0)
+    updated = int(dep_status.get("updatedReplicas") or 0)
+    rolled_out = (
+        deployment_obj is not None
+        and int(dep_status.get("observedGeneration") or 0) >= int(dep_meta.get("generation") or 0)
+        and updated >= 1
+        and replicas <= updated
+    )
+    is_ready = ready >= 1 and rolled_out
+    missing = missing_kernelspecs(spec, existing_kernelspecs)
+    served = served_kernelspecs(spec, existing_kernelspecs)
+
+    if problems:
+        phase = crds.PHASE_FAILED
+    elif is_ready:
+        phase = crds.PHASE_RUNNING
+    else:
+        phase = crds.PHASE_PENDING
+
+    if is_ready:
+        ready_reason, ready_message = "GatewayReady", "Enterprise Gateway serves the current spec"
+    elif problems:
+        ready_reason, ready_message = crds.REASON_INVALID_SPEC, "; ".join(problems)
+    elif deployment_obj is None:
+        ready_reason, ready_message = (
+            "DeploymentMissing",
+            "the gateway Deployment is not created yet",
+        )
+    else:
+        ready_reason = "GatewayNotReady"
+        ready_message = f"{ready} of {max(replicas, 1)} gateway pods ready, {updated} up to date"
+
+    if missing:
+        ks_reason = crds.REASON_KERNELSPEC_NOT_FOUND
+        ks_message = (
+            f"spec.kernels names {', '.join(missing)}, but no JupyterKernelSpec of that name "
+            f"exists in namespace {meta['namespace']}: create it (kubectl get jks -n "
+            f"{meta['namespace']}) or remove the name from spec.kernels"
+        )
+    elif not served:
+        ks_reason = "NoKernelSpecs"
+        ks_message = (
+            f"no JupyterKernelSpec in namespace {meta['namespace']} yet: the gateway serves no "
+            "kernels until one is created"
+        )
+    else:
+        ks_reason, ks_message = "KernelSpecsFound", f"serving {', '.join(served)}"
+
+    return {
+        "phase": phase,
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "updatedReplicas": updated,
+        "readyReplicas": ready,
+        "availableReplicas": int(dep_status.get("availableReplicas") or 0),
+        "unavailableReplicas": int(dep_status.get("unavailableReplicas") or 0),
+        "url": gateway_url(meta["name"], meta["namespace"]),
+        "serviceName": meta["name"],
+        "authSecretName": secret_name(meta["name"], spec) if auth_enabled(spec) else "",
+        "kernelSpecs": served,
+        "kernels": kernel_count,
+        "conditions": [
+            condition(
+                crds.CONDITION_READY,
+                is_ready,
+                ready_reason,
+                ready_message,
+                now,
+                previous,
+                generation,
+            ),
+            condition(
+                crds.CONDITION_VALID,
+                not problems,
+                crds.REASON_INVALID_SPEC if problems else crds.REASON_SPEC_VALID,
+                "; ".join(problems) if problems else "spec is valid",
+                now,
+                previous,
+                generation,
+            ),
+            condition(
+                crds.CONDITION_KERNELSPECS_RESOLVED,
+                not missing and bool(served),
+                ks_reason,
+                ks_message,
+                now,
+                previous,
+                generation,
+            ),
+            condition(
+                crds.CONDITION_PROGRESSING,
+                deployment_obj is not None and not rolled_out,
+                "RollingOut" if deployment_obj is not None and not rolled_out else "Complete",
+                "a new gateway pod is being rolled out"
+                if deployment_obj is not None and not rolled_out
+                else "no rollout under way",
+                now,
+                previous,
+                generation,
+            ),
+        ],
+    }

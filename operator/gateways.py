@@ -1,0 +1,429 @@
+"""kopf handlers: JupyterGateway → its objects (see :mod:`gateway_objects`), and their state →
+the JupyterGateway's status.
+
+Who calls what:
+
+* kopf calls :func:`gateway_changed` when a JupyterGateway is created, its spec (or labels and
+  annotations) change, or the operator starts (resume). It renders the objects with
+  :mod:`gateway_objects` and makes the cluster match: create what is missing; replace the
+  Deployment only when the hash of its rendered spec changed (so an edit rolls out, and a
+  no-op reconcile writes nothing); patch Role, RoleBinding and Service when they drifted. The
+  auth Secret is created once and never rewritten.
+* :func:`gateway_deployment_event` (Deployments labelled ``component=gateway``),
+  :func:`kernelspec_event` (JupyterKernelSpecs) and :func:`gateway_kernel_event` (JupyterKernels
+  of a gateway) refresh the status: replica counts, served kernelspecs, kernel count,
+  conditions. A status is written only when it differs from the one on the object.
+* :func:`gateway_deleted` removes the Role and RoleBinding a gateway has in another kernel
+  namespace (owner references cannot cross namespaces; everything else is garbage-collected).
+
+Bad specs never crash the handler: problems go to the ``Ready``/``Valid``-style conditions and
+to Warning Events whose message says what to fix (posted on transitions only).
+
+The helpers :func:`ensure` and :func:`object_path` are shared with :mod:`notebooks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import secrets
+from collections.abc import Mapping
+from typing import Any, Final
+
+import kopf
+
+from elastic_jupyter import crds
+from elastic_jupyter.operator import gateway_objects, kube, settings
+
+GATEWAYS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_GATEWAY.plural)
+KERNELSPECS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_KERNEL_SPEC.plural)
+KERNELS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_KERNEL.plural)
+GATEWAY_DEPLOYMENT_LABELS: Final = {
+    crds.LABEL_MANAGED_BY: crds.MANAGED_BY,
+    crds.LABEL_COMPONENT: crds.COMPONENT_GATEWAY,
+}
+
+PLURALS: Final = {
+    "ServiceAccount": "serviceaccounts",
+    "Secret": "secrets",
+    "Service": "services",
+    "Deployment": "deployments",
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
+    "ClusterRole": "clusterroles",
+    "ClusterRoleBinding": "clusterrolebindings",
+    "JupyterGateway": crds.JUPYTER_GATEWAY.plural,
+    "JupyterNotebook": crds.JUPYTER_NOTEBOOK.plural,
+}
+
+
+def event_ref(obj: Mapping[str, Any]) -> kopf.Body:
+    """An object reference for ``kopf.event`` (the involvedObject of posted Events)."""
+    meta = obj["metadata"]
+    return kopf.Body(
+        {
+            "apiVersion": obj.get("apiVersion") or crds.API_VERSION,
+            "kind": obj.get("kind") or crds.JUPYTER_GATEWAY.kind,
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+        }
+    )
+
+
+BINDINGS: Final = ("RoleBinding", "ClusterRoleBinding")
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- Generic object writes (shared with notebooks) --------------------------------------------
+
+
+def collection_path(api_version: str, plural: str, namespace: str | None) -> str:
+    """The URL of a collection, core (``v1``) or grouped (``apps/v1``); cluster-scoped
+    without a namespace."""
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+
+
+def custom_collection(plural: str, namespace: str) -> str:
+    """The URL of a collection of one of our kinds in ``namespace``."""
+    return collection_path(crds.API_VERSION, plural, namespace)
+
+
+def object_path(obj: Mapping[str, Any], name: str | None = None) -> str:
+    """The URL of one object given its manifest (or a name in its collection)."""
+    meta = obj["metadata"]
+    plural = PLURALS[str(obj["kind"])]
+    base = collection_path(str(obj["apiVersion"]), plural, meta.get("namespace"))
+    return f"{base}/{name or meta['name']}"
+
+
+async def get_or_none(client: kube.KubeClient, path: str) -> dict[str, Any] | None:
+    try:
+        return await client.get(path)
+    except kube.ApiError as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def _hash(obj: Mapping[str, Any]) -> str:
+    return str(
+        ((obj.get("metadata") or {}).get("annotations") or {}).get(crds.ANNOTATION_SPEC_HASH)
+    )
+
+
+async def ensure(client: kube.KubeClient, desired: Mapping[str, Any]) -> str:
+    """Make one object match ``desired``; return what was done (created/updated/unchanged).
+
+    * Secret, ServiceAccount: create only (a token is never rewritten).
+    * Deployment: replaced when the spec-hash annotation differs (this is the rollout).
+    * Service: merge-patched when the spec-hash annotation differs (clusterIP is kept).
+    * Role: rules patched when they differ. RoleBinding: subjects patched when they differ.
+    """
+    path = object_path(desired)
+    kind = str(desired["kind"])
+    try:
+        current = await get_or_none(client, path)
+        if current is None:
+            collection = path.rsplit("/", 1)[0]
+            await client.create(collection, desired)
+            return "created"
+        if kind in ("Secret", "ServiceAccount"):
+            return "unchanged"
+        if kind == "Deployment":
+            if _hash(current) == _hash(desired):
+                return "unchanged"
+            body = dict(desired)
+            body["metadata"] = {
+                **desired["metadata"],
+                "resourceVersion": current["metadata"].get("resourceVersion"),
+            }
+            await client.request("PUT", path, body)
+            return "updated"
+        patch: dict[str, Any] = {}
+        if kind == "Service" and _hash(current) != _hash(desired):
+            spec = desired["spec"]
+            patch = {
+                "metadata": {"labels": desired["metadata"]["labels"]},
+                "spec": {k: spec[k] for k in ("ports", "selector", "sessionAffinity") if k in spec},
+            }
+            patch["metadata"]["annotations"] = desired["metadata"].get("annotations") or {}
+        elif kind in ("Role", "ClusterRole") and current.get("rules") != desired["rules"]:
+            patch = {"rules": desired["rules"]}
+        elif kind in BINDINGS and current.get("subjects") != desired["subjects"]:
+            patch = {"subjects": desired["subjects"]}
+        if not patch:
+            return "unchanged"
+        await client.merge_patch(path, patch)
+        return "updated"
+    except kube.ApiError as error:
+        if error.retryable or error.status == 409:
+            raise kopf.TemporaryError(f"{kind} {path}: {error}", delay=2) from error
+        raise kopf.PermanentError(f"{kind} {path}: {error}") from error
+
+
+async def patch_status(
+    client: kube.KubeClient,
+    plural: str,
+    body: Mapping[str, Any],
+    new_status: dict[str, Any],
+) -> bool:
+    """Write ``status`` when it differs from the object's; return whether it was written."""
+    old = dict(body.get("status") or {})
+    if _same_status(old, new_status):
+        return False
+    meta = body["metadata"]
+    path = kube.custom_path(plural, meta["namespace"], meta["name"], "status")
+    try:
+        await client.merge_patch(path, {"status": new_status})
+    except kube.ApiError as error:
+        if error.status == 404:
+            return False  # deleted meanwhile
+        raise kopf.TemporaryError(f"status of {meta['name']}: {error}", delay=2) from error
+    return True
+
+
+def _same_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Equal apart from lastTransitionTime-only differences (kept by the builders anyway)."""
+    return {k: v for k, v in old.items() if k in new} == dict(new) and set(new) <= set(old)
+
+
+def transitions(
+    old: Mapping[str, Any], new: Mapping[str, Any]
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """Conditions of ``new`` that turned False (or appeared False): (type, condition)."""
+    before = {c.get("type"): c for c in old.get("conditions") or []}
+    result = []
+    for cond in new.get("conditions") or []:
+        prev = before.get(cond["type"]) or {}
+        changed = any(prev.get(k) != cond.get(k) for k in ("status", "reason", "message"))
+        if cond["status"] == crds.CONDITION_FALSE and changed:
+            result.append((str(cond["type"]), cond))
+    return result
+
+
+# --- Gateway reconcile -----------------------------------------------------------------------
+
+
+async def _kernelspec_names(client: kube.KubeClient, namespace: str) -> list[str]:
+    path = custom_collection(crds.JUPYTER_KERNEL_SPEC.plural, namespace)
+    listing = await client.get(path)
+    return sorted(str(item["metadata"]["name"]) for item in listing.get("items") or [])
+
+
+async def _kernel_count(client: kube.KubeClient, gateway: Mapping[str, Any]) -> int:
+    namespace = gateway_objects.kernel_namespace(gateway)
+    path = custom_collection(crds.JUPYTER_KERNEL.plural, namespace)
+    selector = f"{crds.LABEL_GATEWAY}={gateway['metadata']['name']}"
+    listing = await client.get(f"{path}?labelSelector={selector}")
+    return len(listing.get("items") or [])
+
+
+async def _ensure_secret(client: kube.KubeClient, gateway: Mapping[str, Any]) -> None:
+    spec = gateway.get("spec") or {}
+    if not gateway_objects.auth_enabled(spec):
+        return
+    secret = gateway_objects.auth_secret(gateway, secrets.token_hex(24))
+    current = await get_or_none(client, object_path(secret))
+    if current is None:
+        await ensure(client, secret)
+
+
+async def reconcile(client: kube.KubeClient, gateway: Mapping[str, Any], logger: Any) -> None:
+    """Render and apply a gateway's objects, then refresh its status."""
+    spec = gateway.get("spec") or {}
+    problems = gateway_objects.validate(spec)
+    if not problems:
+        await _ensure_secret(client, gateway)
+        for desired in gateway_objects.owned_objects(gateway):
+            result = await ensure(client, desired)
+            if result != "unchanged":
+                logger.info("%s %s %s", desired["kind"], desired["metadata"]["name"], result)
+                if desired["kind"] == "Deployment" and result == "updated":
+                    kopf.event(
+                        event_ref(gateway),
+                        type="Normal",
+                        reason="RollingOut",
+                        message="the gateway spec changed: rolling out a new gateway pod",
+                    )
+    await refresh_status(client, gateway, problems)
+
+
+async def refresh_status(
+    client: kube.KubeClient,
+    gateway: Mapping[str, Any],
+    problems: list[str] | None = None,
+) -> None:
+    """Recompute and write a gateway's status; post Warning Events for new problems."""
+    meta = gateway["metadata"]
+    spec = gateway.get("spec") or {}
+    if problems is None:
+        problems = gateway_objects.validate(spec)
+    deployment_path = (
+        collection_path("apps/v1", "deployments", meta["namespace"]) + "/" + meta["name"]
+    )
+    try:
+        dep = await get_or_none(client, deployment_path)
+        names = await _kernelspec_names(client, meta["namespace"])
+        count = await _kernel_count(client, gateway)
+    except kube.ApiError as error:
+        raise kopf.TemporaryError(
+            f"reading the state of {meta['name']}: {error}", delay=2
+        ) from error
+    new = gateway_objects.status(gateway, dep, names, count, problems, now())
+    old = dict(gateway.get("status") or {})
+    if await patch_status(client, crds.JUPYTER_GATEWAY.plural, gateway, new):
+        for type_, cond in transitions(old, new):
+            if type_ in (crds.CONDITION_READY, crds.CONDITION_PROGRESSING):
+                continue  # not ready yet, no rollout: normal states (Valid reports bad specs)
+            kopf.event(
+                event_ref(gateway),
+                type="Warning",
+                reason=str(cond.get("reason")),
+                message=str(cond.get("message")),
+            )
+
+
+async def _fetch_gateway(
+    client: kube.KubeClient, namespace: str, name: str
+) -> dict[str, Any] | None:
+    path = kube.custom_path(crds.JUPYTER_GATEWAY.plural, namespace, name)
+    try:
+        return await get_or_none(client, path)
+    except kube.ApiError as error:
+        raise kopf.TemporaryError(f"reading JupyterGateway {namespace}/{name}: {error}") from error
+
+
+# --- Handlers --------------------------------------------------------------------------------
+
+
+@kopf.on.resume(*GATEWAYS)
+@kopf.on.create(*GATEWAYS)
+@kopf.on.update(*GATEWAYS)
+async def gateway_changed(
+    body: kopf.Body, old: Any, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """Make the gateway's objects match its spec (rolls out edits; writes nothing if equal)."""
+    state = settings.runtime_of(memo)
+    meta = body["metadata"]
+    async with state.lock(crds.JUPYTER_GATEWAY.plural, meta["namespace"], meta["name"]):
+        # Work on the freshest copy: the status may have moved since this event.
+        fresh = await _fetch_gateway(state.client, meta["namespace"], meta["name"])
+        if fresh is None:
+            return
+        await reconcile(state.client, fresh, logger)
+        # RBAC the previous spec needed outside the namespace and this one does not.
+        if old:
+            before = {"metadata": meta, "spec": (old or {}).get("spec") or {}}
+            keep = {object_path(o) for o in gateway_objects.external_objects(fresh)}
+            stale = [
+                o for o in gateway_objects.external_objects(before) if object_path(o) not in keep
+            ]
+            await delete_objects(state.client, stale)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=GATEWAY_DEPLOYMENT_LABELS)
+async def gateway_deployment_event(
+    body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    """A gateway Deployment changed (pods became ready, rollout progressed): refresh status."""
+    name = (body["metadata"].get("labels") or {}).get(crds.LABEL_GATEWAY)
+    if name and namespace:
+        schedule_refresh(memo, namespace, str(name))
+
+
+@kopf.on.event(*KERNELSPECS)
+async def gateway_kernelspec_event(
+    event: kopf.RawEvent, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    """A JupyterKernelSpec appeared or went: gateways of its namespace re-check ``kernels``."""
+    if event.get("type") not in ("ADDED", "DELETED", None) or not namespace:
+        return
+    state = settings.runtime_of(memo)
+    path = custom_collection(crds.JUPYTER_GATEWAY.plural, namespace)
+    try:
+        listing = await state.client.get(path)
+    except kube.ApiError:
+        return
+    for item in listing.get("items") or []:
+        schedule_refresh(memo, namespace, str(item["metadata"]["name"]))
+
+
+@kopf.on.event(*KERNELS, labels={crds.LABEL_GATEWAY: kopf.PRESENT})
+async def gateway_kernel_event(
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    """A kernel of a gateway was created or deleted: refresh the gateway's kernel count."""
+    if event.get("type") not in ("ADDED", "DELETED"):
+        return
+    gateway_name = str(body["metadata"]["labels"][crds.LABEL_GATEWAY])
+    owner_ns = body["metadata"]["namespace"]
+    for ref in body["metadata"].get("ownerReferences") or []:
+        if ref.get("kind") == crds.JUPYTER_GATEWAY.kind:
+            gateway_name = str(ref.get("name"))
+    schedule_refresh(memo, owner_ns, gateway_name)
+
+
+#: Seconds a status refresh waits, so that a burst of events (many kernels starting, a rollout
+#: moving) costs one status write.
+REFRESH_DELAY: Final = 0.3
+PENDING_KEY: Final = "gateway_refresh_pending"
+
+
+@kopf.on.startup()
+def gateway_startup(memo: kopf.Memo, **_: Any) -> None:
+    """Shared state of this module: gateways with a status refresh scheduled."""
+    memo[PENDING_KEY] = set()
+
+
+def schedule_refresh(memo: kopf.Memo, namespace: str, name: str) -> None:
+    """Refresh a gateway's status soon; events arriving meanwhile join the same refresh."""
+    pending: set[tuple[str, str]] = memo[PENDING_KEY]
+    key = (namespace, name)
+    if key in pending:
+        return
+    pending.add(key)
+
+    async def later() -> None:
+        await asyncio.sleep(REFRESH_DELAY)
+        pending.discard(key)
+        await _refresh_by_name(memo, namespace, name)
+
+    settings.runtime_of(memo).spawn(later())
+
+
+async def _refresh_by_name(memo: kopf.Memo, namespace: str, name: str) -> None:
+    state = settings.runtime_of(memo)
+    async with state.lock(crds.JUPYTER_GATEWAY.plural, namespace, name):
+        # Not retried: a failed refresh waits for the next event.
+        with contextlib.suppress(kopf.TemporaryError, kube.ApiError):
+            gateway = await _fetch_gateway(state.client, namespace, name)
+            if gateway is not None and not gateway["metadata"].get("deletionTimestamp"):
+                await refresh_status(state.client, gateway)
+
+
+def _has_external_objects(body: kopf.Body, **_: Any) -> bool:
+    return bool(gateway_objects.external_objects(body))
+
+
+async def delete_objects(client: kube.KubeClient, objects: list[dict[str, Any]]) -> None:
+    """Delete objects (bindings first); already gone is fine."""
+    for obj in reversed(objects):
+        try:
+            await client.request("DELETE", object_path(obj))
+        except kube.ApiError as error:
+            if error.status != 404:
+                raise kopf.TemporaryError(f"deleting {obj['kind']}: {error}", delay=2) from error
+
+
+@kopf.on.delete(*GATEWAYS, when=_has_external_objects)
+async def gateway_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Remove what garbage collection cannot: RBAC in another namespace or cluster-wide."""
+    await delete_objects(settings.runtime_of(memo).client, gateway_objects.external_objects(body))

@@ -1,0 +1,158 @@
+"""JupyterKernelTemplate: pure validation, and the kopf handlers that report it.
+
+Who calls what:
+
+* The gateway reads templates when it builds a JupyterKernel; the operator only says whether a
+  template can build a kernel pod (``status.valid`` and the ``Valid`` condition), so that a
+  broken template is visible before the first kernel start fails. Changes apply to kernels
+  created afterwards; running kernels carry their own copy of the pod template.
+* kopf keeps the :func:`kernel_templates` index (validity by name) for the kernelspec reconciler
+  and calls :func:`template_event` on every template event. A template that appears, changes
+  validity or is deleted re-reconciles the kernelspecs referring to it, so a deleted template in
+  use shows up as ``TemplateNotFound`` (status and a Warning Event) on each of them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import kopf
+
+from elastic_jupyter import crds
+from elastic_jupyter.operator import kernel_pod, kernelspecs, runtime, settings
+from elastic_jupyter.operator import kernelspec_configmap as render_mod
+
+TEMPLATES: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_KERNEL_TEMPLATE.plural)
+DNS1123_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+REASON_VALID: Final = "Valid"
+REASON_MISSING_TEMPLATE: Final = "MissingTemplate"
+REASON_NO_CONTAINERS: Final = "NoContainers"
+REASON_INVALID_CONTAINER_NAME: Final = "InvalidContainerName"
+REASON_DUPLICATE_CONTAINER_NAME: Final = "DuplicateContainerName"
+REASON_MISPLACED_METADATA: Final = "MisplacedTemplateMetadata"
+
+
+@dataclass(frozen=True)
+class Validity:
+    """Whether a template can build a kernel pod, and why (not)."""
+
+    valid: bool
+    reason: str
+    message: str
+
+    def as_tuple(self) -> tuple[bool, str, str]:
+        """The form kept in the kopf index."""
+        return (self.valid, self.reason, self.message)
+
+
+def validate(template_object: Mapping[str, Any]) -> Validity:
+    """Check a JupyterKernelTemplate body: a pod template with at least one well-named container.
+
+    Labels written directly under ``spec.template.metadata`` (the original's sample) do not make
+    the template invalid — the pod just would not get them — but the reason says so.
+    """
+    template = (template_object.get("spec") or {}).get("template")
+    if not isinstance(template, Mapping) or not isinstance(template.get("spec"), Mapping):
+        return Validity(
+            False,
+            REASON_MISSING_TEMPLATE,
+            "spec.template.spec must be a pod spec (PodTemplateSpec)",
+        )
+    containers = template["spec"].get("containers")
+    if not isinstance(containers, list) or not containers:
+        return Validity(
+            False, REASON_NO_CONTAINERS, "spec.template.spec.containers must list a container"
+        )
+    seen: set[str] = set()
+    for index, container in enumerate(containers):
+        name = container.get("name") if isinstance(container, Mapping) else None
+        if not isinstance(name, str) or len(name) > 63 or not DNS1123_LABEL.match(name):
+            return Validity(
+                False,
+                REASON_INVALID_CONTAINER_NAME,
+                f"container {index} has name {name!r}: it must be a DNS-1123 label "
+                "(lower-case letters, digits and '-', at most 63 characters)",
+            )
+        if name in seen:
+            return Validity(
+                False, REASON_DUPLICATE_CONTAINER_NAME, f"two containers are named {name!r}"
+            )
+        seen.add(name)
+    misplaced = kernel_pod.misplaced_template_metadata(template)
+    if misplaced:
+        return Validity(
+            True,
+            REASON_MISPLACED_METADATA,
+            f"spec.template.metadata has {', '.join(misplaced)}, which Kubernetes ignores; "
+            "did you mean spec.template.metadata.labels?",
+        )
+    kernel = containers[kernel_pod.kernel_container_index(containers)]["name"]
+    return Validity(
+        True, REASON_VALID, f"builds kernel pods; the kernel runs in container {kernel}"
+    )
+
+
+def template_status(
+    validity: Validity, generation: int, previous: Mapping[str, Any] | None, now: str
+) -> dict[str, Any]:
+    """The template's status: ``valid``, ``observedGeneration`` and the ``Valid`` condition."""
+    return {
+        "valid": validity.valid,
+        "observedGeneration": generation,
+        "conditions": [
+            render_mod.valid_condition(
+                validity.valid, validity.reason, validity.message, previous, now
+            )
+        ],
+    }
+
+
+@kopf.index(*TEMPLATES)
+async def kernel_templates(
+    name: str, namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[runtime.Key, tuple[bool, str, str]]:
+    """Templates by (namespace, name): their validity, for the kernelspec reconciler."""
+    return {(namespace or "", name): validate(body).as_tuple()}
+
+
+@kopf.on.event(*TEMPLATES)
+async def template_event(
+    type: str,
+    name: str,
+    namespace: str | None,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **kwargs: Any,
+) -> None:
+    """Report the template's validity; re-reconcile the kernelspecs that refer to it."""
+    # Indexes arrive as keywords named after their functions.
+    kernel_templates: kernelspecs.TemplateIndex = kwargs["kernel_templates"]
+    by_template: kopf.Index[runtime.Key, dict[str, Any]] = kwargs["kernelspecs_by_template"]
+    state = settings.runtime_of(memo)
+    namespace = namespace or ""
+    plural = crds.JUPYTER_KERNEL_TEMPLATE.plural
+    if type == "DELETED":
+        state.statuses.pop((plural, namespace, name), None)
+    elif not (body.get("metadata") or {}).get("deletionTimestamp"):
+        validity = validate(body)
+        known = state.statuses.get((plural, namespace, name))
+        previous = known[1] if known else body.get("status")
+        generation = int((body.get("metadata") or {}).get("generation") or 1)
+        new = template_status(validity, generation, previous, kernelspecs.now())
+        old, written = await kernelspecs.write_status(state, plural, dict(body), new)
+        old_reason = next(
+            (c.get("reason") for c in old.get("conditions") or [] if c.get("type") == "Valid"),
+            None,
+        )
+        if written and old_reason != validity.reason and validity.reason != REASON_VALID:
+            kopf.warn(body, reason=validity.reason, message=validity.message)
+    for kernelspec in list(by_template.get((namespace, name)) or ()):
+        try:
+            await kernelspecs.reconcile(state, kernelspec, kernel_templates, logger)
+        except kopf.TemporaryError as error:
+            logger.warning("%s", error)

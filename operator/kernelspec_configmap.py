@@ -1,0 +1,267 @@
+"""JupyterKernelSpec → ``kernel.json`` ConfigMap, and the kernelspec's status: pure functions.
+
+Called by :mod:`elastic_jupyter.operator.kernelspecs` whenever a kernelspec or the template it
+refers to changes. A JupyterGateway mounts the ConfigMap as
+``<kernels dir>/<kernelspec name>/kernel.json``; Enterprise Gateway reads it at kernel start.
+
+``kernel.json`` fields:
+
+* ``display_name`` (``spec.displayName``, else the kernelspec's name), ``language``
+  (``spec.language``, else ``python``), ``env`` (literal values of ``spec.env``; the original
+  ignored it — ``valueFrom`` entries cannot live in a file and are the gateway's business);
+* ``argv``: ``spec.command`` as given, with ``--kernel-template-name/-namespace`` appended
+  when it runs ``kubeflow-launcher`` and names no template itself (as the original did); unset,
+  the ``kubeflow-launcher`` argv with EG's placeholders and the template reference;
+* ``metadata.process_proxy``: ``class_name`` (``spec.className``, default ours; the original's
+  ``enterprise_gateway.services.processproxies.kubeflow.KubeflowProcessProxy`` no longer exists
+  in EG 3.3 and is mapped to ours) and ``config`` with ``image_name``,
+  ``kernel_template_name``/``kernel_template_namespace``, ``port_range`` and ``resources`` when
+  set.
+
+A kernelspec whose process proxy is ours but which names no template is invalid (reason
+``InvalidSpec``): no ConfigMap is written for it (the original crashed instead). A template that
+does not exist (yet) or is invalid makes the kernelspec ``Valid=False`` with
+``TemplateNotFound``/``TemplateInvalid``, but the ConfigMap is still written: the reference is
+right and kernels start as soon as the template is there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from elastic_jupyter import crds
+
+KUBEFLOW_PROXY: Final = "elastic_jupyter.gateway_plugin.KubeflowProcessProxy"
+ORIGINAL_KUBEFLOW_PROXY: Final = (
+    "enterprise_gateway.services.processproxies.kubeflow.KubeflowProcessProxy"
+)
+#: The gateway-side launcher (``pyproject.toml``: ``kubeflow-launcher``).
+GATEWAY_LAUNCHER: Final = "kubeflow-launcher"
+DEFAULT_LANGUAGE: Final = "python"
+KERNEL_JSON: Final = "kernel.json"
+
+REASON_VALID: Final = "Valid"
+REASON_INVALID_SPEC: Final = "InvalidSpec"
+REASON_TEMPLATE_NOT_FOUND: Final = "TemplateNotFound"
+REASON_TEMPLATE_INVALID: Final = "TemplateInvalid"
+
+#: EG's argv placeholders, filled per kernel start.
+LAUNCHER_ARGS: Final = (
+    "--RemoteProcessProxy.kernel-id",
+    "{kernel_id}",
+    "--RemoteProcessProxy.port-range",
+    "{port_range}",
+    "--RemoteProcessProxy.response-address",
+    "{response_address}",
+    "--RemoteProcessProxy.public-key",
+    "{public_key}",
+)
+
+
+@dataclass(frozen=True)
+class TemplateRef:
+    """The JupyterKernelTemplate a kernelspec refers to."""
+
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """What a kernelspec renders to: a ConfigMap, or the reason it cannot."""
+
+    configmap: dict[str, Any] | None
+    template: TemplateRef | None
+    problem: tuple[str, str] | None  # (reason, message) when configmap is None
+
+
+def template_ref(kernelspec: Mapping[str, Any]) -> TemplateRef | None:
+    """The template reference of a kernelspec; its namespace defaults to the kernelspec's."""
+    spec = kernelspec.get("spec") or {}
+    ref = spec.get("template")
+    if not isinstance(ref, Mapping) or not ref.get("name"):
+        return None
+    namespace = ref.get("namespace") or (kernelspec.get("metadata") or {}).get("namespace") or ""
+    return TemplateRef(namespace=str(namespace), name=str(ref["name"]))
+
+
+def process_proxy_class(spec: Mapping[str, Any]) -> str:
+    """``spec.className`` with the default and the original's class name mapped to ours."""
+    name = str(spec.get("className") or KUBEFLOW_PROXY)
+    return KUBEFLOW_PROXY if name == ORIGINAL_KUBEFLOW_PROXY else name
+
+
+def _is_gateway_launcher(argv: list[str]) -> bool:
+    return bool(argv) and argv[0].rsplit("/", 1)[-1] == GATEWAY_LAUNCHER
+
+
+def kernel_argv(spec: Mapping[str, Any], template: TemplateRef | None) -> list[str]:
+    """``argv`` of kernel.json (see the module docstring)."""
+    template_args = (
+        ["--kernel-template-name", template.name, "--kernel-template-namespace", template.namespace]
+        if template
+        else []
+    )
+    command = [str(part) for part in spec.get("command") or []]
+    if not command:
+        return [GATEWAY_LAUNCHER, *LAUNCHER_ARGS, *template_args]
+    if _is_gateway_launcher(command) and "--kernel-template-name" not in command:
+        return [*command, *template_args]
+    return command
+
+
+def kernel_json(kernelspec: Mapping[str, Any], template: TemplateRef | None) -> dict[str, Any]:
+    """The ``kernel.json`` document of a kernelspec."""
+    metadata = kernelspec.get("metadata") or {}
+    spec = kernelspec.get("spec") or {}
+    config: dict[str, Any] = {}
+    if spec.get("image"):
+        config["image_name"] = spec["image"]
+    if template:
+        config["kernel_template_name"] = template.name
+        config["kernel_template_namespace"] = template.namespace
+    if spec.get("portRange"):
+        config["port_range"] = spec["portRange"]
+    if spec.get("resources"):
+        config["resources"] = spec["resources"]
+    env = {
+        str(var["name"]): str(var.get("value") or "")
+        for var in spec.get("env") or []
+        if isinstance(var, Mapping) and var.get("name") and "valueFrom" not in var
+    }
+    return {
+        "display_name": str(spec.get("displayName") or metadata.get("name") or ""),
+        "language": str(spec.get("language") or DEFAULT_LANGUAGE),
+        "env": env,
+        "argv": kernel_argv(spec, template),
+        "metadata": {
+            "process_proxy": {"class_name": process_proxy_class(spec), "config": config},
+        },
+    }
+
+
+def owner_reference(kernelspec: Mapping[str, Any]) -> dict[str, Any]:
+    """Controller owner reference to the kernelspec (its ConfigMap is deleted with it)."""
+    metadata = kernelspec.get("metadata") or {}
+    return {
+        "apiVersion": crds.API_VERSION,
+        "kind": crds.JUPYTER_KERNEL_SPEC.kind,
+        "name": metadata.get("name"),
+        "uid": metadata.get("uid"),
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def render(kernelspec: Mapping[str, Any]) -> Rendering:
+    """The kernelspec's ConfigMap manifest, or why there is none."""
+    metadata = kernelspec.get("metadata") or {}
+    spec = kernelspec.get("spec") or {}
+    template = template_ref(kernelspec)
+    if template is None and process_proxy_class(spec) == KUBEFLOW_PROXY:
+        return Rendering(
+            None,
+            None,
+            (
+                REASON_INVALID_SPEC,
+                "spec.template is missing: KubeflowProcessProxy builds each kernel from a "
+                "JupyterKernelTemplate; set spec.template.name (and namespace if not this one)",
+            ),
+        )
+    name = str(metadata.get("name") or "")
+    document = kernel_json(kernelspec, template)
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": metadata.get("namespace"),
+            "labels": {crds.LABEL_MANAGED_BY: crds.MANAGED_BY, crds.LABEL_KERNELSPEC: name},
+            "ownerReferences": [owner_reference(kernelspec)],
+        },
+        "data": {KERNEL_JSON: json.dumps(document, indent=2, sort_keys=True) + "\n"},
+    }
+    return Rendering(configmap, template, None)
+
+
+def configmap_differs(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Whether an existing ConfigMap lacks what ``desired`` says (data, our labels, owner)."""
+    if (current.get("data") or {}) != desired.get("data"):
+        return True
+    labels = (current.get("metadata") or {}).get("labels") or {}
+    wanted = (desired.get("metadata") or {}).get("labels") or {}
+    if any(labels.get(key) != value for key, value in wanted.items()):
+        return True
+    owners = (current.get("metadata") or {}).get("ownerReferences") or []
+    uid = ((desired.get("metadata") or {}).get("ownerReferences") or [{}])[0].get("uid")
+    return not any(owner.get("uid") == uid for owner in owners)
+
+
+def kernelspec_status(
+    rendering: Rendering,
+    template_validity: tuple[bool, str, str] | None,
+    configmap_name: str | None,
+    generation: int,
+    previous: Mapping[str, Any] | None,
+    now: str,
+) -> dict[str, Any]:
+    """The kernelspec's status: ``valid``, ``configMapName``, ``observedGeneration``, ``Valid``.
+
+    ``template_validity`` is the referenced template's (valid, reason, message), or ``None``
+    when no such template exists.
+    """
+    if rendering.problem:
+        valid, reason, message = False, *rendering.problem
+    elif rendering.template is None:
+        valid, reason, message = True, REASON_VALID, "kernel.json rendered (no template needed)"
+    elif template_validity is None:
+        ref = rendering.template
+        valid, reason = False, REASON_TEMPLATE_NOT_FOUND
+        message = f"JupyterKernelTemplate {ref.namespace}/{ref.name} does not exist"
+    elif not template_validity[0]:
+        ref = rendering.template
+        valid, reason = False, REASON_TEMPLATE_INVALID
+        message = f"JupyterKernelTemplate {ref.namespace}/{ref.name}: {template_validity[2]}"
+    else:
+        valid, reason, message = True, REASON_VALID, "kernel.json rendered; template found"
+    status: dict[str, Any] = {"valid": valid, "observedGeneration": generation}
+    if configmap_name:
+        status["configMapName"] = configmap_name
+    status["conditions"] = [valid_condition(valid, reason, message, previous, now)]
+    return status
+
+
+def valid_condition(
+    valid: bool, reason: str, message: str, previous: Mapping[str, Any] | None, now: str
+) -> dict[str, Any]:
+    """A ``Valid`` condition, keeping ``lastTransitionTime`` while its status is unchanged."""
+    value = "True" if valid else "False"
+    since = None
+    for item in (previous or {}).get("conditions") or []:
+        if item.get("type") == crds.CONDITION_VALID and item.get("status") == value:
+            since = item.get("lastTransitionTime")
+    return {
+        "type": crds.CONDITION_VALID,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since or now,
+    }
+
+
+#: The status keys kernelspecs and templates own (see :func:`status_patch`).
+STATUS_KEYS: Final = ("valid", "configMapName", "observedGeneration", "conditions")
+
+
+def status_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Merge patch of ``status`` from ``old`` to ``new`` (owned keys only), ``None`` if equal."""
+    before = {key: (old or {}).get(key) for key in STATUS_KEYS if (old or {}).get(key) is not None}
+    after = {key: new[key] for key in STATUS_KEYS if new.get(key) is not None}
+    if before == after:
+        return None
+    patch: dict[str, Any] = {key: None for key in before if key not in after}
+    patch.update(after)
+    return patch

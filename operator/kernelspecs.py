@@ -1,0 +1,204 @@
+"""kopf handlers: JupyterKernelSpec → ``kernel.json`` ConfigMap, and the kernelspec's status.
+
+Who calls what:
+
+* kopf calls :func:`kernelspec_event` for every watch event of a JupyterKernelSpec; the
+  template handlers in :mod:`kernel_templates` call :func:`reconcile` for each kernelspec that
+  refers to a template that appeared, changed or was deleted (found through the
+  :func:`kernelspecs_by_template` index).
+* :func:`reconcile` is level-based and idempotent: render (:mod:`kernelspec_configmap`), make
+  the ConfigMap match (create, or merge-patch when it differs), then write the status if it
+  changed. Deleting a kernelspec needs no handler: its ConfigMap has an owner reference and is
+  garbage-collected, so no finalizer is added.
+
+Reads are cheap and writes are not: the ConfigMap is read only when this run has not yet seen it
+match the rendering, and statuses are compared with what was last written before patching.
+kopf does not retry ``on.event`` handlers, so :func:`kernelspec_event` retries API failures
+itself with backoff (:data:`RETRY_DELAYS`); after that the next event of the kernelspec or its
+template reconciles again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import kopf
+
+from elastic_jupyter import crds
+from elastic_jupyter.operator import kernelspec_configmap as render_mod
+from elastic_jupyter.operator import kube, runtime, settings
+
+KERNELSPECS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_KERNEL_SPEC.plural)
+RETRY_DELAYS: Final = (1.0, 2.0, 4.0, 8.0)
+TemplateIndex = kopf.Index[runtime.Key, tuple[bool, str, str]]
+
+
+def now() -> str:
+    """RFC 3339 timestamp of the current second (UTC)."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@kopf.index(*KERNELSPECS)
+async def kernelspecs_by_template(body: kopf.Body, **_: Any) -> dict[runtime.Key, dict[str, Any]]:
+    """Kernelspecs by the (namespace, name) of the template they refer to: their bodies."""
+    ref = render_mod.template_ref(body)
+    return {(ref.namespace, ref.name): dict(body)} if ref else {}
+
+
+async def write_status(
+    state: runtime.Runtime,
+    plural: str,
+    body: Mapping[str, Any],
+    new: Mapping[str, Any],
+) -> tuple[dict[str, Any], bool]:
+    """PATCH ``new`` into the object's status if it differs from what is known.
+
+    Returns the previous status and whether a write happened. Shared with
+    :mod:`kernel_templates`.
+    """
+    metadata = body.get("metadata") or {}
+    namespace, name, uid = metadata["namespace"], metadata["name"], str(metadata.get("uid"))
+    known = state.statuses.get((plural, namespace, name))
+    old = known[1] if known and known[0] == uid else dict(body.get("status") or {})
+    patch = render_mod.status_patch(old, new)
+    if patch is None:
+        return old, False
+    try:
+        await state.client.merge_patch(
+            kube.custom_path(plural, namespace, name, "status"), {"status": patch}
+        )
+    except kube.ApiError as error:
+        if error.status == 404:
+            return old, False
+        raise
+    state.metrics.api_writes.labels("patch", f"{plural}/status").inc()
+    state.statuses[(plural, namespace, name)] = (uid, dict(new))
+    return old, True
+
+
+def _first(values: Iterable[Any] | None) -> Any:
+    for value in values or ():
+        return value
+    return None
+
+
+async def _ensure_configmap(state: runtime.Runtime, desired: dict[str, Any], logger: Any) -> str:
+    """Create or update the ConfigMap; return its name."""
+    metadata = desired["metadata"]
+    namespace, name = metadata["namespace"], metadata["name"]
+    if state.configmaps.get((namespace, name)) == desired["data"]:
+        return str(name)
+    try:
+        current: dict[str, Any] | None = await state.client.get(
+            kube.configmaps_path(namespace, name)
+        )
+    except kube.ApiError as error:
+        if error.status != 404:
+            raise
+        current = None
+    if current is None:
+        try:
+            await state.client.create(kube.configmaps_path(namespace), desired)
+            state.metrics.api_writes.labels("create", "configmaps").inc()
+            logger.info("Created ConfigMap %s/%s", namespace, name)
+        except kube.ApiError as error:
+            if error.status != 409:
+                raise
+            current = await state.client.get(kube.configmaps_path(namespace, name))
+    if current is not None and render_mod.configmap_differs(current, desired):
+        patch = {
+            "metadata": {
+                "labels": metadata["labels"],
+                "ownerReferences": metadata["ownerReferences"],
+            },
+            "data": desired["data"],
+        }
+        await state.client.merge_patch(kube.configmaps_path(namespace, name), patch)
+        state.metrics.api_writes.labels("patch", "configmaps").inc()
+        logger.info("Updated ConfigMap %s/%s", namespace, name)
+    state.configmaps[(namespace, name)] = desired["data"]
+    return str(name)
+
+
+async def reconcile(
+    state: runtime.Runtime, body: Mapping[str, Any], templates: TemplateIndex, logger: Any
+) -> None:
+    """Make the kernelspec's ConfigMap and status match its spec and its template's state."""
+    metadata = body.get("metadata") or {}
+    if metadata.get("deletionTimestamp"):
+        return
+    namespace, name = str(metadata.get("namespace")), str(metadata.get("name"))
+    ref = kopf.Body(
+        {
+            "apiVersion": crds.API_VERSION,
+            "kind": crds.JUPYTER_KERNEL_SPEC.kind,
+            "metadata": {"name": name, "namespace": namespace, "uid": str(metadata.get("uid"))},
+        }
+    )
+    async with state.lock(crds.JUPYTER_KERNEL_SPEC.plural, namespace, name):
+        rendering = render_mod.render(body)
+        configmap_name = None
+        try:
+            if rendering.configmap is not None:
+                configmap_name = await _ensure_configmap(state, rendering.configmap, logger)
+            template = rendering.template
+            validity = (
+                _first(templates.get((template.namespace, template.name))) if template else None
+            )
+            known = state.statuses.get((crds.JUPYTER_KERNEL_SPEC.plural, namespace, name))
+            previous = known[1] if known else body.get("status")
+            new = render_mod.kernelspec_status(
+                rendering,
+                validity,
+                configmap_name,
+                int(metadata.get("generation") or 1),
+                previous,
+                now(),
+            )
+            old, written = await write_status(state, crds.JUPYTER_KERNEL_SPEC.plural, body, new)
+        except kube.ApiError as error:
+            state.metrics.reconcile_errors.labels(crds.JUPYTER_KERNEL_SPEC.kind).inc()
+            raise kopf.TemporaryError(f"kernelspec {namespace}/{name}: {error}", delay=5) from error
+        if written:
+            condition = new["conditions"][0]
+            before = _first(
+                c for c in (old.get("conditions") or []) if c.get("type") == crds.CONDITION_VALID
+            )
+            if not before or before.get("reason") != condition["reason"]:
+                kopf.event(
+                    ref,
+                    type="Normal" if new["valid"] else "Warning",
+                    reason=condition["reason"],
+                    message=condition["message"],
+                )
+
+
+@kopf.on.event(*KERNELSPECS)
+async def kernelspec_event(
+    type: str,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **kwargs: Any,
+) -> None:
+    """A kernelspec appeared or changed: render its ConfigMap and report its validity."""
+    kernel_templates: TemplateIndex = kwargs["kernel_templates"]  # kopf passes indexes by name
+    state = settings.runtime_of(memo)
+    if type == "DELETED":
+        metadata = body.get("metadata") or {}
+        key = (str(metadata.get("namespace")), str(metadata.get("name")))
+        state.configmaps.pop(key, None)
+        state.statuses.pop((crds.JUPYTER_KERNEL_SPEC.plural, *key), None)
+        return
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            await reconcile(state, dict(body), kernel_templates, logger)
+            return
+        except kopf.TemporaryError as error:
+            logger.warning("%s", error)
+            if delay is None:
+                return
+            await asyncio.sleep(delay)

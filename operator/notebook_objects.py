@@ -1,0 +1,514 @@
+"""JupyterNotebook → Deployment, Service and token Secret: pure functions, no I/O.
+
+The notebook server is jupyter_server 2 (JupyterLab). What the builder adds to the pod template
+of ``spec.template`` (or to a default one):
+
+* labels ``component=notebook``, the managed-by label and the notebook's name (also the
+  Deployment's selector), merged with the template's labels; the template's annotations;
+* on the first container: ``jupyter lab`` as the command when the container sets none, and the
+  server's flags *before* the container's own args (so a user's flag wins): listen address and
+  port, no browser, ``--gateway-url`` to the gateway's Service (namespace defaulting to the
+  notebook's), auth flags;
+* env: ``KERNEL_USERNAME`` (the notebook's name unless set: Enterprise Gateway refuses root and
+  names kernel pods after it), ``JUPYTER_TOKEN`` from the token Secret,
+  ``JUPYTER_GATEWAY_AUTH_TOKEN`` from the gateway's token Secret (same namespace) or from the
+  notebook's copy ``<name>-gateway`` (gateway in another namespace: a secretKeyRef cannot cross
+  namespaces);
+* a non-root security context (uid 1000, gid 100, as in the Jupyter Docker Stacks) unless the
+  template sets one; ``--ServerApp.allow_root`` only when the template asks for uid 0.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from elastic_jupyter import crds
+from elastic_jupyter.operator import gateway_objects
+
+DEFAULT_IMAGE = "quay.io/jupyter/base-notebook:lab-4.2.5"
+DEFAULT_COMMAND = ["jupyter", "lab"]
+CONTAINER_NAME = "notebook"
+#: Default listen address: the pod's IP (via the POD_IP env the builder adds).
+POD_IP_ADDRESS = "$(POD_IP)"
+GATEWAY_TOKEN_KEY = "gateway-token"
+RUN_AS_USER = 1000
+RUN_AS_GROUP = 100
+TEMPLATE_METADATA_KEYS = ("labels", "annotations")
+
+
+# --- Names -----------------------------------------------------------------------------------
+
+
+def labels(notebook_name: str) -> dict[str, str]:
+    """Labels on every object of one notebook; also its pods' selector."""
+    return {
+        crds.LABEL_MANAGED_BY: crds.MANAGED_BY,
+        crds.LABEL_COMPONENT: crds.COMPONENT_NOTEBOOK,
+        crds.LABEL_NOTEBOOK: notebook_name,
+    }
+
+
+def token_secret_name(notebook_name: str) -> str:
+    return crds.notebook_token_secret_name(notebook_name)
+
+
+def gateway_copy_secret_name(notebook_name: str) -> str:
+    """The notebook's copy of a gateway token from another namespace."""
+    return f"{notebook_name}-gateway"
+
+
+def port(spec: Mapping[str, Any]) -> int:
+    return int(spec.get("port") or crds.DEFAULT_NOTEBOOK_PORT)
+
+
+def gateway_ref(notebook: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(namespace, name)`` of the JupyterGateway; the namespace defaults to the notebook's."""
+    gateway = (notebook.get("spec") or {}).get("gateway") or {}
+    if not gateway.get("name"):
+        return None
+    namespace = gateway.get("namespace") or notebook["metadata"]["namespace"]
+    return str(namespace), str(gateway["name"])
+
+
+def gateway_url(namespace: str, name: str) -> str:
+    """The gateway's Service URL (the gateway's ``status.url``)."""
+    return gateway_objects.gateway_url(name, namespace)
+
+
+def auth_mode(spec: Mapping[str, Any]) -> str:
+    return str((spec.get("auth") or {}).get("mode") or crds.DEFAULT_AUTH_MODE).lower()
+
+
+def needs_token_secret(spec: Mapping[str, Any]) -> bool:
+    """A token is generated into ``<name>-token`` unless auth is off or the spec gives one."""
+    auth = spec.get("auth") or {}
+    return auth_mode(spec) != crds.AUTH_MODE_DISABLE and not auth.get("token")
+
+
+def gateway_auth(gateway: Mapping[str, Any] | None) -> tuple[bool, str]:
+    """Whether a gateway requires its token, and the Secret holding it."""
+    if gateway is None:
+        return False, ""
+    spec = gateway.get("spec") or {}
+    secret = gateway_objects.secret_name(gateway["metadata"]["name"], spec)
+    return gateway_objects.auth_enabled(spec), secret
+
+
+def owner_reference(notebook: Mapping[str, Any]) -> dict[str, Any]:
+    meta = notebook["metadata"]
+    return {
+        "apiVersion": crds.API_VERSION,
+        "kind": crds.JUPYTER_NOTEBOOK.kind,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(notebook: Mapping[str, Any], name: str | None = None) -> dict[str, Any]:
+    meta = notebook["metadata"]
+    return {
+        "name": name or meta["name"],
+        "namespace": meta["namespace"],
+        "labels": labels(meta["name"]),
+        "ownerReferences": [owner_reference(notebook)],
+    }
+
+
+def spec_hash(obj: Any) -> str:
+    return gateway_objects.spec_hash(obj)
+
+
+# --- Validation ------------------------------------------------------------------------------
+
+
+def misplaced_template_metadata(spec: Mapping[str, Any]) -> list[str]:
+    """Keys of ``template.metadata`` other than labels/annotations (original sample, #67)."""
+    metadata = (spec.get("template") or {}).get("metadata") or {}
+    return sorted(k for k in metadata if k not in TEMPLATE_METADATA_KEYS)
+
+
+def validate(spec: Mapping[str, Any]) -> list[str]:
+    """Problems that stop the notebook from being deployed, each saying what to fix."""
+    problems: list[str] = []
+    mode = auth_mode(spec)
+    if mode not in crds.AUTH_MODES:
+        problems.append(f"spec.auth.mode {mode!r} is not valid: use enable or disable")
+    pod_spec = (spec.get("template") or {}).get("spec") or {}
+    if "containers" in pod_spec and not pod_spec.get("containers"):
+        problems.append("spec.template.spec.containers is empty: give at least one container")
+    restart = pod_spec.get("restartPolicy")
+    if restart not in (None, "Always"):
+        problems.append(
+            f"spec.template.spec.restartPolicy {restart!r} is not possible for a notebook "
+            "(it runs in a Deployment): remove it or use Always"
+        )
+    return problems
+
+
+# --- Secrets ---------------------------------------------------------------------------------
+
+
+def token_secret(notebook: Mapping[str, Any], token: str) -> dict[str, Any]:
+    """The notebook's login token Secret (token generated by the caller, never overwritten)."""
+    name = token_secret_name(notebook["metadata"]["name"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(notebook, name),
+        "type": "Opaque",
+        "stringData": {crds.AUTH_TOKEN_KEY: token},
+    }
+
+
+def gateway_copy_secret(notebook: Mapping[str, Any], gateway_token: str) -> dict[str, Any]:
+    """The copy of a gateway token from another namespace."""
+    name = gateway_copy_secret_name(notebook["metadata"]["name"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(notebook, name),
+        "type": "Opaque",
+        "stringData": {GATEWAY_TOKEN_KEY: gateway_token},
+    }
+
+
+# --- Pod template ----------------------------------------------------------------------------
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def _runs_as_root(pod_spec: Mapping[str, Any], container: Mapping[str, Any]) -> bool:
+    pod_sc = pod_spec.get("securityContext") or {}
+    c_sc = container.get("securityContext") or {}
+    uid = c_sc.get("runAsUser", pod_sc.get("runAsUser"))
+    return uid is not None and int(uid) == 0
+
+
+def server_args(
+    notebook: Mapping[str, Any],
+    gateway: Mapping[str, Any] | None,
+    runs_as_root: bool,
+    bind_address: str,
+) -> list[str]:
+    """The flags the operator gives jupyter_server (before the container's own args)."""
+    spec = notebook.get("spec") or {}
+    auth = spec.get("auth") or {}
+    args = [
+        f"--ServerApp.ip={bind_address}",
+        f"--ServerApp.port={port(spec)}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.open_browser=False",
+    ]
+    ref = gateway_ref(notebook)
+    if ref is not None:
+        args.append(f"--gateway-url={gateway_url(*ref)}")
+    if auth_mode(spec) == crds.AUTH_MODE_DISABLE:
+        # No token and no password (the original's mode: disable).
+        args += ["--IdentityProvider.token=", "--PasswordIdentityProvider.hashed_password="]
+        args.append("--PasswordIdentityProvider.password_required=False")
+    elif auth.get("password"):
+        args.append(f"--PasswordIdentityProvider.hashed_password={auth['password']}")
+    if runs_as_root:
+        args.append("--ServerApp.allow_root=True")
+    del gateway  # the token travels as env, see notebook_env
+    return args
+
+
+def notebook_env(
+    notebook: Mapping[str, Any], gateway: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Env the operator adds to the server container (the container's own entries win)."""
+    meta, spec = notebook["metadata"], notebook.get("spec") or {}
+    auth = spec.get("auth") or {}
+    env: list[dict[str, Any]] = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "KERNEL_USERNAME", "value": meta["name"]},
+    ]
+    if auth_mode(spec) != crds.AUTH_MODE_DISABLE:
+        if auth.get("token"):
+            env.append({"name": "JUPYTER_TOKEN", "value": str(auth["token"])})
+        else:
+            env.append(
+                _secret_env("JUPYTER_TOKEN", token_secret_name(meta["name"]), crds.AUTH_TOKEN_KEY)
+            )
+    ref = gateway_ref(notebook)
+    enabled, secret = gateway_auth(gateway)
+    if ref is not None and enabled:
+        if ref[0] == meta["namespace"]:
+            env.append(_secret_env("JUPYTER_GATEWAY_AUTH_TOKEN", secret, crds.AUTH_TOKEN_KEY))
+        else:
+            env.append(
+                _secret_env(
+                    "JUPYTER_GATEWAY_AUTH_TOKEN",
+                    gateway_copy_secret_name(meta["name"]),
+                    GATEWAY_TOKEN_KEY,
+                )
+            )
+    return env
+
+
+def pod_template(
+    notebook: Mapping[str, Any],
+    gateway: Mapping[str, Any] | None,
+    bind_address: str = POD_IP_ADDRESS,
+) -> dict[str, Any]:
+    """The notebook pod template: ``spec.template`` completed as the module docstring says."""
+    meta, spec = notebook["metadata"], notebook.get("spec") or {}
+    template = copy.deepcopy(dict(spec.get("template") or {}))
+    template_meta = template.get("metadata") or {}
+    pod_spec: dict[str, Any] = dict(template.get("spec") or {})
+    containers = [dict(c) for c in pod_spec.get("containers") or [{"name": CONTAINER_NAME}]]
+    first = containers[0]
+    first.setdefault("name", CONTAINER_NAME)
+    if not first.get("image"):
+        first["image"] = DEFAULT_IMAGE
+    if not first.get("command"):
+        first["command"] = list(DEFAULT_COMMAND)
+    runs_as_root = _runs_as_root(pod_spec, first)
+    first["args"] = server_args(notebook, gateway, runs_as_root, bind_address) + list(
+        first.get("args") or []
+    )
+    own_env = list(first.get("env") or [])
+    own_names = {str(e.get("name")) for e in own_env}
+    first["env"] = [e for e in notebook_env(notebook, gateway) if e["name"] not in own_names]
+    first["env"] += own_env
+    ports = list(first.get("ports") or [])
+    if not any(p.get("containerPort") == port(spec) for p in ports):
+        ports.append({"name": "http", "containerPort": port(spec), "protocol": "TCP"})
+    first["ports"] = ports
+    first.setdefault(
+        "readinessProbe",
+        {"tcpSocket": {"port": port(spec)}, "periodSeconds": 5, "failureThreshold": 3},
+    )
+    containers[0] = first
+    pod_spec["containers"] = containers
+    pod_spec.setdefault("restartPolicy", "Always")
+    pod_spec.setdefault("enableServiceLinks", False)
+    if "securityContext" not in pod_spec and not runs_as_root:
+        pod_spec["securityContext"] = {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_GROUP,
+            "fsGroup": RUN_AS_GROUP,
+        }
+    pod_labels = {**dict(template_meta.get("labels") or {}), **labels(meta["name"])}
+    pod_meta: dict[str, Any] = {"labels": pod_labels}
+    if template_meta.get("annotations"):
+        pod_meta["annotations"] = dict(template_meta["annotations"])
+    return {"metadata": pod_meta, "spec": pod_spec}
+
+
+def deployment(
+    notebook: Mapping[str, Any],
+    gateway: Mapping[str, Any] | None,
+    bind_address: str = POD_IP_ADDRESS,
+) -> dict[str, Any]:
+    """The notebook Deployment (one replica; Recreate so a ReadWriteOnce volume is freed)."""
+    name = notebook["metadata"]["name"]
+    body: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(notebook),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels(name)},
+            "strategy": {"type": "Recreate"},
+            "revisionHistoryLimit": 10,
+            "template": pod_template(notebook, gateway, bind_address),
+        },
+    }
+    body["metadata"]["annotations"] = {crds.ANNOTATION_SPEC_HASH: spec_hash(body["spec"])}
+    return body
+
+
+def service(notebook: Mapping[str, Any]) -> dict[str, Any]:
+    """ClusterIP Service in front of the notebook server."""
+    meta, spec = notebook["metadata"], notebook.get("spec") or {}
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(notebook),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": labels(meta["name"]),
+            "ports": [
+                {"name": "http", "port": port(spec), "targetPort": port(spec), "protocol": "TCP"}
+            ],
+        },
+    }
+    body["metadata"]["annotations"] = {crds.ANNOTATION_SPEC_HASH: spec_hash(body["spec"])}
+    return body
+
+
+# --- Status ----------------------------------------------------------------------------------
+
+
+def url(notebook: Mapping[str, Any]) -> str:
+    meta, spec = notebook["metadata"], notebook.get("spec") or {}
+    return f"http://{meta['name']}.{meta['namespace']}.svc:{port(spec)}"
+
+
+def access_hint(notebook: Mapping[str, Any]) -> str:
+    """How to open the notebook from one's machine."""
+    meta, spec = notebook["metadata"], notebook.get("spec") or {}
+    ns, name, p = meta["namespace"], meta["name"], port(spec)
+    forward = f"kubectl port-forward -n {ns} svc/{name} {p}:{p}, then open http://localhost:{p}/lab"
+    auth = spec.get("auth") or {}
+    if auth_mode(spec) == crds.AUTH_MODE_DISABLE:
+        return forward + " (no login: auth is disabled)"
+    if auth.get("token"):
+        return forward + "?token=<spec.auth.token>"
+    secret = token_secret_name(name)
+    return (
+        forward
+        + f"?token=$(kubectl get secret -n {ns} {secret} -o jsonpath='{{.data.token}}' "
+        + "| base64 -d)"
+    )
+
+
+def condition(
+    type_: str,
+    ok: bool,
+    reason: str,
+    message: str,
+    now: str,
+    previous: Sequence[Mapping[str, Any]],
+    generation: int | None,
+) -> dict[str, Any]:
+    """One condition; keeps ``lastTransitionTime`` while the status does not change."""
+    value = crds.CONDITION_TRUE if ok else crds.CONDITION_FALSE
+    since = now
+    for old in previous:
+        if old.get("type") == type_ and old.get("status") == value:
+            since = str(old.get("lastTransitionTime") or now)
+    result: dict[str, Any] = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+    }
+    if generation is not None:
+        result["observedGeneration"] = generation
+    return result
+
+
+def status(
+    notebook: Mapping[str, Any],
+    deployment_obj: Mapping[str, Any] | None,
+    gateway_found: bool,
+    problems: Sequence[str],
+    now: str,
+) -> dict[str, Any]:
+    """The JupyterNotebook status: phase, ready replicas, URLs, token Secret, conditions."""
+    meta, spec = notebook["metadata"], notebook.get("spec") or {}
+    generation = meta.get("generation")
+    previous = (notebook.get("status") or {}).get("conditions") or []
+    dep_status = (deployment_obj or {}).get("status") or {}
+    dep_meta = (deployment_obj or {}).get("metadata") or {}
+    ready = int(dep_status.get("readyReplicas") or 0)
+    updated = int(dep_status.get("updatedReplicas") or 0)
+    replicas = int(dep_status.get("replicas") or 0)
+    rolled_out = (
+        deployment_obj is not None
+        and int(dep_status.get("observedGeneration") or 0) >= int(dep_meta.get("generation") or 0)
+        and updated >= 1
+        and replicas <= updated
+    )
+    is_ready = ready >= 1 and rolled_out
+    ref = gateway_ref(notebook)
+
+    if problems:
+        phase = crds.PHASE_FAILED
+    elif is_ready:
+        phase = crds.PHASE_RUNNING
+    else:
+        phase = crds.PHASE_PENDING
+
+    if is_ready:
+        ready_reason, ready_message = "NotebookReady", "the notebook server is ready"
+    elif problems:
+        ready_reason, ready_message = crds.REASON_INVALID_SPEC, "; ".join(problems)
+    elif deployment_obj is None:
+        ready_reason, ready_message = "DeploymentMissing", "the notebook Deployment is not created"
+    else:
+        ready_reason, ready_message = "NotebookNotReady", "the notebook pod is not ready yet"
+
+    conditions = [
+        condition(
+            crds.CONDITION_READY, is_ready, ready_reason, ready_message, now, previous, generation
+        ),
+        condition(
+            crds.CONDITION_VALID,
+            not problems,
+            crds.REASON_INVALID_SPEC if problems else crds.REASON_SPEC_VALID,
+            "; ".join(problems) if problems else "spec is valid",
+            now,
+            previous,
+            generation,
+        ),
+    ]
+    if ref is None:
+        conditions.append(
+            condition(
+                crds.CONDITION_GATEWAY_RESOLVED,
+                True,
+                "NoGateway",
+                "no spec.gateway: kernels run inside the notebook pod",
+                now,
+                previous,
+                generation,
+            )
+        )
+    elif gateway_found:
+        conditions.append(
+            condition(
+                crds.CONDITION_GATEWAY_RESOLVED,
+                True,
+                "GatewayFound",
+                f"kernels run through JupyterGateway {ref[0]}/{ref[1]}",
+                now,
+                previous,
+                generation,
+            )
+        )
+    else:
+        conditions.append(
+            condition(
+                crds.CONDITION_GATEWAY_RESOLVED,
+                False,
+                crds.REASON_GATEWAY_NOT_FOUND,
+                gateway_missing_message(notebook),
+                now,
+                previous,
+                generation,
+            )
+        )
+    return {
+        "phase": phase,
+        "readyReplicas": ready,
+        "url": url(notebook),
+        "serviceName": meta["name"],
+        "gatewayURL": gateway_url(*ref) if ref is not None else "",
+        "tokenSecretName": token_secret_name(meta["name"]) if needs_token_secret(spec) else "",
+        "accessHint": access_hint(notebook),
+        "observedGeneration": generation,
+        "conditions": conditions,
+    }
+
+
+def gateway_missing_message(notebook: Mapping[str, Any]) -> str:
+    ref = gateway_ref(notebook)
+    assert ref is not None
+    ns, name = ref
+    return (
+        f"spec.gateway names JupyterGateway {name} in namespace {ns}, which does not exist: "
+        f"create it (kubectl get jgw -n {ns}) or fix spec.gateway.name/namespace; the notebook "
+        "starts but cannot run kernels until then"
+    )

@@ -1,0 +1,73 @@
+"""Shared pytest fixtures: the sandbox cluster and the paths every test suite needs.
+
+Fixtures (other suites depend on these names):
+
+* ``repo_root`` / ``control_venv_bin`` / ``kernel_venv_bin`` - paths computed from this file:
+  the repository, ``.venv/bin`` (control plane) and ``.venv-kernel/bin`` (kernels, notebooks).
+* ``sandbox`` (session) - a running :class:`elastic_jupyter.sandbox.cluster.SandboxCluster`
+  with the CRDs applied and a node with 8 CPUs, 32Gi and 2 ``nvidia.com/gpu``.
+* ``namespace`` - a fresh namespace in that sandbox, deleted (with everything in it) afterwards.
+* ``kube_api`` - a ``kubernetes.client.ApiClient`` for the sandbox.
+* ``kubectl`` - ``sandbox.kubectl`` (run kubectl against the sandbox); skips the test with a
+  stated reason when kubectl is not on PATH. Mark such tests ``@pytest.mark.kubectl``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from elastic_jupyter.sandbox.cluster import SandboxCluster
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def control_venv_bin(repo_root: Path) -> Path:
+    return repo_root / ".venv" / "bin"
+
+
+@pytest.fixture(scope="session")
+def kernel_venv_bin(repo_root: Path) -> Path:
+    return repo_root / ".venv-kernel" / "bin"
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[SandboxCluster]:
+    with SandboxCluster(apply_crds=True, node_gpus=2) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def namespace(sandbox: SandboxCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new namespace named after the test (``t-<test>-<random>``), deleted afterwards."""
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"t-{stem}-{uuid.uuid4().hex[:6]}"
+    sandbox.create_namespace(name)
+    yield name
+    sandbox.delete_namespace(name)
+
+
+@pytest.fixture
+def kube_api(sandbox: SandboxCluster) -> Iterator[Any]:
+    client = sandbox.api_client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def kubectl(sandbox: SandboxCluster) -> Callable[..., Any]:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not on PATH (install kubectl 1.32 to run this test)")
+    return sandbox.kubectl

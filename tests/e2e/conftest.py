@@ -1,0 +1,48 @@
+"""One elastic-jupyter stack shared by the e2e modules (user path, browser): sandbox, operator,
+elastic example applied. Created on first use, torn down after the last e2e test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e import stack
+
+NAMESPACE = "e2e-elastic"
+
+
+@pytest.fixture(scope="package")
+def elastic_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """A ``UserPath`` whose example (gateway, kernelspec, template, notebook) is up."""
+    missing = stack.missing_parts()
+    if missing:
+        pytest.skip("the full stack is not built yet: missing " + "; ".join(missing))
+    sandbox = request.getfixturevalue("sandbox")
+    demo = stack.load_demo_session()
+    sandbox.create_namespace(NAMESPACE)
+    kubectl = demo.Kubectl(str(sandbox.kubeconfig), NAMESPACE)
+    log = tmp_path_factory.mktemp("e2e-logs") / "operator.log"
+    try:
+        with demo.operator_process(sandbox.env(), NAMESPACE, log):
+            path = demo.UserPath(kubectl, say=print, timeout_s=90)
+            try:
+                path.apply_example()
+            except Exception:
+                print("operator log (tail):\n" + log.read_text(errors="replace")[-6000:])
+                raise
+            yield path
+            if path.channel is not None:
+                path.channel.close()
+            kubectl.run(
+                "delete",
+                "jupyternotebooks,jupytergateways,jupyterkernels",
+                "--all",
+                "--wait=false",
+                check=False,
+            )
+    finally:
+        sandbox.delete_namespace(NAMESPACE)

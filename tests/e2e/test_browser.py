@@ -1,0 +1,149 @@
+"""A real browser: headless Debian Chromium opens JupyterLab, creates a notebook, runs a cell.
+
+First against a plain JupyterLab from ``.venv-kernel`` (proves the browser path itself), then
+against the JupyterLab served by a JupyterNotebook in the sandbox, whose kernels run in kernel
+pods through the JupyterGateway: the cell's output names the kernel pod.
+
+Needs ``scripts/install-browser.sh`` (``make`` runs it); skips with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e import browser
+
+ROOT = Path(__file__).resolve().parents[2]
+KERNEL_VENV = ROOT / ".venv-kernel"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(browser.missing_reason() is not None, reason=str(browser.missing_reason())),
+]
+
+#: The cell every browser test runs: the pod's name from the downward API (set by the operator
+#: on kernel pods, see operator/kernel_pod.py), else the host name.
+WHERE_AM_I = 'import os; print(os.environ.get("POD_NAME") or os.environ.get("HOSTNAME"))'
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited with {process.returncode} before serving")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def local_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A plain JupyterLab (jupyter_server 2, local ipykernel); yields its URL with the token."""
+    if not (KERNEL_VENV / "bin" / "jupyter-lab").exists():
+        pytest.skip(f"{KERNEL_VENV}/bin/jupyter-lab is missing (make venv builds it)")
+    root = tmp_path_factory.mktemp("lab")
+    port, token = _free_port(), secrets.token_hex(16)
+    log = (root / "jupyterlab.log").open("wb")
+    env = dict(os.environ, PATH=f"{KERNEL_VENV / 'bin'}:{os.environ.get('PATH', '')}")
+    env["JUPYTER_CONFIG_DIR"] = str(root / ".jupyter")  # no user config leaks in
+    process = subprocess.Popen(
+        [
+            str(KERNEL_VENV / "bin" / "jupyter-lab"),
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--ServerApp.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--allow-root",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=root,
+        start_new_session=True,
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", 60, process)
+        yield f"http://127.0.0.1:{port}/lab?token={token}"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        log.close()
+
+
+def _run_in_browser(lab_url: str, code: str, name: str, kernel: str | None = None) -> str:
+    with browser.chromium() as context:
+        page = context.new_page()
+        try:
+            return browser.run_cell_in_new_notebook(page, lab_url, code, kernel)
+        except Exception:
+            shot = browser.screenshot(page, name)
+            print(f"screenshot of the failure: {shot}")
+            raise
+
+
+def test_plain_jupyterlab_runs_a_cell_in_chromium(local_lab: str) -> None:
+    output = _run_in_browser(local_lab, "import sys; print(sys.prefix, 6 * 7)", "plain-lab")
+    assert output == f"{KERNEL_VENV} 42"  # a local kernel from the kernel venv ran the cell
+
+
+# JupyterLab 4 first opens the kernel websocket asking for the v1 subprotocol; jupyter_server 2
+# with --gateway-url answers without one, Chromium fails that handshake and JupyterLab reconnects
+# at once with the same session_id. The notebook server's first gateway websocket still completes
+# (it is never closed) and Enterprise Gateway 3.3 then "replaces the stale connection" of that
+# session key - the live one - so the kernel stays "Unknown" (3 of 4 fresh notebooks here).
+# Giving each gateway websocket its own session key and closing late connections fixes it (4 of 4
+# with a patched GatewayWebSocketConnection); until the notebook server ships that, this fails.
+@pytest.mark.xfail(
+    reason="jupyter_server 2 gateway websocket + EG 3.3 stale-connection race (see comment)",
+    strict=False,
+)
+def test_jupyterlab_on_the_sandbox_runs_the_cell_in_a_kernel_pod(elastic_stack: Any) -> None:
+    path = elastic_stack
+    spec = path.client.kernelspecs()["kernelspecs"][path.kernel_name]
+    display_name = spec["spec"]["display_name"]
+    before = {s["id"] for s in path.client.request("GET", "/api/sessions")}
+    try:
+        output = _run_in_browser(path.lab_url, WHERE_AM_I, "sandbox-lab", display_name)
+        pod_name = output.split()[0]
+        kernels = path.kubectl.items("jk")
+        running = {
+            (jk.get("status") or {}).get("podName"): jk
+            for jk in kernels
+            if (jk.get("status") or {}).get("phase") == "Running"
+        }
+        assert pod_name in running, f"{output!r} names no running kernel pod: {list(running)}"
+        pod = path.kubectl.get("pod", pod_name)
+        assert pod is not None
+        assert pod["metadata"]["labels"]["component"] == "kernel"
+    finally:
+        for session in path.client.request("GET", "/api/sessions"):
+            if session["id"] not in before:
+                path.client.delete_session(session["id"])

@@ -1,0 +1,233 @@
+"""The shared JupyterKernel watch: status reading, fail-fast verdicts, resume and re-list."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from elastic_jupyter import crds
+from elastic_jupyter.gateway_plugin.kernel_watch import (
+    KernelStatus,
+    KernelWatch,
+    describe_failure,
+)
+from elastic_jupyter.gateway_plugin.kube import ApiError, KubeApi
+
+
+def kernel(name: str, rv: str, **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "resourceVersion": rv,
+            "labels": {crds.LABEL_KERNEL_ID: f"id-{name}"},
+        },
+        "spec": {"kernelId": f"id-{name}"},
+        "status": status,
+    }
+
+
+def test_status_reading_and_verdicts() -> None:
+    running = KernelStatus.from_object(kernel("a", "1", phase="Running", podIP="127.0.0.9"))
+    assert running.running and running.alive and running.failure() is None
+    assert running.kernel_id == "id-a"
+
+    pulling = KernelStatus.from_object(
+        kernel("b", "1", phase="Pending", reason="ErrImagePull", message="no such image")
+    )
+    assert pulling.alive and pulling.failure() == ("ErrImagePull", "no such image")
+
+    unschedulable = KernelStatus.from_object(
+        kernel(
+            "c",
+            "1",
+            phase="Pending",
+            conditions=[
+                {"type": "Scheduled", "status": "False", "reason": "Unschedulable", "message": "m"}
+            ],
+        )
+    )
+    assert unschedulable.failure() is None
+    assert unschedulable.waiting_reason() == ("Unschedulable", "m")
+
+    exited = KernelStatus.from_object(kernel("d", "1", phase="Failed", exitCode=3))
+    assert not exited.alive
+    assert exited.failure() == ("Failed", "the kernel exited with code 3")
+
+    condition_failed = KernelStatus.from_object(
+        kernel(
+            "e",
+            "1",
+            phase="Pending",
+            conditions=[{"type": "Failed", "status": "True", "reason": "CrashLoopBackOff"}],
+        )
+    )
+    assert condition_failed.failure() == ("CrashLoopBackOff", "")
+
+    text = describe_failure("k1", "ImagePullBackOff", "back-off pulling image")
+    assert "ImagePullBackOff" in text and "back-off pulling image" in text and "image" in text
+
+
+class FakeApi(KubeApi):
+    """Lists and watch streams scripted per call; counts requests."""
+
+    def __init__(self, lists: list[dict[str, Any]], streams: list[list[Any]]) -> None:
+        super().__init__("http://127.0.0.1:1")
+        self.lists = lists
+        self.streams = streams
+        self.list_calls = 0
+        self.watch_versions: list[str] = []
+        self.done = threading.Event()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        self.list_calls += 1
+        return self.lists.pop(0)
+
+    def stream(
+        self, path: str, query: Mapping[str, str], read_timeout: float
+    ) -> Iterator[dict[str, Any]]:
+        self.watch_versions.append(query.get("resourceVersion", ""))
+        if not self.streams:
+            self.done.set()
+            threading.Event().wait(30)
+            return
+        for item in self.streams.pop(0):
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+
+def test_watch_resumes_from_resource_version_and_relists_after_410() -> None:
+    api = FakeApi(
+        lists=[
+            {"metadata": {"resourceVersion": "10"}, "items": [kernel("a", "9")]},
+            {"metadata": {"resourceVersion": "50"}, "items": [kernel("c", "49")]},
+        ],
+        streams=[
+            [
+                {"type": "ADDED", "object": kernel("b", "11")},
+                {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12"}}},
+            ],
+            [
+                {"type": "DELETED", "object": kernel("a", "13")},
+                {"type": "ERROR", "object": {"code": 410, "reason": "Expired", "message": "old"}},
+            ],
+        ],
+    )
+    watch = KernelWatch(api, "ns", "sel")
+    watch.start()
+    try:
+        assert api.done.wait(10)
+        # first watch from the list's version, the second resumes after the bookmark,
+        # then 410 forces a new list and a watch from its version
+        assert api.watch_versions == ["10", "12", "50"]
+        assert api.list_calls == 2
+        assert watch.get("ns", "c") is not None
+        assert watch.get("ns", "b") is None and watch.was_deleted("ns", "b")
+        assert watch.was_deleted("ns", "a")
+    finally:
+        watch.stop()
+
+
+def test_broken_streams_resume_without_listing_again() -> None:
+    api = FakeApi(
+        lists=[{"metadata": {"resourceVersion": "5"}, "items": []}],
+        streams=[
+            [{"type": "ADDED", "object": kernel("a", "6")}, ApiError(0, "Reset", "cut")],
+            [{"type": "MODIFIED", "object": kernel("a", "7", phase="Running")}],
+        ],
+    )
+    watch = KernelWatch(api, "ns", "sel")
+    watch.start()
+    try:
+        assert api.done.wait(10)
+        assert api.list_calls == 1
+        assert api.watch_versions == ["5", "6", "7"]
+        status = watch.get("ns", "a")
+        assert status is not None and status.phase == "Running"
+    finally:
+        watch.stop()
+
+
+def test_waiters_are_woken_from_the_watch_thread() -> None:
+    api = FakeApi(
+        lists=[{"metadata": {"resourceVersion": "1"}, "items": []}],
+        streams=[[{"type": "ADDED", "object": kernel("a", "2", phase="Running")}]],
+    )
+    watch = KernelWatch(api, "ns", "sel")
+
+    async def main() -> KernelStatus | None:
+        event = asyncio.Event()
+        watch.subscribe("ns", "a", event)
+        watch.start()
+        await asyncio.wait_for(event.wait(), 10)
+        watch.unsubscribe("ns", "a", event)
+        return watch.get("ns", "a")
+
+    try:
+        status = asyncio.run(main())
+        assert status is not None and status.phase == "Running"
+    finally:
+        watch.stop()
+
+
+def test_orphans_need_the_grace_period() -> None:
+    api = FakeApi(
+        lists=[
+            {"metadata": {"resourceVersion": "1"}, "items": [kernel("a", "1"), kernel("b", "1")]}
+        ],
+        streams=[],
+    )
+    watch = KernelWatch(api, "ns", "sel")
+    watch.start()
+    try:
+        assert watch.wait_synced(10)
+        known = {"id-a"}
+        assert watch.orphans(known.__contains__, grace=0.0) == [watch.get("ns", "b")]
+        assert watch.orphans(known.__contains__, grace=60.0) == []
+    finally:
+        watch.stop()
+
+
+@pytest.mark.parametrize("status", [0, 500])
+def test_api_errors_carry_status(status: int) -> None:
+    err = ApiError(status, "Reason", "message")
+    assert err.status == status and "Reason" in str(err)
+
+
+class DeleteApi(KubeApi):
+    def __init__(self, status: int) -> None:
+        super().__init__("http://127.0.0.1:1")
+        self.status = status
+        self.calls: list[tuple[str, str, Any]] = []
+
+    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append((method, path, kwargs.get("body")))
+        if self.status >= 400:
+            raise ApiError(self.status, "NotFound" if self.status == 404 else "Error", "x")
+        return {}
+
+
+def test_delete_is_background_and_404_counts_as_gone() -> None:
+    from elastic_jupyter.gateway_plugin.launcher import delete_kernel
+
+    api = DeleteApi(200)
+    assert delete_kernel(api, "ns", "k") is True
+    method, path, body = api.calls[0]
+    assert method == "DELETE" and path.endswith("/namespaces/ns/jupyterkernels/k")
+    assert body["propagationPolicy"] == "Background" and body["gracePeriodSeconds"] == 0
+    assert delete_kernel(DeleteApi(404), "ns", "k") is False
+    with pytest.raises(ApiError):
+        delete_kernel(DeleteApi(500), "ns", "k")
+
+
+def test_http_reasons_are_valid_status_lines() -> None:
+    from elastic_jupyter.gateway_plugin.process_proxy import _http_reason
+
+    reason = _http_reason("bad <image>\nname\t✓ ünïcode")
+    assert "\n" not in reason and "<" not in reason
+    reason.encode("latin-1")

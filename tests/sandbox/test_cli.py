@@ -1,0 +1,90 @@
+"""``elastic-jupyter-sandbox``: up, kubeconfig, status, and a clean stop."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from elastic_jupyter.sandbox.cluster import SandboxCluster
+from elastic_jupyter.sandbox.kubeconfig import NAME, kubeconfig_dict, server_url, write_kubeconfig
+from elastic_jupyter.sandbox.processes import POD_MARKER, marked_pids
+from tests.helpers import pod_manifest, wait_for
+
+
+def test_kubeconfig_names_and_url(tmp_path: Path) -> None:
+    data = kubeconfig_dict("http://127.0.0.1:1234")
+    assert data["current-context"] == NAME
+    assert {c["name"] for c in data["clusters"]} == {NAME}
+    path = write_kubeconfig(tmp_path / "kc", "http://127.0.0.1:1234")
+    assert server_url(path) == "http://127.0.0.1:1234"
+    assert yaml.safe_load(path.read_text())["users"][0]["name"] == NAME
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def test_up_reports_status_and_stops_leaving_no_processes() -> None:
+    cluster = SandboxCluster(apply_crds=False, dns=False, node_gpus=0).start()
+    try:
+        assert cluster.url.startswith("http://127.0.0.1:")
+        assert server_url(cluster.kubeconfig) == cluster.url
+        cli = [sys.executable, "-m", "elastic_jupyter.sandbox"]
+        state = ["--state-dir", str(cluster.state_dir)]
+        shown = subprocess.run(
+            [*cli, "kubeconfig", *state], capture_output=True, text=True, check=True
+        )
+        assert shown.stdout.strip() == str(cluster.kubeconfig)
+
+        pods = "/api/v1/namespaces/default/pods"
+        # A pod whose process starts one child in its group and one in a session of its own
+        # (as the kernel launcher does): all must go when the sandbox stops.
+        script = (
+            "import subprocess, time\n"
+            "subprocess.Popen(['sleep', '600'])\n"
+            "subprocess.Popen(['sleep', '601'], start_new_session=True)\n"
+            "time.sleep(600)\n"
+        )
+        cluster.request("POST", pods, pod_manifest("sleeper", ["python3", "-c", script]))
+
+        def running() -> int | None:
+            pod = cluster.request("GET", f"{pods}/sleeper")
+            if pod["status"].get("phase") != "Running":
+                return None
+            return int(pod["status"]["containerStatuses"][0]["containerID"].rsplit("/", 1)[-1])
+
+        pid = wait_for(running, 15)
+        assert pid is not None
+        status = subprocess.run(
+            [*cli, "status", *state], capture_output=True, text=True, check=True
+        )
+        assert "pod default/sleeper: Running" in status.stdout
+        assert "nvidia.com/gpu=0" in status.stdout
+        uid = cluster.request("GET", f"{pods}/sleeper")["metadata"]["uid"]
+
+        def children_started() -> list[int]:
+            found = [p for p in marked_pids(POD_MARKER, uid) if p != pid]
+            return found if len(found) == 2 else []
+
+        children = wait_for(children_started, 10)
+        assert any(_pgid(p) != pid for p in children), "one child left the pod's group"
+    finally:
+        cluster.stop()
+    assert cluster.process is not None and cluster.process.returncode == 0
+    # SIGKILLed orphans are reaped by init a moment later; zombies count as gone.
+    wait_for(lambda: not any(_alive(p) for p in [pid, *children]), 5, message="pod processes gone")
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
