@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 ARGS ?=
 PARTS := crds gateway_plugin operator kernel_launcher sandbox
 
-.PHONY: all venv test lint typecheck pytest demo images clean bench-smoke
+.PHONY: all venv browser test lint typecheck pytest demo images clean
 
 all: test
 
@@ -44,15 +44,21 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed .typecheck/elastic_jupyter
 	$(VENV)/bin/mypy $(foreach p,$(PARTS),-p elastic_jupyter.$(p))
 
+# Debian's chromium and the playwright package (never a browser download) for tests/e2e.
+browser: $(VENV)/.installed
+	scripts/install-browser.sh $(VENV)
+
 # pytest exits 5 when it collected nothing: that is a failure here, not a pass.
-pytest: venv
+pytest: venv browser
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 test: lint typecheck pytest
 
+# The whole system on the sandbox: operator, gateway, notebook server, a scripted user session.
+# ARGS=--once exits after the script; otherwise JupyterLab stays up until Ctrl-C.
 demo: venv
-	$(VENV)/bin/python -m elastic_jupyter.sandbox.demo $(ARGS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python examples/demo_session.py $(ARGS)
 
 images:
 	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || \

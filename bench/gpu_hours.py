@@ -31,7 +31,9 @@ import os
 import platform
 import random
 import shlex
+import statistics
 import sys
+import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -582,6 +584,18 @@ def _system_label(o: Outcome) -> str:
     return f"elastic, cull {_timeout_label(o.cull_idle_timeout_s)}, {connected}"
 
 
+def _trace_rows(trace: Trace) -> list[str]:
+    rows = []
+    for u in trace.users:
+        open_h = sum(
+            ((trace.horizon if s.close is None else s.close) - s.open) / HOUR for s in u.sessions
+        )
+        cells = sum(len(s.executions) for s in u.sessions)
+        busy = sum(d for s in u.sessions for _, d in s.executions) / 60
+        rows.append(f"| {u.user} | {u.profile} | {open_h:.1f} | {cells} | {busy:.0f} |")
+    return rows
+
+
 def machine_info() -> dict[str, str]:
     """Where the replay ran (it is pure computation, so only for the record)."""
     return {
@@ -609,7 +623,8 @@ def markdown(
         "**Model.** *Static*: a notebook pod holds one GPU from notebook start to notebook stop"
         " (or the end of the trace). *Elastic*: a kernel pod holds one GPU from kernel start"
         " (notebook opened, or first execution after a cull) to shutdown or cull; a (re)start"
-        f" takes {args.start_latency:g} s (`--start-latency`) before cells run. The culler is"
+        f" takes {args.start_latency:.1f} s before cells run ({args.start_latency_source}). The"
+        " culler is"
         " jupyter_server's, as EG 3.3 runs it: checked every"
         f" `cull_interval` = {args.cull_interval:g} s (the JupyterGateway's default `cullInterval`)"
         " from the first kernel start; a kernel is"
@@ -618,8 +633,15 @@ def markdown(
         " `cull_connected=False`: an open, connected tab keeps its kernel forever). Busy GPU-hours"
         f" = time cells run ({busy:.2f} h in this trace, identical for every system). With a"
         f" {args.gpus}-GPU node, a start that does not fit waits first-in-first-out until a GPU"
-        " frees (elastic-jupyter tells the user at once; the model assumes they retry as soon"
-        " as a GPU frees, which is optimistic).",
+        " frees (elastic-jupyter refuses such a start with the scheduler's reason after its"
+        " 10 s Unschedulable grace; the model assumes the user retries as soon as a GPU frees,"
+        " which is optimistic).",
+        "",
+        "The trace, per user (times from 08:00; *open* = the notebook exists):",
+        "",
+        "| user | what they do | notebook open (h) | cells run | busy (min) |",
+        "|---|---|---:|---:|---:|",
+        *_trace_rows(trace),
         "",
         "Unlimited GPUs (what each behaviour holds):",
         "",
@@ -664,12 +686,48 @@ def markdown(
         " users' kernel state lost and a restart delay on their next cell (the restart column).",
         "",
         f"Machine: Python {info['python']} on {info['platform']}, {info['cpus']} CPUs"
-        " (a pure replay; the machine does not affect the numbers).",
+        " (the replay is pure computation; only a measured start latency depends on the"
+        " machine).",
         "",
         f"Command: `{command}`",
         "",
     ]
     return "\n".join(lines)
+
+
+def measure_start_latency(count: int) -> list[float]:
+    """Seconds from ``POST /api/sessions`` to a cell's output, for ``count`` GPU kernels started
+    one after another (each shut down before the next) on the sandbox with the real stack."""
+    import importlib.util
+
+    from elastic_jupyter.sandbox.cluster import SandboxCluster
+
+    spec = importlib.util.spec_from_file_location(
+        "elastic_jupyter_demo_session", HERE.parent / "examples" / "demo_session.py"
+    )
+    assert spec is not None and spec.loader is not None
+    demo = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = demo
+    spec.loader.exec_module(demo)
+    namespace = "bench-gpu-hours"
+    samples: list[float] = []
+    with SandboxCluster(node_gpus=2) as cluster:
+        cluster.create_namespace(namespace)
+        log = cluster.state_dir / "operator.log"
+        with demo.operator_process(cluster.env(), namespace, log):
+            kubectl = demo.Kubectl(str(cluster.kubeconfig), namespace)
+            path = demo.UserPath(kubectl, say=lambda _line: None)
+            directory = demo.GPU_EXAMPLE
+            path.apply_example(directory)
+            for index in range(count):
+                started = time.monotonic()
+                session = path.client.start_session(f"latency-{index}.ipynb", path.kernel_name)
+                with path.client.channel(str(session["kernel"]["id"])) as channel:
+                    path.where_am_i(channel)
+                samples.append(time.monotonic() - started)
+                path.client.delete_session(str(session["id"]))
+    print(f"kernel start latency samples (s): {', '.join(f'{x:.2f}' for x in samples)}")
+    return samples
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -683,7 +741,20 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="cull_idle_timeout values in seconds, comma-separated",
     )
     parser.add_argument("--cull-interval", type=float, default=DEFAULT_CULL_INTERVAL)
-    parser.add_argument("--start-latency", type=float, default=DEFAULT_START_LATENCY)
+    parser.add_argument(
+        "--start-latency",
+        type=float,
+        default=None,
+        help=f"kernel (re)start latency in seconds (default {DEFAULT_START_LATENCY:g})",
+    )
+    parser.add_argument(
+        "--measure-start-latency",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure the latency instead: median of N kernel starts through the notebook"
+        " server on the sandbox with the real operator and gateway (examples/gpu)",
+    )
     parser.add_argument("--gpus", type=int, default=2, help="GPUs on the node")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     return parser.parse_args(argv)
@@ -699,6 +770,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {args.trace}")
         return 0
     trace = load_trace(args.trace)
+    if args.measure_start_latency > 0:
+        samples = measure_start_latency(args.measure_start_latency)
+        args.start_latency = statistics.median(samples)
+        args.start_latency_source = (
+            f"median of {len(samples)} GPU-kernel starts measured on the sandbox through the"
+            " notebook server, gateway and operator: POST /api/sessions to the first cell's"
+            " output; a floor: the sandbox pulls no image and schedules at once, a real"
+            " cluster adds seconds to minutes, EG #683; `--measure-start-latency`"
+        )
+    elif args.start_latency is not None:
+        args.start_latency_source = "`--start-latency`"
+    else:
+        args.start_latency = DEFAULT_START_LATENCY
+        args.start_latency_source = (
+            "assumed: ~2-3 s pod start on a warm node plus ~3 s to connection info and"
+            " kernel_info, EG #683 / kubespawner #120; `--start-latency` or"
+            " `--measure-start-latency N` to change"
+        )
     timeouts = [float(t) for t in args.timeouts.split(",") if t.strip()]
     unlimited = [
         replay(trace, p) for p in policies(timeouts, args.cull_interval, args.start_latency, None)
@@ -718,6 +807,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": {
             "cull_interval_s": args.cull_interval,
             "start_latency_s": args.start_latency,
+            "start_latency_source": args.start_latency_source,
             "node_gpus": args.gpus,
             "cull_busy": False,
         },

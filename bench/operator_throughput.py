@@ -124,6 +124,17 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _command_line() -> str:
+    """How this run was started, relative to the repository when possible."""
+    python = Path(sys.executable)
+    with contextlib.suppress(ValueError):
+        python = python.relative_to(REPO)
+    script = Path(sys.argv[0]).resolve()
+    with contextlib.suppress(ValueError):
+        script = script.relative_to(REPO)
+    return " ".join(shlex.quote(str(a)) for a in [python, script, *sys.argv[1:]])
+
+
 def _pkg_version(name: str) -> str:
     from importlib import metadata
 
@@ -406,6 +417,42 @@ def baseline(kernels: int, concurrency: int, timeout: float) -> dict[str, Any]:
     }
 
 
+def _operator_reaction(
+    sandbox: SandboxCluster, pods_running: dict[str, float], clock_offset: float, kernels: int
+) -> dict[str, Any] | None:
+    """Seconds from a pod seen Running to the operator's status PATCH arriving at the server.
+
+    Server-side arrival times come from the sandbox's request log (same machine, same clock),
+    so this is the operator's own reaction, free of this client's watch delivery delays. The
+    log is bounded: kernels whose requests it no longer holds are left out (``n`` says how many
+    were measured).
+    """
+    try:
+        log = sandbox.request("GET", f"/sandbox/requests?limit={kernels * 12}")
+    except OSError:
+        return None
+    records = log.get("items") or [] if isinstance(log, dict) else []
+    last_patch: dict[str, float] = {}
+    for record in records:
+        if (
+            record.get("userAgent") == "elastic-jupyter-operator"
+            and record.get("method") == "PATCH"
+            and record.get("subresource") == "status"
+            and record.get("resource", "").startswith(crds.JUPYTER_KERNEL.plural)
+        ):
+            name = str(record.get("name"))
+            last_patch[name] = max(last_patch.get(name, 0.0), float(record["time"]))
+    reactions = sorted(
+        last_patch[name] - (seen + clock_offset)
+        for name, seen in pods_running.items()
+        if name in last_patch
+    )
+    if len(reactions) < 2:
+        return None
+    quantiles = statistics.quantiles(reactions, n=100)
+    return {"n": len(reactions), "p50": round(quantiles[49], 3), "p95": round(quantiles[94], 3)}
+
+
 def _wait_quiet(
     sandbox: SandboxCluster, settle: float = 1.5, limit: float = 30.0
 ) -> dict[str, Any]:
@@ -445,6 +492,7 @@ def run(
             idle = _proc_stats(operator.pid)
             sandbox_idle = _proc_stats(sandbox_pid)
             sandbox.reset_stats()
+            clock_offset = time.time() - time.perf_counter()
             started, sent, running, pods_running, pods_created = asyncio.run(
                 _run_burst(sandbox.url, kernels, concurrency, timeout)
             )
@@ -453,6 +501,7 @@ def run(
             sandbox_busy = _proc_stats(sandbox_pid)
             stats = _wait_quiet(sandbox)
             after = _proc_stats(operator.pid)
+            reaction = _operator_reaction(sandbox, pods_running, clock_offset, kernels)
         finally:
             _stop(operator)
         sandbox.delete_namespace(NAMESPACE)
@@ -466,7 +515,7 @@ def run(
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
     return {
         "benchmark": "operator_throughput",
-        "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "command": _command_line(),
         "kernels": kernels,
         "concurrency": concurrency,
         "seconds": round(elapsed, 3),
@@ -486,6 +535,7 @@ def run(
         "pods_running_seconds": round(max(pods_running.values()) - started, 3)
         if pods_running
         else None,
+        "operator_reaction_seconds": reaction,
         "status_lag_seconds": {"p50": round(lag_q[49], 3), "p95": round(lag_q[94], 3)}
         if lags
         else None,
@@ -522,11 +572,17 @@ def to_markdown(result: dict[str, Any]) -> str:
             "{p50} / {p95} / {max}".format(**result["latency_seconds"]),
         ),
         ("last pod created by the operator (s)", result["pods_created_seconds"]),
-        ("pods created/s (operator's own throughput)", result["pods_created_per_second"]),
+        ("pods created/s (while the kubelet is busy)", result["pods_created_per_second"]),
         ("last pod Running, as the kubelet reports it (s)", result["pods_running_seconds"]),
         (
-            "status lag: pod Running → kernel status Running, p50 / p95 (s)",
+            "status lag seen by this client: pod Running → kernel Running, p50 / p95 (s)",
             "{p50} / {p95}".format(**(result["status_lag_seconds"] or {"p50": "-", "p95": "-"})),
+        ),
+        (
+            "operator reaction: pod Running seen → status PATCH at the server, p50 / p95 (s)",
+            "{p50} / {p95} (n={n})".format(**reaction)
+            if (reaction := result.get("operator_reaction_seconds"))
+            else "-",
         ),
         ("API writes per kernel start", result["api_writes_per_kernel"]),
         ("API writes by the operator", writes),
@@ -555,8 +611,20 @@ def to_markdown(result: dict[str, Any]) -> str:
                 f"{reference['sandbox_cpu_seconds']} s)",
             )
         )
+    per_s, writes_per = result["kernels_per_second"], result["api_writes_per_kernel"]
+    goal_s, goal_w = result["goals"]["kernels_per_second"], result["goals"]["api_writes_per_kernel"]
+    verdict_s = "met" if per_s >= goal_s else "**missed**"
+    verdict_w = "met" if writes_per <= goal_w else "**missed**"
     lines = [
-        "# Operator throughput",
+        "## Operator throughput",
+        "",
+        f"{result['kernels']} JupyterKernels created at once (busybox pods running `sleep`) until "
+        "every kernel's status says Running, with the real `elastic-jupyter-operator` against "
+        "the sandbox. API writes are the operator's own (kopf's and ours), counted by the "
+        "sandbox per user agent.",
+        "",
+        f"Goals: ≥ {goal_s} kernels/s — {verdict_s} ({per_s}); ≤ {goal_w} API writes per kernel "
+        f"start (floor 2) — {verdict_w} ({writes_per}).",
         "",
         f"Command: `{result['command']}`",
         "",
@@ -564,8 +632,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         "|---|---|",
         *[f"| {name} | {value} |" for name, value in rows],
         "",
-        f"Goals: ≥ {result['goals']['kernels_per_second']} kernels/s, ≤ "
-        f"{result['goals']['api_writes_per_kernel']} API writes per kernel start (floor 2).",
+        *_reading(result),
         "",
         f"Machine: {machine['cpu_count']} CPUs ({machine['cpu_model']}), {machine['memory']}, "
         f"{machine['platform']}, Python {machine['python']}, kopf {machine['kopf']}; "
@@ -575,6 +642,23 @@ def to_markdown(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _reading(result: dict[str, Any]) -> list[str]:
+    """Where the time goes, from the reference runs (when they ran)."""
+    creation_only = result.get("operator_without_kubelet")
+    reference = result.get("baseline_without_operator")
+    if not creation_only or not reference:
+        return []
+    return [
+        "Where the time goes: the operator alone turns kernels into pods at "
+        f"{creation_only['pods_per_second']}/s (sandbox without kubelet), while the sandbox "
+        f"kubelet started the same pods without any operator at {reference['pods_per_second']}/s "
+        "(it forks one host process per pod from the single sandbox process). End to end, the "
+        "kubelet is the bottleneck. Once a pod runs, the operator's status PATCH reaches the "
+        "server within the 'operator reaction' row; the longer tail of the client-side status "
+        "lag is this client's own watch delivering the kernel's change late under load.",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

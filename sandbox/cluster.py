@@ -1,7 +1,7 @@
 """``SandboxCluster``: a sandbox in a subprocess, for tests, benchmarks and the demo.
 
 Used by the shared pytest fixtures (``tests/conftest.py``), benchmarks and
-``examples/demo.py``::
+``examples/demo_session.py`` (``make demo``)::
 
     with SandboxCluster(node_gpus=2) as cluster:
         cluster.kubectl("get", "crd")

@@ -589,6 +589,8 @@ class PodWorker:
                 "startedAt": started_at,
                 "finishedAt": finished,
             }
+            if not message and exit_code != 0:
+                message = self._fallback_message(c)
             if message:
                 terminated["message"] = message
             if c.container_id:
@@ -649,6 +651,21 @@ class PodWorker:
             for blocker in blockers:
                 grant_traverse(blocker)
         return None, True
+
+    def _fallback_message(self, c: ContainerRun) -> str:
+        """``terminationMessagePolicy: FallbackToLogsOnError``: the log's tail explains a failure.
+
+        (A ``terminationMessagePath`` file is not read: host processes cannot be given a private
+        ``/dev/termination-log``.)
+        """
+        if c.spec.get("terminationMessagePolicy") != "FallbackToLogsOnError":
+            return ""
+        try:
+            data = c.log_path().read_bytes()
+        except OSError:
+            return ""
+        tail = b"".join(data.splitlines(keepends=True)[-80:])[-2048:]
+        return tail.decode(errors="replace")
 
     async def _run_once(
         self, c: ContainerRun, rule: ImageRule, declared: list[tuple[str, str]], started_at: str

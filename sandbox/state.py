@@ -865,14 +865,22 @@ class ApiState:
         return new
 
     def _release_foreground(self, res: ResKey, owner: JsonObj) -> JsonObj | None:
-        """Drop ``foregroundDeletion`` once an owner being deleted has no dependents left."""
+        """Drop ``foregroundDeletion`` once no dependent blocks the owner any more.
+
+        Only dependents whose owner reference sets ``blockOwnerDeletion: true`` (as
+        ``kopf.adopt`` and controllers do) hold the owner back, as in kube-controller-manager.
+        """
         meta = owner["metadata"]
         if not meta.get("deletionTimestamp") or "foregroundDeletion" not in (
             meta.get("finalizers") or ()
         ):
             return None
-        if self.store.dependents(meta["uid"]):
-            return None
+        uid = meta["uid"]
+        for dep_res, dep_ns, dep_name in self.store.dependents(uid):
+            dep = self.store.get(dep_res, dep_ns, dep_name)
+            refs = (dep or {}).get("metadata", {}).get("ownerReferences") or ()
+            if any(r.get("uid") == uid and r.get("blockOwnerDeletion") for r in refs):
+                return None
         return self._drop_finalizer(res, owner, "foregroundDeletion")
 
     def _delete_namespace(self, ns_obj: JsonObj) -> JsonObj:

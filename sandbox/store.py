@@ -24,6 +24,9 @@ ObjRef = tuple[ResKey, str, str]  # ((group, plural), namespace or "", name)
 
 T = TypeVar("T")
 
+MAX_PENDING_EVENTS = 20000
+"""Events queued for one watch before the server gives up on its client."""
+
 ADDED = "ADDED"
 MODIFIED = "MODIFIED"
 DELETED = "DELETED"
@@ -70,6 +73,7 @@ class Watcher:
         self.namespace = namespace
         self.predicate = predicate
         self.queue: asyncio.Queue[tuple[str, JsonObj, Event | None]] = asyncio.Queue()
+        self.overflowed = False
 
     def translate(self, ev: Event) -> tuple[str, JsonObj] | None:
         """The (type, object) this watcher should see for ``ev``, or ``None``."""
@@ -89,7 +93,17 @@ class Watcher:
         return (ev.type, ev.obj) if now else None
 
     def offer(self, ev: Event) -> None:
-        """Queue ``ev`` if it concerns this watcher."""
+        """Queue ``ev`` if it concerns this watcher; end a watch whose client cannot keep up.
+
+        kube-apiserver also closes watches whose buffer overflows; clients resume from their
+        last resourceVersion (or re-list after a 410).
+        """
+        if self.overflowed:
+            return
+        if self.queue.qsize() >= MAX_PENDING_EVENTS:
+            self.overflowed = True
+            self.queue.put_nowait(("STOP", {}, None))
+            return
         seen = self.translate(ev)
         if seen is not None:
             self.queue.put_nowait((seen[0], seen[1], ev if seen[0] == ev.type else None))

@@ -10,6 +10,9 @@ Fixtures (other suites depend on these names):
 * ``kube_api`` - a ``kubernetes.client.ApiClient`` for the sandbox.
 * ``kubectl`` - ``sandbox.kubectl`` (run kubectl against the sandbox); skips the test with a
   stated reason when kubectl is not on PATH. Mark such tests ``@pytest.mark.kubectl``.
+
+When a test using ``sandbox`` fails, the tail of the sandbox's own log is added to its report
+("sandbox log" section): kubelet, scheduler and controller warnings show up there.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,18 @@ import pytest
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    cluster = getattr(item, "funcargs", {}).get("sandbox")
+    if report.failed and isinstance(cluster, SandboxCluster) and cluster.log_path.exists():
+        tail = cluster.log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
+        report.sections.append(("sandbox log", tail or "(empty)"))
 
 
 @pytest.fixture(scope="session")

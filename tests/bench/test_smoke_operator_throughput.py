@@ -35,5 +35,5 @@ def test_operator_throughput_benchmark_runs(tmp_path: Path) -> None:
     assert result["baseline_without_operator"]["pods_per_second"] > 0
     assert result["operator_without_kubelet"]["pods_per_second"] > 0
     markdown = (tmp_path / "operator_throughput.md").read_text()
-    assert markdown.startswith("# Operator throughput")
+    assert markdown.startswith("## Operator throughput")
     assert "--kernels 5" in markdown

@@ -3,6 +3,7 @@ elastic example applied. Created on first use, torn down after the last e2e test
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +11,9 @@ import pytest
 
 from tests.e2e import stack
 
-NAMESPACE = "e2e-elastic"
+#: Unique per run: Service names are published machine-wide (/etc/hosts), and other sandboxes
+#: may run the same example at the same time.
+NAMESPACE = f"e2e-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="package")

@@ -98,11 +98,13 @@ def local_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-def _run_in_browser(lab_url: str, code: str, name: str, kernel: str | None = None) -> str:
+def _run_in_browser(
+    lab_url: str, code: str, name: str, kernel: str | None = None, timeout_s: float = 60.0
+) -> str:
     with browser.chromium() as context:
         page = context.new_page()
         try:
-            return browser.run_cell_in_new_notebook(page, lab_url, code, kernel)
+            return browser.run_cell_in_new_notebook(page, lab_url, code, kernel, timeout_s)
         except Exception:
             shot = browser.screenshot(page, name)
             print(f"screenshot of the failure: {shot}")
@@ -117,10 +119,10 @@ def test_plain_jupyterlab_runs_a_cell_in_chromium(local_lab: str) -> None:
 # JupyterLab 4 first opens the kernel websocket asking for the v1 subprotocol; jupyter_server 2
 # with --gateway-url answers without one, Chromium fails that handshake and JupyterLab reconnects
 # at once with the same session_id. The notebook server's first gateway websocket still completes
-# (it is never closed) and Enterprise Gateway 3.3 then "replaces the stale connection" of that
-# session key - the live one - so the kernel stays "Unknown" (3 of 4 fresh notebooks here).
-# Giving each gateway websocket its own session key and closing late connections fixes it (4 of 4
-# with a patched GatewayWebSocketConnection); until the notebook server ships that, this fails.
+# (it is never closed), and Enterprise Gateway 3.3 "replaces the stale connection" of that session
+# key - breaking the live one - so the kernel stays "Unknown": 0 of 3 fresh notebooks here with a
+# stock jupyter_server 2.21, 4 of 4 once GatewayWebSocketConnection.connect() gives each gateway
+# websocket its own session key. Until the notebook server ships that fix, this test fails.
 @pytest.mark.xfail(
     reason="jupyter_server 2 gateway websocket + EG 3.3 stale-connection race (see comment)",
     strict=False,
@@ -131,7 +133,7 @@ def test_jupyterlab_on_the_sandbox_runs_the_cell_in_a_kernel_pod(elastic_stack: 
     display_name = spec["spec"]["display_name"]
     before = {s["id"] for s in path.client.request("GET", "/api/sessions")}
     try:
-        output = _run_in_browser(path.lab_url, WHERE_AM_I, "sandbox-lab", display_name)
+        output = _run_in_browser(path.lab_url, WHERE_AM_I, "sandbox-lab", display_name, 40)
         pod_name = output.split()[0]
         kernels = path.kubectl.items("jk")
         running = {

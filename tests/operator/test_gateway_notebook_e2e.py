@@ -449,3 +449,53 @@ def test_notebook_in_another_namespace_gets_a_copy_of_the_token(
         wait_for(relabelled, 20, 0.2, "the notebook pod replaced with the new labels")
     finally:
         sandbox.delete_namespace(namespace)
+
+
+def test_rbac_outside_the_namespace_follows_the_gateway(
+    sandbox: SandboxCluster, operator: Path
+) -> None:
+    """kernelNamespace / allowKernelNamespace RBAC: created, removed when the field goes, and
+    removed with the gateway (no owner reference can do that)."""
+    home = support.new_namespace(sandbox, "ejgw")
+    kernels = support.new_namespace(sandbox, "ejgw")
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    role = f"{rbac}/namespaces/{kernels}/roles/{home}.gw"
+    cluster_role = f"{rbac}/clusterroles/elastic-jupyter-gateway:{home}:gw"
+
+    def exists(path: str) -> bool:
+        try:
+            support.core(sandbox, path)
+        except Exception:
+            return False
+        return True
+
+    def patch(spec: dict[str, Any]) -> None:
+        body = json.dumps({"spec": spec})
+        sandbox.kubectl("patch", "jgw", "gw", "-n", home, "--type=merge", "-p", body)
+
+    try:
+        gateway = {
+            "apiVersion": crds.API_VERSION,
+            "kind": "JupyterGateway",
+            "metadata": {"name": "gw", "namespace": home},
+            "spec": {"kernelNamespace": kernels, "auth": {"mode": "disable"}},
+        }
+        sandbox.kubectl("apply", "-f", "-", input=json.dumps(gateway))
+        wait_for(lambda: exists(role), 15, 0.2, "the Role in the kernel namespace")
+        patch({"allowKernelNamespace": True})
+        wait_for(lambda: exists(cluster_role), 15, 0.2, "the gateway's ClusterRole")
+        patch({"allowKernelNamespace": False, "kernelNamespace": None})
+        wait_for(lambda: not exists(cluster_role) and not exists(role), 15, 0.2, "cleanup")
+        patch({"kernelNamespace": kernels})
+        wait_for(lambda: exists(role), 15, 0.2, "the Role again")
+        sandbox.kubectl("delete", "jgw", "gw", "-n", home, "--wait=false")
+        wait_for(lambda: not exists(role), 15, 0.2, "the Role removed with the gateway")
+        wait_for(
+            lambda: not exists(f"/apis/{crds.API_VERSION}/namespaces/{home}/jupytergateways/gw"),
+            15,
+            0.2,
+            "the gateway gone (finalizer released)",
+        )
+    finally:
+        sandbox.delete_namespace(home)
+        sandbox.delete_namespace(kernels)

@@ -89,6 +89,14 @@ def test_foreground_waits_for_dependents(api: client.ApiClient) -> None:
     assert core.read_namespaced_config_map("child", "default").metadata.deletion_timestamp
     core.patch_namespaced_config_map("child", "default", {"metadata": {"finalizers": None}})
     assert not _exists(core, "child") and not _exists(core, "root")
+    # a dependent without blockOwnerDeletion does not hold its owner back
+    root = core.create_namespaced_config_map("default", {"metadata": {"name": "root"}})
+    loose = _owned("loose", root, finalizers=["x/y"])
+    loose["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] = False
+    core.create_namespaced_config_map("default", loose)
+    core.delete_namespaced_config_map("root", "default", propagation_policy="Foreground")
+    assert not _exists(core, "root")
+    assert core.read_namespaced_config_map("loose", "default").metadata.deletion_timestamp
 
 
 def test_orphan_keeps_dependents(api: client.ApiClient) -> None:

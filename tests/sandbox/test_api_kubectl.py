@@ -142,20 +142,31 @@ def test_kubectl_builtin_kinds(kubectl: Kubectl) -> None:
     assert "deleted" in _ok(kubectl("delete", "namespace", "team"))
 
 
-def test_kubectl_watch_prints_columns(kubectl: Kubectl, server: ServerThread) -> None:
-    import threading
-    import time
-
-    def later() -> None:
-        time.sleep(0.8)
-        kubectl("create", "configmap", "watched")
-
-    thread = threading.Thread(target=later)
-    thread.start()
-    proc = kubectl("get", "configmaps", "-w", "--request-timeout=2s")
-    thread.join()
-    lines = [line.split() for line in proc.stdout.splitlines()]
-    assert lines[0] == ["NAME", "DATA", "AGE"] and lines[-1][:2] == ["watched", "0"]
+def test_kubectl_watch_prints_columns(
+    kubectl: Kubectl, server: ServerThread, tmp_path: Path
+) -> None:
+    config = write_kubeconfig(tmp_path / "watch-kubeconfig", server.url)
+    env = dict(os.environ, KUBECONFIG=str(config), HOME=str(tmp_path))
+    with subprocess.Popen(
+        ["kubectl", "get", "configmaps", "-w", "--request-timeout=20s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as watcher:
+        assert watcher.stdout is not None
+        lines = []
+        try:
+            _ok(kubectl("create", "configmap", "watched"))
+            _ok(kubectl("label", "configmap", "watched", "seen=yes"))
+            while len(lines) < 3:  # header, ADDED row, MODIFIED row
+                line = watcher.stdout.readline()
+                assert line, watcher.stderr.read() if watcher.stderr else "watch ended"
+                lines.append(line.split())
+        finally:
+            watcher.terminate()
+    assert lines[0] == ["NAME", "DATA", "AGE"]
+    assert lines[1][:2] == ["watched", "0"] and lines[2][:2] == ["watched", "0"]
 
 
 def test_kubectl_explain_crd(kubectl: Kubectl, tmp_path: Path) -> None:

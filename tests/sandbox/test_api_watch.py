@@ -45,12 +45,12 @@ def test_initial_added_then_live_events(api: client.ApiClient) -> None:
         core.delete_namespaced_config_map("after", "default")
 
     threading.Thread(target=later).start()
-    seen = [
-        (ev["type"], ev["object"].metadata.name)
-        for ev in watch.Watch().stream(
-            core.list_namespaced_config_map, "default", timeout_seconds=1
-        )
-    ]
+    seen = []
+    stream = watch.Watch()
+    for ev in stream.stream(core.list_namespaced_config_map, "default", timeout_seconds=20):
+        seen.append((ev["type"], ev["object"].metadata.name))
+        if ev["type"] == "DELETED":
+            stream.stop()
     assert seen == [
         ("ADDED", "before"),
         ("ADDED", "after"),
@@ -92,12 +92,9 @@ def test_bookmarks_timeout_and_selectors(api: client.ApiClient, server: ServerTh
     core.create_namespaced_config_map("default", _cm("b", {"app": "y"}))
     rv = core.list_namespaced_config_map("default").metadata.resource_version
 
-    def later() -> None:
-        time.sleep(0.3)
-        core.patch_namespaced_config_map("b", "default", {"metadata": {"labels": {"app": "x"}}})
-        core.patch_namespaced_config_map("a", "default", {"metadata": {"labels": {"app": "z"}}})
-
-    threading.Thread(target=later).start()
+    # replayed from the history: selector transitions apply to past events too
+    core.patch_namespaced_config_map("b", "default", {"metadata": {"labels": {"app": "x"}}})
+    core.patch_namespaced_config_map("a", "default", {"metadata": {"labels": {"app": "z"}}})
     started = time.monotonic()
     events = _stream(
         server,

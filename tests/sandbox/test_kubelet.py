@@ -233,7 +233,11 @@ def test_command_not_found_and_exit_codes(sandbox: SandboxCluster, namespace: st
     create(
         sandbox,
         namespace,
-        pod_manifest("exit3", [PY, "-c", "import sys; print('bye'); sys.exit(3)"]),
+        pod_manifest(
+            "exit3",
+            [PY, "-c", "import sys; print('bye'); sys.exit(3)"],
+            terminationMessagePolicy="FallbackToLogsOnError",
+        ),
     )
     pod = wait_for(phase_is(sandbox, namespace, "nocmd", "Failed"), 10)
     term = state(pod)["terminated"]
@@ -242,6 +246,7 @@ def test_command_not_found_and_exit_codes(sandbox: SandboxCluster, namespace: st
     pod = wait_for(phase_is(sandbox, namespace, "exit3", "Failed"), 10)
     term = state(pod)["terminated"]
     assert (term["exitCode"], term["reason"]) == (3, "Error")
+    assert term["message"] == "bye\n"  # FallbackToLogsOnError
     assert term["startedAt"] and term["finishedAt"]
     ready = {c["type"]: c for c in pod["status"]["conditions"]}["Ready"]
     assert ready["status"] == "False" and ready["reason"] == "PodCompleted"
