@@ -11,7 +11,10 @@ Run: ``.venv/bin/python bench/report.py``
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -21,8 +24,10 @@ DOC = HERE.parent / "docs" / "benchmarks.md"
 ORDER = [
     "gateway_start",
     "launcher_overhead",
+    "concurrency",
     "operator_throughput",
-    "gateway_api_load",
+    "api_load",
+    "memory",
     "gpu_hours",
 ]
 
@@ -36,6 +41,123 @@ that reproduces it; `.venv/bin/python bench/report.py` rebuilds this page from
 """
 
 
+# One row per goal of issue 8: (goal, result name, reader). A reader takes the result's JSON and
+# returns the measured value as text and whether the goal is met (None: no goal, reported).
+Reader = Callable[[dict[str, Any]], tuple[str, "bool | None"]]
+
+
+def _start_ratio(r: dict[str, Any]) -> tuple[str, bool | None]:
+    ratio = float(r["remote_local_ratio"])
+    return f"{ratio} (medians, {r['runs']} starts each)", ratio <= 1.25
+
+
+def _gateway_phase(r: dict[str, Any]) -> tuple[str, bool | None]:
+    median = float(r["request_to_created_ms"]["median"])
+    return f"{median} ms median (POST → JupyterKernel created)", median <= 20
+
+
+def _launcher_phase(r: dict[str, Any]) -> tuple[str, bool | None]:
+    median = float(r["stats"]["info_latency"]["median_ms"])
+    return f"{median} ms median", median <= float(r.get("goal_ms", 150))
+
+
+def _all_started(r: dict[str, Any]) -> tuple[str, bool | None]:
+    n = r["kernels"]
+    text = f"remote {r['remote']['succeeded']}/{n}, local {r['local']['succeeded']}/{n}"
+    return text, bool(r["goals"]["all_started"]["met"])
+
+
+def _concurrent_ratio(r: dict[str, Any]) -> tuple[str, bool | None]:
+    ratio = r["ratio_median"]
+    text = f"{ratio} (medians of {r['kernels']} at once; p95 ÷ p95 {r['ratio_p95']})"
+    return text, ratio is not None and float(ratio) <= 1.25
+
+
+def _throughput(r: dict[str, Any]) -> tuple[str, bool | None]:
+    rate = float(r["kernels_per_second"])
+    return f"{rate} kernels/s ({r['kernels']} kernels)", rate >= 50
+
+
+def _operator_rss(r: dict[str, Any]) -> tuple[str, bool | None]:
+    op = r["operator"]
+    return f"{op['rss_mib_idle']} → {op['rss_mib_after']} MiB with {r['kernels']} kernels", None
+
+
+def _idle_load(r: dict[str, Any]) -> tuple[str, bool | None]:
+    idle = r["idle"]
+    value = idle["gateway_and_operator_per_kernel_minute"]
+    groups = idle["by_group"]
+    text = (
+        f"{value} per kernel per minute with {r['kernels_running']} idle kernels (gateway "
+        f"{groups['gateway']['per_minute']}/min, operator {groups['operator']['per_minute']}/min; "
+        f"stock EG: {idle['stock_eg_per_minute']:g}/min)"
+    )
+    return text, bool(r["goals"]["idle_per_kernel_minute"]["met"])
+
+
+def _writes(r: dict[str, Any]) -> tuple[str, bool | None]:
+    start = r["start_phase"]
+    text = (
+        f"{start['operator_writes_per_kernel']} by the operator (+ "
+        f"{start['gateway_writes_per_kernel']} by the gateway: "
+        f"{start['control_plane_writes_per_kernel']})"
+    )
+    return text, bool(r["goals"]["writes_per_kernel_start"]["met"])
+
+
+def _gateway_rss(r: dict[str, Any]) -> tuple[str, bool | None]:
+    return f"{r['gateway_mib_per_kernel']} MiB per running kernel", None
+
+
+def _operator_rss_1000(r: dict[str, Any]) -> tuple[str, bool | None]:
+    text = f"{r['operator_mib_per_1000_kernels']} MiB per 1000 (slope, {r['kernels_running']})"
+    quoted = r.get("operator_quoted")
+    if quoted:
+        text += f"; {quoted['mib_per_1000_kernels']} MiB measured with {quoted['kernels']}"
+    return text, None
+
+
+GOALS: list[tuple[str, str, Reader]] = [
+    ("Kernel start: remote ÷ local ≤ 1.25", "gateway_start", _start_ratio),
+    ("Kernel start: gateway-side phase ≤ 20 ms", "gateway_start", _gateway_phase),
+    ("Kernel start: launcher phase ≤ 150 ms", "launcher_overhead", _launcher_phase),
+    ("Concurrency: 50 kernels at once, 50/50 start", "concurrency", _all_started),
+    ("Concurrency: remote ÷ local ≤ 1.25", "concurrency", _concurrent_ratio),
+    ("Operator throughput ≥ 50 kernels/s", "operator_throughput", _throughput),
+    ("Operator RSS (reported)", "operator_throughput", _operator_rss),
+    ("API load: ~0 requests per idle kernel", "api_load", _idle_load),
+    ("API writes per kernel start ≤ 4 (floor 2)", "api_load", _writes),
+    ("Memory: gateway RSS per running kernel (reported)", "memory", _gateway_rss),
+    ("Memory: operator RSS per 1000 kernels (reported)", "memory", _operator_rss_1000),
+]
+
+
+def summary(results: Path) -> str:
+    """The summary table: each goal of issue 8, its measured value and met/missed."""
+    rows = []
+    for goal, name, reader in GOALS:
+        try:
+            data = json.loads((results / f"{name}.json").read_text(encoding="utf-8"))
+            value, met = reader(data)
+            verdict = "reported" if met is None else ("met" if met else "**missed**")
+        except (OSError, ValueError, KeyError, TypeError):
+            value, verdict = "-", "not measured"
+        rows.append(f"| {goal} | {value} | {verdict} | `{name}` |")
+    return "\n".join(
+        [
+            "## Summary",
+            "",
+            "Each goal of issue 8 with the value of the last run, read from `bench/results/*.json`"
+            " (the sections below say how each was measured and, where a goal is missed, why).",
+            "",
+            "| goal | measured | result | results |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+
+
 def section_names(results: Path) -> list[str]:
     """Return the result names present, in the documented order first."""
     present = {p.stem for p in results.glob("*.md")}
@@ -45,7 +167,7 @@ def section_names(results: Path) -> list[str]:
 
 def render(results: Path) -> str:
     """Return the whole benchmarks page built from the sections in ``results``."""
-    parts = [HEADER]
+    parts = [HEADER, "\n" + summary(results)]
     names = section_names(results)
     if not names:
         parts.append("\nNo benchmark has been run yet.\n")
@@ -54,12 +176,12 @@ def render(results: Path) -> str:
     return "".join(parts)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Command-line entry: write docs/benchmarks.md (or another path given with --out)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--out", type=Path, default=DOC)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.out.write_text(render(args.results), encoding="utf-8")
     print(f"wrote {args.out}")
 

@@ -512,29 +512,20 @@ class UserPath:
         return ready
 
     def _notebook_base_url(self, notebook: dict[str, Any], token: str) -> str:
-        """The notebook server's URL: its Service URL when that answers from here, else the
-        notebook pod's own address (what ``kubectl port-forward`` reaches on a real cluster)."""
+        """The notebook server's URL: its Service URL from the status, as a user reaches it
+        (inside the cluster, or through ``kubectl port-forward svc/<name>``)."""
         if self.notebook_url is not None:
             return self.notebook_url(notebook)
         url = str((notebook.get("status") or {}).get("url") or "")
-        why = "no URL in status"
-        if url:
-            try:
-                NotebookClient(url, token, timeout_s=5).request("GET", "/api/status")
-                return url
-            except NotebookAPIError as error:
-                why = f"HTTP {error.status} {error.message}"
-            except OSError as error:
-                why = str(error)
-        pods = self.kubectl.items(
-            "pods", "-l", f"{crds.LABEL_NOTEBOOK}={notebook['metadata']['name']}"
-        )
-        running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
-        if not running:
-            raise StepFailedError("the notebook has no running pod")
-        port = (notebook.get("spec") or {}).get("port", 8888)
-        self.note(f"({url or 'the Service'} does not answer from here: {why}; using the pod)")
-        return f"http://{running[0]['status']['podIP']}:{port}"
+        if not url:
+            raise StepFailedError("the JupyterNotebook's status has no url")
+        try:
+            NotebookClient(url, token, timeout_s=5).request("GET", "/api/status")
+        except NotebookAPIError as error:
+            raise StepFailedError(f"{url} answers HTTP {error.status} {error.message}") from None
+        except OSError as error:
+            raise StepFailedError(f"{url} does not answer: {error}") from None
+        return url
 
     def _wait_kernelspec(self, client: NotebookClient, names: list[str]) -> str:
         def check() -> str | None:

@@ -7,7 +7,9 @@ It is resolved lazily (module ``__getattr__``): importing this package - as the
 Modules: :mod:`.kernel_resource` (the pure JupyterKernel builder), :mod:`.launcher_cli` (the
 ``kubeflow-launcher`` argv and CLI), :mod:`.launcher` (create/delete, shared by proxy and CLI),
 :mod:`.kernel_watch` (one watch per gateway), :mod:`.kube` (a small REST client),
-:mod:`.settings` (``EG_*``/``EJ_*`` environment), :mod:`.process_proxy` (the proxy itself).
+:mod:`.settings` (``EG_*``/``EJ_*`` environment), :mod:`.process_proxy` (the proxy itself),
+:mod:`.gateway_boot` (watch and orphan sweep from gateway start), :mod:`.kernelspec_sync`
+(kernelspec hot reload and the kernelspec managers that boot the plugin).
 """
 
 from __future__ import annotations

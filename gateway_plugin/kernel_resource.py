@@ -10,6 +10,20 @@ Two steps, both pure:
 2. :func:`build_kernel_manifest` turns a plan plus the JupyterKernelTemplate into the
    JupyterKernel object to create.
 
+Identity a client may ask for (each judged on the client's own env, not on the values Enterprise
+Gateway fills in itself, e.g. its default ``KERNEL_UID=1000``):
+
+* ``KERNEL_UID``/``KERNEL_GID`` become the pod's ``securityContext.runAsUser``/``runAsGroup``
+  (and the kernel container's, when the template sets those there) unless the id is
+  prohibited (``EG_PROHIBITED_UIDS``/``GIDS``, default 0: 403) or the gateway turned this off
+  (``EJ_ALLOW_KERNEL_UID_GID=false``: 403). EG's ``ContainerProcessProxy`` refuses prohibited
+  ids first; the builder refuses them again, so the CLI and any other caller are covered.
+* ``KERNEL_SERVICE_ACCOUNT_NAME`` becomes the pod's ``serviceAccountName`` only when it matches
+  ``EJ_ALLOWED_KERNEL_SERVICE_ACCOUNTS`` (default: nothing matches, 403).
+
+Without them the pod template keeps what the JupyterKernelTemplate says; the operator then fills
+its non-root defaults only for keys still missing.
+
 The process proxy runs both in-process for every kernel start; the ``kubeflow-launcher`` CLI
 runs the same two functions from its argv and environment.
 """
@@ -138,6 +152,9 @@ class KernelPlan:
     container_env: tuple[tuple[str, str], ...]
     resources: Obj
     labels: tuple[tuple[str, str], ...]
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    service_account: str | None = None
 
 
 # --- names and labels -----------------------------------------------------------------------
@@ -217,17 +234,21 @@ def _check_client_env(inp: LaunchInput, settings: GatewaySettings) -> None:
             f"remove {name} from the kernel start request's env",
         )
     namespace = inp.client_env.get("KERNEL_NAMESPACE")
-    if (
-        namespace is not None
-        and namespace != settings.default_kernel_namespace
-        and not settings.allow_kernel_namespace
-    ):
-        raise KernelRequestError(
-            403,
-            f"KERNEL_NAMESPACE={namespace!r} is not allowed: this gateway runs kernels in "
-            f"namespace {settings.default_kernel_namespace!r} (the gateway's admin can allow "
-            "other namespaces with EJ_ALLOW_KERNEL_NAMESPACE=true)",
-        )
+    if namespace is not None and namespace != settings.default_kernel_namespace:
+        if not settings.allow_kernel_namespace:
+            raise KernelRequestError(
+                403,
+                f"KERNEL_NAMESPACE={namespace!r} is not allowed: this gateway runs kernels in "
+                f"namespace {settings.default_kernel_namespace!r} (the gateway's admin can allow "
+                "other namespaces with EJ_ALLOW_KERNEL_NAMESPACE=true)",
+            )
+        if settings.kernel_namespaces and namespace not in settings.kernel_namespaces:
+            allowed = ", ".join([settings.default_kernel_namespace, *settings.kernel_namespaces])
+            raise KernelRequestError(
+                403,
+                f"KERNEL_NAMESPACE={namespace!r} is not allowed: pick one of {allowed} (the "
+                "gateway's admin lists them in EJ_KERNEL_NAMESPACES)",
+            )
     image = inp.client_env.get("KERNEL_IMAGE")
     if (
         image is not None
@@ -240,6 +261,57 @@ def _check_client_env(inp: LaunchInput, settings: GatewaySettings) -> None:
             f"{inp.image_name or 'the image of its template'} (the gateway's admin can "
             "allow client images with EJ_ALLOWED_KERNEL_IMAGES=<glob,...>)",
         )
+
+
+_MAX_ID = 2**32 - 1
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _client_id(
+    inp: LaunchInput, settings: GatewaySettings, name: str, prohibited: frozenset[int]
+) -> int | None:
+    """The uid or gid a client asked for in ``name`` (``KERNEL_UID``/``KERNEL_GID``), if any."""
+    raw = inp.client_env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise KernelRequestError(400, f"{name}={raw!r} is not a numeric id") from None
+    if not 0 <= value <= _MAX_ID:
+        raise KernelRequestError(400, f"{name}={raw!r} must be between 0 and {_MAX_ID}")
+    setting = "EG_PROHIBITED_UIDS" if name == "KERNEL_UID" else "EG_PROHIBITED_GIDS"
+    if value in prohibited:
+        raise KernelRequestError(
+            403, f"{name}={value} is not allowed: the gateway prohibits it ({setting})"
+        )
+    if not settings.allow_kernel_uid_gid:
+        raise KernelRequestError(
+            403,
+            f"{name}={value} is not allowed: this gateway runs kernels with the ids of their "
+            "template (the gateway's admin can allow client ids with "
+            "EJ_ALLOW_KERNEL_UID_GID=true); remove it from the kernel start request's env",
+        )
+    return value
+
+
+def _client_service_account(inp: LaunchInput, settings: GatewaySettings) -> str | None:
+    """The service account a client asked for in ``KERNEL_SERVICE_ACCOUNT_NAME``, if allowed."""
+    name = inp.client_env.get("KERNEL_SERVICE_ACCOUNT_NAME", "").strip()
+    if not name:
+        return None
+    if len(name) > 253 or not _SUBDOMAIN.match(name):
+        raise KernelRequestError(
+            400, f"KERNEL_SERVICE_ACCOUNT_NAME={name!r} is not a service account name"
+        )
+    if not any(fnmatch.fnmatchcase(name, p) for p in settings.allowed_service_accounts):
+        raise KernelRequestError(
+            403,
+            f"KERNEL_SERVICE_ACCOUNT_NAME={name!r} is not allowed: kernels of this gateway run "
+            "with their template's service account (the gateway's admin can allow names with "
+            "EJ_ALLOWED_KERNEL_SERVICE_ACCOUNTS=<glob,...>)",
+        )
+    return name
 
 
 def _quantity(name: str, value: str) -> Decimal:
@@ -373,7 +445,10 @@ def plan_kernel(inp: LaunchInput, settings: GatewaySettings) -> KernelPlan:
         )
 
     namespace = env.get("KERNEL_NAMESPACE", "").strip() or settings.default_kernel_namespace
-    if namespace != settings.default_kernel_namespace and not settings.allow_kernel_namespace:
+    if namespace != settings.default_kernel_namespace and (
+        not settings.allow_kernel_namespace
+        or (settings.kernel_namespaces and namespace not in settings.kernel_namespaces)
+    ):
         namespace = settings.default_kernel_namespace  # from the kernelspec or EG: not allowed
     if not is_dns_label(namespace):
         raise KernelRequestError(
@@ -383,6 +458,10 @@ def plan_kernel(inp: LaunchInput, settings: GatewaySettings) -> KernelPlan:
     image = env.get("KERNEL_IMAGE", "").strip() or inp.image_name
     if inp.client_env.get("KERNEL_IMAGE") is None and inp.image_name:
         image = inp.image_name
+
+    run_as_user = _client_id(inp, settings, "KERNEL_UID", settings.prohibited_uids)
+    run_as_group = _client_id(inp, settings, "KERNEL_GID", settings.prohibited_gids)
+    service_account = _client_service_account(inp, settings)
 
     resources = merge_resources(inp.resources, resources_from_env(env))
     language = env.get(launcher_env.KERNEL_LANGUAGE) or inp.kernelspec_language.lower()
@@ -435,6 +514,9 @@ def plan_kernel(inp: LaunchInput, settings: GatewaySettings) -> KernelPlan:
         container_env=tuple(container_env.items()),
         resources=resources,
         labels=tuple(labels.items()),
+        run_as_user=run_as_user,
+        run_as_group=run_as_group,
+        service_account=service_account,
     )
 
 
@@ -470,6 +552,32 @@ def _merge_env(existing: Sequence[Any], ours: Sequence[tuple[str, str]]) -> list
     return kept + [{"name": name, "value": value} for name, value in ours]
 
 
+def _apply_identity(pod_spec: Obj, container: Obj, plan: KernelPlan) -> None:
+    """Put the client's allowed uid, gid and service account into the pod template.
+
+    The pod's ``securityContext`` gets ``runAsUser``/``runAsGroup``; a kernel container whose
+    template sets them itself (which would win over the pod's) gets them too. Keys the plan
+    does not set stay as the template has them.
+    """
+    ids = {"runAsUser": plan.run_as_user, "runAsGroup": plan.run_as_group}
+    chosen = {k: v for k, v in ids.items() if v is not None}
+    if chosen:
+        pod_context = pod_spec.get("securityContext")
+        pod_spec["securityContext"] = {
+            **(pod_context if isinstance(pod_context, Mapping) else {}),
+            **chosen,
+        }
+        own = container.get("securityContext")
+        if isinstance(own, Mapping) and any(k in own for k in chosen):
+            container["securityContext"] = {
+                **own,
+                **{k: v for k, v in chosen.items() if k in own},
+            }
+    if plan.service_account:
+        pod_spec.pop("serviceAccount", None)  # the deprecated alias would contradict it
+        pod_spec["serviceAccountName"] = plan.service_account
+
+
 def build_kernel_manifest(
     plan: KernelPlan, template: Mapping[str, Any] | None, gateway: GatewayRef
 ) -> Obj:
@@ -478,8 +586,9 @@ def build_kernel_manifest(
     The pod template (its metadata labels and annotations included) comes from the template;
     the kernel labels are added to both the JupyterKernel and its pod template; the first
     container (or the one named ``kernel``) gets the image, the launcher's env and the
-    resources. The JupyterGateway becomes the owner when the kernel lives in its namespace
-    and its uid is known (owner references cannot cross namespaces).
+    resources; the client's allowed uid, gid and service account go into the pod template
+    (:func:`_apply_identity`). The JupyterGateway becomes the owner when the kernel lives in
+    its namespace and its uid is known (owner references cannot cross namespaces).
     """
     labels = dict(plan.labels)
     pod = _pod_template(template, plan.template)
@@ -498,6 +607,7 @@ def build_kernel_manifest(
             "(JupyterKernelSpec spec.image) or an image in the template's kernel container",
         )
     container["env"] = _merge_env(container.get("env") or [], plan.container_env)
+    _apply_identity(pod["spec"], container, plan)
     if plan.resources:
         merged: Obj = copy.deepcopy(container.get("resources") or {})
         for kind, values in plan.resources.items():

@@ -1,17 +1,42 @@
 """One watch on the JupyterKernels of this gateway, shared by every kernel it runs.
 
 Enterprise Gateway's stock Kubernetes proxies ask the API server about each kernel every few
-seconds (``poll()`` from jupyter_client's restarter, one list per kernel every 3 s). Here a
-single background thread lists the gateway's JupyterKernels once (label selector
+seconds (``poll()`` from jupyter_client's restarter, one list per kernel every 3 s). Here one
+background thread per watched namespace lists the gateway's JupyterKernels once (label selector
 ``kubeflow.tkestack.io/gateway=<EG_NAME>``), then watches them from that ``resourceVersion``,
-resuming after each stream end and re-listing after ``410 Gone``. Every launch, ``poll()``
-and kill reads this cache: an idle kernel costs no API request at all.
+resuming after each stream end and re-listing after ``410 Gone``. All namespaces feed one
+cache and one set of waiters. Every launch, ``poll()`` and kill reads this cache: an idle
+kernel costs no API request at all.
 
 The gateway reads JupyterKernel *status* only (``phase``, ``podIP``, ``reason``, ...); how a
 pod's state becomes that status is the operator's job (see docs/architecture.md).
 
 Waiters (a launching kernel's ``confirm_remote_startup``) register an :class:`asyncio.Event`
 for one JupyterKernel; the watch thread sets it through the waiter's loop on every change.
+
+Namespaces and RBAC
+-------------------
+The watch is never cluster-wide. It starts with
+:attr:`~.settings.GatewaySettings.boot_watch_namespaces` (the default kernel namespace; with
+``EJ_ALLOW_KERNEL_NAMESPACE=true`` also the gateway's namespace and ``EJ_KERNEL_NAMESPACES``)
+and :meth:`KernelWatch.ensure_namespace` adds a namespace the first time a kernel is launched
+in it or a persisted session names it. So the gateway's service account needs, **in each
+namespace its kernels may run in** - the gateway's own included when clients may pick - a
+namespaced Role + RoleBinding (or a RoleBinding to a shared ClusterRole; never a
+ClusterRoleBinding):
+
+* ``kubeflow.tkestack.io`` ``jupyterkernels``: get, list, watch, create, delete (the operator
+  also grants update and patch);
+* ``kubeflow.tkestack.io`` ``jupyterkerneltemplates``: get, where templates live.
+
+Besides, in its own namespace only: ``jupytergateways`` get (its own object, for owner
+references; list/watch for the kernelspec sync) and ``configmaps`` get/list/watch (kernelspec
+sync). The plugin reads no pods and writes no events.
+
+A namespace the gateway may not list/watch is retried with back-off and logged; a launch there
+fails at create time with a 403 that names the namespace. With ``EJ_KERNEL_NAMESPACES`` empty,
+a restarted gateway without session persistence only learns a namespace again when a kernel is
+launched there: list the namespaces so that orphans in them are cleaned up at boot.
 """
 
 from __future__ import annotations
@@ -24,6 +49,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 from elastic_jupyter import crds
@@ -79,6 +105,7 @@ class KernelStatus:
     pod_name: str = ""
     exit_code: int | None = None
     deleting: bool = False
+    created: float | None = None  # metadata.creationTimestamp, seconds since the epoch
     conditions: tuple[tuple[str, str, str, str], ...] = ()  # (type, status, reason, message)
 
     @property
@@ -117,6 +144,7 @@ class KernelStatus:
             pod_name=str(status.get("podName") or ""),
             exit_code=exit_code if isinstance(exit_code, int) else None,
             deleting=bool(meta.get("deletionTimestamp")),
+            created=_timestamp(meta.get("creationTimestamp")),
             conditions=conditions,
         )
 
@@ -164,6 +192,16 @@ class KernelStatus:
         return None
 
 
+def _timestamp(value: object) -> float | None:
+    """Seconds since the epoch of an RFC 3339 timestamp as the API server writes them."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def describe_failure(kernel_id: str, reason: str, message: str) -> str:
     """The one-line text a notebook user sees when a kernel cannot start."""
     hint = _HINTS.get(reason)
@@ -180,8 +218,110 @@ class _Waiters:
     events: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list)
 
 
+class _NamespaceStream:
+    """The list+watch of one namespace: a daemon thread feeding :class:`KernelWatch`'s cache."""
+
+    def __init__(self, owner: KernelWatch, namespace: str) -> None:
+        self.owner = owner
+        self.namespace = namespace
+        self.resource_version = ""
+        self.synced = threading.Event()
+        self.thread = threading.Thread(
+            target=self._run, name=f"ej-kernel-watch-{namespace}", daemon=True
+        )
+
+    def _list(self) -> str:
+        owner = self.owner
+        answer = owner.api.request(
+            "GET", kernels_path(self.namespace), query={"labelSelector": owner.label_selector}
+        )
+        owner.lists += 1
+        items = answer.get("items") or []
+        owner._replace_namespace(self.namespace, [i for i in items if isinstance(i, dict)])
+        return str((answer.get("metadata") or {}).get("resourceVersion") or "")
+
+    def _watch(self) -> None:
+        """One watch stream from ``self.resource_version``, which it advances event by event."""
+        owner = self.owner
+        query = {
+            "watch": "true",
+            "labelSelector": owner.label_selector,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(WATCH_TIMEOUT_SECONDS),
+            "resourceVersion": self.resource_version,
+        }
+        owner.watches += 1
+        stream = owner.api.stream(
+            kernels_path(self.namespace), query, read_timeout=WATCH_TIMEOUT_SECONDS + 30
+        )
+        for event in stream:
+            if owner._stopped.is_set():
+                break
+            kind = str(event.get("type", ""))
+            obj = event.get("object") or {}
+            if kind == "ERROR":
+                code = int(obj.get("code") or 0)
+                raise ApiError(code, str(obj.get("reason") or "Error"), str(obj.get("message")))
+            if kind in ("ADDED", "MODIFIED", "DELETED"):
+                owner.events += 1
+                owner._apply(kind, obj)
+            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            if rv:
+                self.resource_version = str(rv)
+
+    def _run(self) -> None:
+        """List once, then watch from the last resourceVersion seen - after a stream ends, and
+        after a broken connection too; list again only on 410 Gone (history too short)."""
+        log = self.owner.log
+        stopped = self.owner._stopped
+        backoff = 0.5
+        while not stopped.is_set():
+            try:
+                if not self.resource_version:
+                    self.resource_version = self._list() or "0"
+                    self.synced.set()
+                self._watch()
+                backoff = 0.5
+                continue
+            except ApiError as err:
+                if err.status == 410:
+                    log.info(
+                        "JupyterKernel watch in %s expired (410 Gone): listing again",
+                        self.namespace,
+                    )
+                    self.resource_version = ""
+                    continue
+                if err.status in (401, 403):
+                    backoff = max(backoff, 5.0)
+                    log.warning(
+                        "JupyterKernel watch in namespace %s is not allowed (%s): the gateway's "
+                        "service account needs a Role there with get/list/watch on "
+                        "jupyterkernels; retrying in %.1fs",
+                        self.namespace,
+                        err,
+                        backoff,
+                    )
+                else:
+                    log.warning(
+                        "JupyterKernel watch in %s failed: %s; retrying in %.1fs",
+                        self.namespace,
+                        err,
+                        backoff,
+                    )
+            except Exception as err:  # the watch must survive anything the network throws
+                log.warning(
+                    "JupyterKernel watch in %s failed: %r; retrying in %.1fs",
+                    self.namespace,
+                    err,
+                    backoff,
+                )
+            stopped.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+
 class KernelWatch:
-    """The process-wide cache of this gateway's JupyterKernels, fed by one list+watch."""
+    """The process-wide cache of this gateway's JupyterKernels, fed by one list+watch per
+    namespace (see the module docstring for which namespaces and the RBAC they need)."""
 
     _instance: ClassVar[KernelWatch | None] = None
     _instance_lock: ClassVar[threading.Lock] = threading.Lock()
@@ -189,15 +329,13 @@ class KernelWatch:
     def __init__(
         self,
         api: KubeApi,
-        namespace: str | None,
+        namespaces: str | Iterable[str],
         label_selector: str,
         log: logging.Logger | None = None,
     ) -> None:
         self.api = api
-        self.namespace = namespace
         self.label_selector = label_selector
         self.log = log or logging.getLogger(__name__)
-        self.resource_version = ""
         self.lists = 0
         self.watches = 0
         self.events = 0
@@ -205,43 +343,95 @@ class KernelWatch:
         self._objects: dict[Key, KernelStatus] = {}
         self._gone: OrderedDict[Key, float] = OrderedDict()
         self._waiters: dict[Key, _Waiters] = {}
-        self._synced = threading.Event()
         self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._started = False
+        self._streams: dict[str, _NamespaceStream] = {}
         self._unknown_since: dict[Key, float] = {}
+        names = [namespaces] if isinstance(namespaces, str) else list(namespaces)
+        for namespace in names:
+            self._streams.setdefault(namespace, _NamespaceStream(self, namespace))
 
     # --- lifecycle ------------------------------------------------------------------------
 
     @classmethod
     def instance(cls, settings: GatewaySettings, api: KubeApi) -> KernelWatch:
-        """Return the gateway's watch, starting it on first use."""
+        """Return the gateway's watch, starting it on first use.
+
+        First used by the gateway's boot hook (:mod:`.gateway_boot`) or, on a gateway without
+        it, by the first kernel launch or session revival.
+        """
         with cls._instance_lock:
             if cls._instance is None:
                 selector = (
                     f"{crds.LABEL_GATEWAY}={settings.gateway_name},"
                     f"{crds.LABEL_MANAGED_BY}={crds.MANAGED_BY}"
                 )
-                watch = cls(api, settings.watch_namespace, selector)
+                watch = cls(api, settings.boot_watch_namespaces, selector)
                 watch.start()
                 cls._instance = watch
             return cls._instance
 
     def start(self) -> None:
-        """Start the watch thread (a daemon: it never keeps the gateway alive)."""
-        self._thread = threading.Thread(target=self._run, name="ej-kernel-watch", daemon=True)
-        self._thread.start()
+        """Start the threads of the namespaces known so far (daemons: they never keep the
+        gateway alive); later namespaces start in :meth:`ensure_namespace`."""
+        with self._lock:
+            self._started = True
+            streams = list(self._streams.values())
+        for stream in streams:
+            if not stream.thread.is_alive() and stream.thread.ident is None:
+                stream.thread.start()
 
     def stop(self) -> None:
-        """Ask the thread to stop; it ends at the next event or stream timeout."""
+        """Ask the threads to stop; each ends at its next event or stream timeout."""
         self._stopped.set()
 
-    def wait_synced(self, timeout: float) -> bool:
-        """Block until the first list has been loaded; return whether it has."""
-        return self._synced.wait(timeout)
+    def ensure_namespace(self, namespace: str) -> bool:
+        """Watch ``namespace`` too (lazily, sharing this cache); return whether it is new.
+
+        Called by the process proxy after it created a JupyterKernel there and when a
+        persisted session naming it is revived.
+        """
+        with self._lock:
+            if namespace in self._streams:
+                return False
+            stream = _NamespaceStream(self, namespace)
+            self._streams[namespace] = stream
+            started = self._started
+        self.log.info("JupyterKernel watch: now also watching namespace %s", namespace)
+        if started:
+            stream.thread.start()
+        return True
+
+    @property
+    def namespaces(self) -> list[str]:
+        """The namespaces watched (or to be watched once started)."""
+        with self._lock:
+            return list(self._streams)
+
+    def is_synced(self, namespace: str) -> bool:
+        """Whether ``namespace`` has been listed at least once."""
+        stream = self._streams.get(namespace)
+        return stream is not None and stream.synced.is_set()
+
+    def wait_synced(self, timeout: float, namespace: str | None = None) -> bool:
+        """Block until ``namespace`` (default: every namespace so far) has been listed."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if namespace is None:
+                streams = list(self._streams.values())
+            else:
+                stream = self._streams.get(namespace)
+                streams = [stream] if stream is not None else []
+        if not streams:
+            return False
+        return all(s.synced.wait(max(0.0, deadline - time.monotonic())) for s in streams)
 
     @property
     def synced(self) -> bool:
-        return self._synced.is_set()
+        """Whether every watched namespace has been listed at least once."""
+        with self._lock:
+            streams = list(self._streams.values())
+        return bool(streams) and all(s.synced.is_set() for s in streams)
 
     # --- reading --------------------------------------------------------------------------
 
@@ -288,14 +478,13 @@ class KernelWatch:
     def orphans(self, is_known: Callable[[str], bool], grace: float) -> list[KernelStatus]:
         """JupyterKernels whose kernel id ``is_known`` has denied for at least ``grace`` seconds.
 
-        Called periodically on the gateway's loop; ``is_known`` asks the gateway's kernel and
-        session managers. A kernel id seen again as known starts over.
+        Called periodically by the orphan sweep (:mod:`.gateway_boot`); ``is_known`` asks the
+        gateway's kernel and session managers. A kernel id seen again as known starts over.
+        Only namespaces listed at least once are judged.
         """
-        if not self.synced:
-            return []
         now = time.monotonic()
         result = []
-        current = self.all()
+        current = [s for s in self.all() if self.is_synced(s.namespace)]
         keys = {s.key for s in current}
         for key in list(self._unknown_since):
             if key not in keys:
@@ -325,73 +514,18 @@ class KernelWatch:
                 self._gone.pop(key, None)
         self._notify([key])
 
-    def _replace_all(self, items: list[Obj]) -> None:
+    def _replace_namespace(self, namespace: str, items: list[Obj]) -> None:
+        """A fresh list of one namespace replaces what the cache holds for it."""
         fresh = {s.key: s for s in (KernelStatus.from_object(o) for o in items)}
         with self._lock:
-            removed = [k for k in self._objects if k not in fresh]
+            removed = [k for k in self._objects if k[0] == namespace and k not in fresh]
             changed = [k for k, s in fresh.items() if self._objects.get(k) != s]
-            self._objects = fresh
+            for key in removed:
+                del self._objects[key]
+            self._objects.update(fresh)
             now = time.monotonic()
             for key in removed:
                 self._gone[key] = now
+            for key in fresh:
+                self._gone.pop(key, None)
         self._notify(removed + changed)
-
-    def _list(self) -> str:
-        answer = self.api.request(
-            "GET", kernels_path(self.namespace), query={"labelSelector": self.label_selector}
-        )
-        self.lists += 1
-        items = answer.get("items") or []
-        self._replace_all([i for i in items if isinstance(i, dict)])
-        return str((answer.get("metadata") or {}).get("resourceVersion") or "")
-
-    def _watch(self) -> None:
-        """One watch stream from ``self.resource_version``, which it advances event by event."""
-        query = {
-            "watch": "true",
-            "labelSelector": self.label_selector,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(WATCH_TIMEOUT_SECONDS),
-            "resourceVersion": self.resource_version,
-        }
-        self.watches += 1
-        stream = self.api.stream(
-            kernels_path(self.namespace), query, read_timeout=WATCH_TIMEOUT_SECONDS + 30
-        )
-        for event in stream:
-            if self._stopped.is_set():
-                break
-            kind = str(event.get("type", ""))
-            obj = event.get("object") or {}
-            if kind == "ERROR":
-                code = int(obj.get("code") or 0)
-                raise ApiError(code, str(obj.get("reason") or "Error"), str(obj.get("message")))
-            if kind in ("ADDED", "MODIFIED", "DELETED"):
-                self.events += 1
-                self._apply(kind, obj)
-            rv = (obj.get("metadata") or {}).get("resourceVersion")
-            if rv:
-                self.resource_version = str(rv)
-
-    def _run(self) -> None:
-        """List once, then watch from the last resourceVersion seen - after a stream ends, and
-        after a broken connection too; list again only on 410 Gone (history too short)."""
-        backoff = 0.5
-        while not self._stopped.is_set():
-            try:
-                if not self.resource_version:
-                    self.resource_version = self._list() or "0"
-                    self._synced.set()
-                self._watch()
-                backoff = 0.5
-                continue
-            except ApiError as err:
-                if err.status == 410:
-                    self.log.info("JupyterKernel watch expired (410 Gone): listing again")
-                    self.resource_version = ""
-                    continue
-                self.log.warning("JupyterKernel watch failed: %s; retrying in %.1fs", err, backoff)
-            except Exception as err:  # the watch must survive anything the network throws
-                self.log.warning("JupyterKernel watch failed: %r; retrying in %.1fs", err, backoff)
-            self._stopped.wait(backoff)
-            backoff = min(backoff * 2, 10.0)

@@ -16,6 +16,11 @@ KernelSpecCache is off (``EG_KERNELSPEC_CACHE_ENABLED=false``), so jupyter_clien
 directory on every ``/api/kernelspecs`` request: an add, edit or delete is visible as soon as a
 watch event arrives, without restarting the pod.
 
+Both managers here (:class:`KubeflowKernelSpecManager` for kernelspecs on disk, and
+:class:`SyncedKernelSpecManager`) are also the plugin's boot hook: Enterprise Gateway constructs
+its kernelspec manager first, and their constructor starts the JupyterKernel watch and the
+orphan sweep (see :mod:`.gateway_boot`).
+
 Run standalone (debugging, or as a sidecar writing into a shared volume)::
 
     python -m elastic_jupyter.gateway_plugin.kernelspec_sync --dir /tmp/ks --namespace default \
@@ -321,8 +326,52 @@ def process_sync() -> KernelSpecSync:
         return _sync
 
 
-class SyncedKernelSpecManager(KernelSpecManager):  # type: ignore[misc]
-    """A KernelSpecManager reading only the directory kept current by :func:`process_sync`."""
+class KubeflowKernelSpecManager(KernelSpecManager):  # type: ignore[misc]
+    """jupyter_client's KernelSpecManager that also starts the plugin's gateway services.
+
+    For gateways serving kernelspecs from files (``--EnterpriseGatewayApp.
+    kernel_spec_manager_class=elastic_jupyter.gateway_plugin.kernelspec_sync.
+    KubeflowKernelSpecManager``). ``EnterpriseGatewayApp.init_configurables`` constructs it
+    before anything else, so its constructor is the plugin's boot hook: it starts the
+    JupyterKernel watch and the orphan sweep (:func:`.gateway_boot.start_gateway_services`),
+    which then clean up orphans even if no kernel is ever started.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        boot_gateway_services(self.parent)
+
+
+def boot_gateway_services(app: Any) -> bool:
+    """Start the watch and orphan sweep for EG's ``app``; never fail the gateway's start.
+
+    Does nothing when ``app`` is not Enterprise Gateway (e.g. ``jupyter kernelspec list``).
+    Returns whether the services run; on a failure (bad ``EJ_*`` setting, no credentials) the
+    first kernel launch reports the reason to its client instead.
+    """
+    from .gateway_boot import is_gateway_app, start_gateway_services
+
+    if not is_gateway_app(app):
+        return False
+    app_log = getattr(app, "log", None) or log  # EG's own logger is set up this early
+    try:
+        watch = start_gateway_services(app)
+    except Exception as error:
+        app_log.error("elastic-jupyter: gateway services not started at boot: %s", error)
+        return False
+    app_log.info(
+        "elastic-jupyter: JupyterKernel watch (namespaces %s) and orphan sweep started",
+        ", ".join(watch.namespaces),
+    )
+    return True
+
+
+class SyncedKernelSpecManager(KubeflowKernelSpecManager):
+    """A KernelSpecManager reading only the directory kept current by :func:`process_sync`.
+
+    The operator's gateway Deployment selects it; like its base class it also starts the
+    plugin's gateway services at boot.
+    """
 
     @default("kernel_dirs")
     def _kernel_dirs_default(self) -> list[str]:

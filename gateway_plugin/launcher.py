@@ -114,6 +114,13 @@ def create_kernel(api: KubeApi, settings: GatewaySettings, inp: LaunchInput) -> 
                 raise KernelRequestError(
                     503, f"the Kubernetes API server is unreachable: {err.message}"
                 ) from None
+            if err.status == 403:
+                raise KernelRequestError(
+                    403,
+                    f"this gateway may not create JupyterKernels in namespace {plan.namespace}: "
+                    "its service account needs a Role there (see "
+                    f"elastic_jupyter.gateway_plugin.kernel_watch): {err.message}",
+                ) from None
             raise KernelRequestError(
                 500,
                 f"cannot create JupyterKernel {plan.namespace}/{plan.name}: "

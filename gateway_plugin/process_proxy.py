@@ -28,6 +28,10 @@ says which Enterprise Gateway / jupyter_client code calls it and when:
   launch failure and ``shutdown_listener``;
 * :meth:`get_process_info` / :meth:`load_process_info` - kernel session persistence.
 
+The JupyterKernel watch and the orphan sweep are process-wide (:mod:`.gateway_boot`); the
+kernelspec managers of :mod:`.kernelspec_sync` start them at gateway boot, the proxy starts them
+itself otherwise.
+
 Interrupts need no code here: once the launcher reports its comm port, EG's
 ``RemoteProcessProxy.send_signal`` sends ``{"signum": 2}`` to it.
 """
@@ -35,42 +39,31 @@ Interrupts need no code here: once the launcher reports its comm port, EG's
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import sys
 import time
-import weakref
 from typing import Any
 
 from enterprise_gateway.services.processproxies import container as eg_container
 from enterprise_gateway.services.processproxies.container import ContainerProcessProxy
 from enterprise_gateway.services.processproxies.processproxy import RemoteProcessProxy
 from tornado import web
-from tornado.ioloop import PeriodicCallback
 
 from elastic_jupyter import crds
 
+from . import gateway_boot
+from .gateway_boot import gateway_settings
 from .kernel_resource import KernelRequestError, LaunchInput
 from .kernel_watch import UNSCHEDULABLE, KernelStatus, KernelWatch, describe_failure
 from .kube import ApiError, KubeApi, kernels_path, kube_loaded, shared_api
 from .launcher import create_kernel, delete_kernel
 from .launcher_cli import LauncherArgsError, launcher_args_start, parse_launcher_argv
-from .settings import GatewaySettings, SettingsError, parse_template_ref
+from .settings import SettingsError, parse_template_ref
 
-_live: weakref.WeakSet[KubeflowProcessProxy] = weakref.WeakSet()
-_settings: GatewaySettings | None = None
-_sweeper: PeriodicCallback | None = None
-_managers: dict[str, Any] = {}
+__all__ = ["KubeflowProcessProxy", "gateway_settings", "raise_http"]
+
 _tasks: set[asyncio.Task[Any]] = set()
-
-
-def gateway_settings() -> GatewaySettings:
-    """The gateway's settings, read once from its environment."""
-    global _settings
-    if _settings is None:
-        _settings = GatewaySettings.from_env(os.environ)
-    return _settings
 
 
 def _http_reason(text: str) -> str:
@@ -101,8 +94,9 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
             self.settings = gateway_settings()
         except SettingsError as err:
             self.log_and_raise(http_status_code=500, reason=_http_reason(str(err)))
-        _live.add(self)
-        _remember_managers(kernel_manager)
+        gateway_boot.LIVE.add(self)
+        mapping = getattr(kernel_manager, "mapping_kernel_manager", None)
+        gateway_boot.remember_app(getattr(mapping, "parent", None))
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -112,9 +106,9 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
 
     @property
     def watch(self) -> KernelWatch:
-        watch = KernelWatch.instance(self.settings, self.api)
-        _start_sweeper(self.settings)
-        return watch
+        """The gateway's kernel watch; starts it and the orphan sweep if the boot hook
+        (:mod:`.gateway_boot`) has not (blocking only the first time)."""
+        return gateway_boot.start_gateway_services(None, self.settings, self.api)
 
     def _fail(self, status: int, message: str) -> None:
         raise_http(self.log, status, message)
@@ -240,6 +234,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
             self._fail(503, f"Kernel {self.kernel_id} could not start: Kubernetes API: {err}")
             raise
         plan = created.plan
+        watch.ensure_namespace(plan.namespace)
         self.kernel_resource_name = plan.name
         self.kernel_namespace = plan.namespace
         self.kernel_resource_uid = created.uid
@@ -394,7 +389,8 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         if not namespace or not name:
             return None
         watch = self.watch
-        if not watch.synced and not watch.wait_synced(3.0):
+        watch.ensure_namespace(namespace)
+        if not watch.is_synced(namespace) and not watch.wait_synced(3.0, namespace):
             return self._status_direct(namespace, name)
         return watch.get(namespace, name)
 
@@ -481,7 +477,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
     def cleanup(self) -> None:
         """Called by ``RemoteKernelManager.cleanup_resources`` after shutdown or before restart."""
         self._request_delete(0)
-        _live.discard(self)
+        gateway_boot.LIVE.discard(self)
         super().cleanup()
 
     # --- persistence ----------------------------------------------------------------------
@@ -519,6 +515,8 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         self.kernel_resource_name = resource.get("name")
         self.kernel_resource_uid = str(resource.get("uid") or "")
         self.container_name = self.kernel_resource_name or ""
+        if self.kernel_namespace:  # a kernel in a namespace this process never launched in
+            self.watch.ensure_namespace(self.kernel_namespace)
 
 
 def raise_http(log: Any, status: int, message: str) -> None:
@@ -538,74 +536,3 @@ def _background(api: KubeApi, func: Any) -> None:
     task = loop.create_task(api.run(func))
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
-
-
-# --- orphan clean-up ------------------------------------------------------------------------
-
-
-def _remember_managers(kernel_manager: Any) -> None:
-    """Keep the gateway's kernel and session managers for the orphan sweep."""
-    if "mapping" in _managers:
-        return
-    mapping = getattr(kernel_manager, "mapping_kernel_manager", None)
-    if mapping is not None:
-        _managers["mapping"] = mapping
-        _managers["sessions"] = getattr(kernel_manager, "kernel_session_manager", None)
-        _managers["app"] = getattr(mapping, "parent", None)
-
-
-def _is_known(kernel_id: str) -> bool:
-    """Whether this gateway still has (or may revive) the kernel with this id."""
-    if any(p.kernel_id == kernel_id for p in list(_live)):
-        return True
-    mapping = _managers.get("mapping")
-    if mapping is not None:
-        try:
-            if kernel_id in mapping:
-                return True
-        except Exception:
-            return True
-    sessions = _managers.get("sessions")
-    known_sessions = getattr(sessions, "_sessions", None)
-    return isinstance(known_sessions, dict) and kernel_id in known_sessions
-
-
-def _sweep(settings: GatewaySettings) -> None:
-    """Delete JupyterKernels of this gateway that no kernel or session owns any more.
-
-    A gateway that died mid-launch leaves such objects behind (EG issues #672, #1086); they
-    would hold a pod - maybe a GPU - forever. Skipped in replication mode, where another
-    replica's fresh kernels are legitimately unknown here.
-    """
-    app = _managers.get("app")
-    if str(getattr(app, "availability_mode", "") or "").lower() == "replication":
-        return
-    watch = KernelWatch._instance
-    if watch is None:
-        return
-    api = watch.api
-    for status in watch.orphans(_is_known, settings.orphan_grace):
-        logger = getattr(app, "log", None)
-        if logger is not None:
-            logger.warning(
-                "KubeflowProcessProxy: deleting orphaned JupyterKernel %s/%s (kernel %s has no "
-                "session on this gateway)",
-                status.namespace,
-                status.name,
-                status.kernel_id,
-            )
-
-        def run(namespace: str = status.namespace, name: str = status.name) -> None:
-            with contextlib.suppress(ApiError):
-                delete_kernel(api, namespace, name)
-
-        _background(api, run)
-
-
-def _start_sweeper(settings: GatewaySettings) -> None:
-    global _sweeper
-    if _sweeper is not None:
-        return
-    interval_ms = max(0.5, min(settings.orphan_grace / 4, 30.0)) * 1000
-    _sweeper = PeriodicCallback(lambda: _sweep(settings), interval_ms)
-    _sweeper.start()

@@ -16,8 +16,15 @@ variable                                  default                meaning
                                                                  ``spec.kernelNamespace``)
 ``EJ_ALLOW_KERNEL_NAMESPACE``             ``false``              let clients pick another
                                                                  namespace (``KERNEL_NAMESPACE``);
-                                                                 the gateway then watches all
-                                                                 namespaces (needs a ClusterRole)
+                                                                 each one is watched from the
+                                                                 first kernel launched there
+                                                                 (namespaced Roles suffice, see
+                                                                 :mod:`.kernel_watch`)
+``EJ_KERNEL_NAMESPACES``                  (empty)                with the above: the namespaces
+                                                                 clients may pick (comma-separated;
+                                                                 empty = any the gateway's RBAC
+                                                                 allows); watched from boot, so
+                                                                 orphans there are cleaned up
 ``EJ_ALLOWED_KERNEL_IMAGES``              (empty)                comma-separated glob patterns a
                                                                  client ``KERNEL_IMAGE`` may match
                                                                  (``*`` = any image)
@@ -30,6 +37,19 @@ variable                                  default                meaning
 ``EJ_DEFAULT_KERNEL_TEMPLATE``            (empty)                ``[namespace/]name`` of the
                                                                  JupyterKernelTemplate used when a
                                                                  kernelspec names none
+``EJ_ALLOW_KERNEL_UID_GID``               ``true``               apply a client's ``KERNEL_UID``/
+                                                                 ``KERNEL_GID`` as the pod's
+                                                                 ``runAsUser``/``runAsGroup``
+                                                                 (never a prohibited id)
+``EG_KERNEL_LAUNCH_TIMEOUT``              ``30``                 EG's; in replication mode a
+                                                                 JupyterKernel younger than this +
+                                                                 the orphan grace is never swept
+``EG_PROHIBITED_UIDS``, ``_GIDS``         ``0``                  EG's own lists (comma-separated);
+                                                                 the builder refuses them too
+``EJ_ALLOWED_KERNEL_SERVICE_ACCOUNTS``    (empty)                service accounts a client's
+                                                                 ``KERNEL_SERVICE_ACCOUNT_NAME``
+                                                                 may name (comma-separated globs,
+                                                                 ``*`` = any); empty: none (403)
 ========================================  =====================  ==============================
 """
 
@@ -81,6 +101,24 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in env.get(name, "").split(",") if p.strip())
+
+
+def _ids(env: Mapping[str, str], name: str) -> frozenset[int]:
+    """EG's ``EG_PROHIBITED_UIDS``/``GIDS`` (default ``0``), read as EG reads them."""
+    raw = env.get(name)
+    ids: set[int] = set()
+    for part in (raw if raw is not None else "0").split(","):
+        if not part.strip():
+            continue
+        try:
+            ids.add(int(part))
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} must list numeric ids (e.g. 0,65534)") from None
+    return frozenset(ids)
+
+
 def _dns_label(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, "").strip() or default
     if not is_dns_label(value):
@@ -109,6 +147,12 @@ class GatewaySettings:
     unschedulable_grace: float = 10.0
     orphan_grace: float = 60.0
     default_template: tuple[str, str] | None = None
+    kernel_namespaces: tuple[str, ...] = ()
+    allow_kernel_uid_gid: bool = True
+    prohibited_uids: frozenset[int] = frozenset({0})
+    prohibited_gids: frozenset[int] = frozenset({0})
+    allowed_service_accounts: tuple[str, ...] = ()
+    kernel_launch_timeout: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
@@ -117,9 +161,14 @@ class GatewaySettings:
         kernel_namespace = _dns_label(env, "EJ_KERNEL_NAMESPACE", namespace)
         template_text = env.get("EJ_DEFAULT_KERNEL_TEMPLATE", "").strip()
         template = parse_template_ref(template_text, namespace) if template_text else None
-        images = tuple(
-            p.strip() for p in env.get("EJ_ALLOWED_KERNEL_IMAGES", "").split(",") if p.strip()
-        )
+        images = _list(env, "EJ_ALLOWED_KERNEL_IMAGES")
+        namespaces = tuple(dict.fromkeys(_list(env, "EJ_KERNEL_NAMESPACES")))
+        for value in namespaces:
+            if not is_dns_label(value):
+                raise SettingsError(
+                    f"EJ_KERNEL_NAMESPACES holds {value!r}, which is not a namespace name "
+                    "(DNS-1123 label)"
+                )
         return cls(
             gateway_name=_dns_label(env, "EG_NAME", DEFAULT_GATEWAY_NAME),
             gateway_namespace=namespace,
@@ -129,6 +178,12 @@ class GatewaySettings:
             unschedulable_grace=_seconds(env, "EJ_UNSCHEDULABLE_GRACE_SECONDS", 10.0),
             orphan_grace=_seconds(env, "EJ_ORPHAN_GRACE_SECONDS", 60.0),
             default_template=template,
+            kernel_namespaces=namespaces,
+            allow_kernel_uid_gid=_flag(env, "EJ_ALLOW_KERNEL_UID_GID", True),
+            prohibited_uids=_ids(env, "EG_PROHIBITED_UIDS"),
+            prohibited_gids=_ids(env, "EG_PROHIBITED_GIDS"),
+            allowed_service_accounts=_list(env, "EJ_ALLOWED_KERNEL_SERVICE_ACCOUNTS"),
+            kernel_launch_timeout=_seconds(env, "EG_KERNEL_LAUNCH_TIMEOUT", 30.0),
         )
 
     @property
@@ -137,6 +192,14 @@ class GatewaySettings:
         return self.kernel_namespace or self.gateway_namespace
 
     @property
-    def watch_namespace(self) -> str | None:
-        """The namespace the kernel watch covers; ``None`` means all namespaces."""
-        return None if self.allow_kernel_namespace else self.default_kernel_namespace
+    def boot_watch_namespaces(self) -> tuple[str, ...]:
+        """The namespaces the kernel watch covers from the start (more are added lazily).
+
+        The default kernel namespace always; with ``EJ_ALLOW_KERNEL_NAMESPACE`` also the
+        gateway's own namespace and ``EJ_KERNEL_NAMESPACES``. Never all namespaces: the
+        gateway needs no cluster-wide permission.
+        """
+        names = [self.default_kernel_namespace]
+        if self.allow_kernel_namespace:
+            names += [self.gateway_namespace, *self.kernel_namespaces]
+        return tuple(dict.fromkeys(names))

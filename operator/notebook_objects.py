@@ -15,7 +15,13 @@ of ``spec.template`` (or to a default one):
   notebook's copy ``<name>-gateway`` (gateway in another namespace: a secretKeyRef cannot cross
   namespaces);
 * a non-root security context (uid 1000, gid 100, as in the Jupyter Docker Stacks) unless the
-  template sets one; ``--ServerApp.allow_root`` only when the template asks for uid 0.
+  template sets one; ``--ServerApp.allow_root`` only when the template asks for uid 0;
+* ``--ServerApp.allow_remote_access=True``: the server is reached through its Service name or a
+  port-forward, never as ``localhost``, and jupyter_server would answer 403 "non-local Host" to
+  ``<name>.<namespace>.svc`` otherwise (its login token or password is still required);
+* the ConfigMap ``<name>-config`` (:func:`config_map`, text from :mod:`.notebook_config`)
+  mounted at :data:`CONFIG_MOUNT_PATH`, that directory put first in ``JUPYTER_CONFIG_PATH``,
+  and the file's digest as a pod annotation (a new file rolls the pods out).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import gateway_objects
+from elastic_jupyter.operator import gateway_objects, notebook_config
 
 DEFAULT_IMAGE = "quay.io/jupyter/base-notebook:lab-4.2.5"
 DEFAULT_COMMAND = ["jupyter", "lab"]
@@ -36,6 +42,11 @@ GATEWAY_TOKEN_KEY = "gateway-token"
 RUN_AS_USER = 1000
 RUN_AS_GROUP = 100
 TEMPLATE_METADATA_KEYS = ("labels", "annotations")
+CONFIG_VOLUME = "elastic-jupyter-config"
+#: Not /etc/jupyter: images keep their own system-wide configuration there.
+CONFIG_MOUNT_PATH = "/etc/elastic-jupyter/jupyter"
+CONFIG_PATH_ENV = "JUPYTER_CONFIG_PATH"
+ANNOTATION_CONFIG_HASH = f"{crds.GROUP}/config-hash"
 
 
 # --- Names -----------------------------------------------------------------------------------
@@ -57,6 +68,10 @@ def token_secret_name(notebook_name: str) -> str:
 def gateway_copy_secret_name(notebook_name: str) -> str:
     """The notebook's copy of a gateway token from another namespace."""
     return f"{notebook_name}-gateway"
+
+
+def config_map_name(notebook_name: str) -> str:
+    return f"{notebook_name}-config"
 
 
 def port(spec: Mapping[str, Any]) -> int:
@@ -176,6 +191,38 @@ def gateway_copy_secret(notebook: Mapping[str, Any], gateway_token: str) -> dict
     }
 
 
+# --- Server configuration --------------------------------------------------------------------
+
+
+def server_config(notebook: Mapping[str, Any]) -> str:
+    """The text of the notebook server's ``jupyter_server_config.py``."""
+    return notebook_config.server_config(gateway_ref(notebook) is not None)
+
+
+def config_map(notebook: Mapping[str, Any]) -> dict[str, Any]:
+    """The ConfigMap holding the server's configuration file."""
+    name = config_map_name(notebook["metadata"]["name"])
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(notebook, name),
+        "data": {notebook_config.FILE_NAME: server_config(notebook)},
+    }
+
+
+def _with_config_path(env: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``env`` with our config directory first in ``JUPYTER_CONFIG_PATH``; a template's own
+    value is kept after it (jupyter gives earlier directories precedence)."""
+    for i, entry in enumerate(env):
+        if entry.get("name") == CONFIG_PATH_ENV and "valueFrom" not in entry:
+            own = str(entry.get("value") or "")
+            value = f"{CONFIG_MOUNT_PATH}:{own}" if own else CONFIG_MOUNT_PATH
+            return [*env[:i], {"name": CONFIG_PATH_ENV, "value": value}, *env[i + 1 :]]
+    if any(entry.get("name") == CONFIG_PATH_ENV for entry in env):
+        return env  # set from a Secret/ConfigMap by the template: left as it is
+    return [*env, {"name": CONFIG_PATH_ENV, "value": CONFIG_MOUNT_PATH}]
+
+
 # --- Pod template ----------------------------------------------------------------------------
 
 
@@ -204,6 +251,9 @@ def server_args(
         f"--ServerApp.port={port(spec)}",
         "--ServerApp.port_retries=0",
         "--ServerApp.open_browser=False",
+        # Reached by its Service name or a port-forward: without this, jupyter_server refuses
+        # any Host that is not localhost or an IP. Login is still required (auth flags below).
+        "--ServerApp.allow_remote_access=True",
     ]
     ref = gateway_ref(notebook)
     if ref is not None:
@@ -277,7 +327,10 @@ def pod_template(
     own_env = list(first.get("env") or [])
     own_names = {str(e.get("name")) for e in own_env}
     first["env"] = [e for e in notebook_env(notebook, gateway) if e["name"] not in own_names]
-    first["env"] += own_env
+    first["env"] = _with_config_path(first["env"] + own_env)
+    mounts = [m for m in first.get("volumeMounts") or [] if m.get("name") != CONFIG_VOLUME]
+    mounts.append({"name": CONFIG_VOLUME, "mountPath": CONFIG_MOUNT_PATH, "readOnly": True})
+    first["volumeMounts"] = mounts
     ports = list(first.get("ports") or [])
     if not any(p.get("containerPort") == port(spec) for p in ports):
         ports.append({"name": "http", "containerPort": port(spec), "protocol": "TCP"})
@@ -288,6 +341,9 @@ def pod_template(
     )
     containers[0] = first
     pod_spec["containers"] = containers
+    volumes = [v for v in pod_spec.get("volumes") or [] if v.get("name") != CONFIG_VOLUME]
+    volumes.append({"name": CONFIG_VOLUME, "configMap": {"name": config_map_name(meta["name"])}})
+    pod_spec["volumes"] = volumes
     pod_spec.setdefault("restartPolicy", "Always")
     pod_spec.setdefault("enableServiceLinks", False)
     if "securityContext" not in pod_spec and not runs_as_root:
@@ -298,9 +354,13 @@ def pod_template(
             "fsGroup": RUN_AS_GROUP,
         }
     pod_labels = {**dict(template_meta.get("labels") or {}), **labels(meta["name"])}
-    pod_meta: dict[str, Any] = {"labels": pod_labels}
-    if template_meta.get("annotations"):
-        pod_meta["annotations"] = dict(template_meta["annotations"])
+    pod_meta: dict[str, Any] = {
+        "labels": pod_labels,
+        "annotations": {
+            **dict(template_meta.get("annotations") or {}),
+            ANNOTATION_CONFIG_HASH: notebook_config.config_hash(server_config(notebook)),
+        },
+    }
     return {"metadata": pod_meta, "spec": pod_spec}
 
 

@@ -6,7 +6,8 @@ Who calls what:
 * kopf calls :func:`notebook_changed` on create, on spec/label/annotation changes and on
   operator start. It reads the referenced JupyterGateway (for its token Secret), creates the
   token Secret when one is needed (never rewritten), copies the gateway token when the gateway
-  lives in another namespace, then applies the Deployment (replaced only when its rendered spec
+  lives in another namespace, then applies the server's configuration ConfigMap (its data
+  patched when the rendered file changed), the Deployment (replaced only when its rendered spec
   changed: edits roll out, no-ops write nothing) and the Service, and writes the status.
 * :func:`notebook_deployment_event` refreshes the status when the notebook's Deployment moves
   (pod ready, rollout done).
@@ -91,6 +92,21 @@ async def _copy_gateway_token(
         await client.request("PUT", gateways.object_path(copy), copy)
 
 
+async def _apply_config_map(client: kube.KubeClient, desired: Mapping[str, Any]) -> str:
+    """Create the server's configuration ConfigMap, or patch its data when it differs (the
+    Deployment's pod template carries the file's digest, so the pods follow)."""
+    meta = desired["metadata"]
+    collection = gateways.collection_path("v1", "configmaps", meta["namespace"])
+    current = await gateways.get_or_none(client, f"{collection}/{meta['name']}")
+    if current is None:
+        await client.create(collection, desired)
+        return "created"
+    if current.get("data") == desired["data"]:
+        return "unchanged"
+    await client.merge_patch(f"{collection}/{meta['name']}", {"data": desired["data"]})
+    return "updated"
+
+
 async def reconcile(client: kube.KubeClient, notebook: Mapping[str, Any], logger: Any) -> None:
     """Render and apply a notebook's objects, then write its status."""
     meta, spec = notebook["metadata"], notebook.get("spec") or {}
@@ -108,6 +124,9 @@ async def reconcile(client: kube.KubeClient, notebook: Mapping[str, Any], logger
                     client, notebook_objects.token_secret(notebook, secrets.token_hex(24))
                 )
             await _copy_gateway_token(client, notebook, gateway)
+            config = notebook_objects.config_map(notebook)
+            if await _apply_config_map(client, config) != "unchanged":
+                logger.info("ConfigMap %s applied", config["metadata"]["name"])
             for desired in (
                 notebook_objects.deployment(notebook, gateway, bind_address()),
                 notebook_objects.service(notebook),

@@ -190,8 +190,12 @@ class KubeClient:
             buf = b""
             async for chunk in resp.content.iter_any():
                 buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
+                if b"\n" not in chunk:
+                    continue
+                # Split a chunk of many events at once (re-splitting the rest per line is
+                # quadratic in the chunk's size).
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
                     if line.strip():
                         yield json.loads(line)
             if buf.strip():

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -68,7 +67,14 @@ from .podenv import (
     rewrite_path,
 )
 from .podips import PodIPAllocator
-from .processes import CONTAINER_MARKER, POD_MARKER, kill_marked
+from .processes import (
+    CONTAINER_MARKER,
+    POD_MARKER,
+    HostProcess,
+    exec_failure,
+    kill_marked,
+    spawn,
+)
 from .quantity import parse_quantity
 from .runas import find_executable, grant_traverse
 
@@ -131,7 +137,7 @@ class ContainerRun:
     ready: bool = False
     started: bool = False
     container_id: str = ""
-    process: asyncio.subprocess.Process | None = None
+    process: HostProcess | None = None
     done: bool = False  # will not run again (terminal for its restart policy)
     init: bool = False  # an init container: runs to completion before the others start
     running_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -157,12 +163,6 @@ class ContainerRun:
         if self.container_id:
             result["containerID"] = self.container_id
         return result
-
-
-def _set_parent_death_signal() -> None:
-    """Runs in the child before exec: die with the sandbox even if it is SIGKILLed."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _kill_group(pid: int, sig: int) -> None:
@@ -299,7 +299,9 @@ class PodWorker:
 
     async def _run(self) -> None:
         self.start_time = now()
-        self._prepare_dirs()
+        # Directory creation is many small syscalls that are slow on a busy disk; in a thread
+        # they overlap with the event loop serving every other pod instead of stalling it.
+        await asyncio.to_thread(self._prepare_dirs)
         self.ip = self.kubelet.config.host if self.host_network else self.kubelet.ips.allocate()
         self.sandbox_ready = True
         self.mark_dirty()
@@ -686,24 +688,16 @@ class PodWorker:
             )
             await self.kubelet.event(self.pod, "Warning", "Failed", f"Error: {message}")
             return 128, "StartError", message
-        kwargs: dict[str, Any] = {}
-        if uid is not None:
-            kwargs.update(user=uid, group=gid, extra_groups=groups)
-        elif gid is not None:
-            kwargs.update(group=gid)
         log_file = open(c.log_path(), "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
-            proc = await asyncio.create_subprocess_exec(
-                found,
-                *argv[1:],
-                stdin=asyncio.subprocess.DEVNULL,
+            proc = spawn(
+                [found, *argv[1:]],
                 stdout=log_file,
-                stderr=asyncio.subprocess.STDOUT,
                 cwd=workdir,
                 env=env,
-                start_new_session=True,
-                preexec_fn=_set_parent_death_signal,
-                **kwargs,
+                uid=uid,
+                gid=gid,
+                groups=groups if uid is not None else (),
             )
         except OSError as err:
             message = (
@@ -738,6 +732,14 @@ class PodWorker:
         # that started sessions of their own (see .processes).
         _kill_group(proc.pid, signal.SIGKILL)
         await asyncio.to_thread(kill_marked, CONTAINER_MARKER, env[CONTAINER_MARKER])
+        failed_exec = exec_failure(c.log_path(), code)
+        if failed_exec is not None:  # the command could not be executed (see .processes)
+            message = (
+                "failed to create containerd task: failed to create shim task: OCI runtime "
+                "create failed: runc create failed: unable to start container process: "
+                f'exec: "{exe}": {failed_exec}: unknown'
+            )
+            return 128, "StartError", message
         if code < 0:
             return 128 - code, "Error", ""
         return code, "Completed" if code == 0 else "Error", ""
@@ -948,10 +950,14 @@ class PodWorker:
 
 
 def _without_times(status: Obj) -> Obj:
-    copy = json.loads(json.dumps(status))
-    for cond in copy.get("conditions") or []:
-        cond.pop("lastTransitionTime", None)
-    return dict(copy)
+    # Only the conditions are changed, so only they are copied (the rest is compared as is;
+    # a status is built afresh on every call and never mutated afterwards).
+    copy = dict(status)
+    copy["conditions"] = [
+        {k: v for k, v in cond.items() if k != "lastTransitionTime"}
+        for cond in status.get("conditions") or []
+    ]
+    return copy
 
 
 def _qos_class(pod: Obj) -> str:

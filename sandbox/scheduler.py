@@ -117,6 +117,25 @@ def fit_failures(pod: Obj, node: Obj, node_pods: list[Obj]) -> tuple[list[str], 
 
     ``node_pods`` are the non-terminated pods already bound (or being bound) to the node.
     """
+    used: dict[str, Fraction] = {}
+    for other in node_pods:
+        for name, amount in pod_requests(other).items():
+            used[name] = used.get(name, Fraction(0)) + amount
+    return fit_failures_used(pod, node, len(node_pods), used)
+
+
+def fit_failures_used(
+    pod: Obj,
+    node: Obj,
+    pod_count: int,
+    used: dict[str, Fraction],
+    requests: dict[str, Fraction] | None = None,
+) -> tuple[list[str], bool]:
+    """:func:`fit_failures` given the node's pod count and summed requests (kept by the caller).
+
+    The scheduler keeps these sums up to date as pods come and go, so one attempt costs the
+    same whether 10 or 1000 pods already run on the node.
+    """
     if (node.get("spec") or {}).get("unschedulable"):
         return ["node(s) were unschedulable"], False
     if not node_ready(node):
@@ -132,14 +151,11 @@ def fit_failures(pod: Obj, node: Obj, node_pods: list[Obj]) -> tuple[list[str], 
         k: parse_quantity(v)
         for k, v in ((node.get("status") or {}).get("allocatable") or {}).items()
     }
-    used: dict[str, Fraction] = {}
-    for other in node_pods:
-        for name, amount in pod_requests(other).items():
-            used[name] = used.get(name, Fraction(0)) + amount
     reasons = []
-    if len(node_pods) + 1 > allocatable.get("pods", Fraction(110)):
+    if pod_count + 1 > allocatable.get("pods", Fraction(110)):
         reasons.append("Too many pods")
-    for name, amount in sorted(pod_requests(pod).items()):
+    wanted = pod_requests(pod) if requests is None else requests
+    for name, amount in sorted(wanted.items()):
         if amount <= 0:
             continue
         free = allocatable.get(name, Fraction(0)) - used.get(name, Fraction(0))
@@ -174,6 +190,10 @@ def unschedulable_message(failures: list[tuple[list[str], bool]]) -> str:
 class Scheduler:
     """``await start()`` then ``await stop()``; see the module docstring."""
 
+    # Bindings in flight at once: like kube-scheduler's asynchronous binding cycle, the next
+    # pod is scheduled (against the assumed placement) while earlier bindings are being written.
+    MAX_BINDING = 16
+
     def __init__(self, api_url: str, *, name: str = SCHEDULER_NAME) -> None:
         self.name = name
         self.client = KubeClient(api_url, user_agent="sandbox-scheduler")
@@ -184,6 +204,14 @@ class Scheduler:
         )
         # Pods bound by us whose binding the watch has not shown yet: uid → (node, pod).
         self.assumed: dict[str, tuple[str, Obj]] = {}
+        # What each node holds, kept up to date on every pod event instead of summing all pods
+        # per attempt: uid → (node, requests) of every non-terminated bound or assumed pod, and
+        # per node the pod count and summed requests.
+        self._placed: dict[str, tuple[str, dict[str, Fraction]]] = {}
+        self._node_pods: Counter[str] = Counter()
+        self._node_used: dict[str, dict[str, Fraction]] = {}
+        self._binding: set[asyncio.Task[None]] = set()
+        self._bind_slots = asyncio.Semaphore(self.MAX_BINDING)
         self._tasks: list[asyncio.Task[Any]] = []
 
     async def start(self) -> None:
@@ -198,7 +226,7 @@ class Scheduler:
         )
 
     async def stop(self) -> None:
-        await cancel_tasks(self._tasks)
+        await cancel_tasks(self._tasks + list(self._binding))
         await self.client.close()
 
     def _wants(self, pod: Obj) -> bool:
@@ -217,10 +245,53 @@ class Scheduler:
         for pod in pending:
             self.queue.add((pod["metadata"].get("namespace") or "", pod["metadata"]["name"]))
 
+    # -- per-node accounting --
+
+    def _unplace(self, uid: str) -> None:
+        placed = self._placed.pop(uid, None)
+        if placed is None:
+            return
+        node, requests = placed
+        self._node_pods[node] -= 1
+        if self._node_pods[node] <= 0:
+            del self._node_pods[node]
+        used = self._node_used.setdefault(node, {})
+        for name, amount in requests.items():
+            used[name] = used.get(name, Fraction(0)) - amount
+
+    def _place(self, uid: str, node: str, pod: Obj) -> None:
+        current = self._placed.get(uid)
+        if current is not None and current[0] == node:
+            return  # a pod's requests never change once it is bound
+        self._unplace(uid)
+        requests = pod_requests(pod)
+        self._placed[uid] = (node, requests)
+        self._node_pods[node] += 1
+        used = self._node_used.setdefault(node, {})
+        for name, amount in requests.items():
+            used[name] = used.get(name, Fraction(0)) + amount
+
+    def _account(self, uid: str, pod: Obj | None) -> None:
+        """Count the pod on its node while it is assumed, or bound and not terminated."""
+        assumed = self.assumed.get(uid)
+        node = str(((pod or {}).get("spec") or {}).get("nodeName") or "")
+        if assumed is not None:
+            self._place(uid, assumed[0], assumed[1])
+        elif pod is not None and node and (pod.get("status") or {}).get("phase") not in _TERMINAL:
+            self._place(uid, node, pod)
+        else:
+            self._unplace(uid)
+
+    # -- watch handlers --
+
     async def _on_pod(self, etype: str, pod: Obj, old: Obj | None) -> None:
         uid = str(pod["metadata"].get("uid"))
         if etype == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
             self.assumed.pop(uid, None)
+        old_uid = str(((old or {}).get("metadata") or {}).get("uid"))
+        if old is not None and old_uid != uid:
+            self._account(old_uid, None)  # replaced under the same name while we relisted
+        self._account(uid, None if etype == "DELETED" else pod)
         if etype == "DELETED":
             if (pod.get("spec") or {}).get("nodeName"):
                 self._requeue_pending()
@@ -236,35 +307,42 @@ class Scheduler:
     async def _on_node(self, etype: str, node: Obj, old: Obj | None) -> None:
         self._requeue_pending()
 
-    def _pods_on(self, node_name: str) -> list[Obj]:
-        result = [
-            p
-            for p in self.pods.items()
-            if (p.get("spec") or {}).get("nodeName") == node_name
-            and (p.get("status") or {}).get("phase") not in _TERMINAL
-        ]
-        seen = {str(p["metadata"].get("uid")) for p in result}
-        for uid, (node, pod) in self.assumed.items():
-            if node == node_name and uid not in seen:
-                result.append(pod)
-        return result
+    # -- scheduling --
 
     async def schedule(self, key: tuple[str, str]) -> None:
-        """Bind one pod, or record why it cannot be bound (called by the work queue)."""
+        """Assume one pod onto a node and bind it in the background, or record why it cannot
+        be bound (called by the work queue).
+        """
         pod = self.pods.get(*key)
         if pod is None or not self._wants(pod) or str(pod["metadata"].get("uid")) in self.assumed:
             return
+        requests = pod_requests(pod)
         failures: list[tuple[list[str], bool]] = []
         for node in sorted(self.nodes.items(), key=lambda n: str(n["metadata"]["name"])):
             node_name = str(node["metadata"]["name"])
-            reasons, helpful = fit_failures(pod, node, self._pods_on(node_name))
+            reasons, helpful = fit_failures_used(
+                pod,
+                node,
+                self._node_pods.get(node_name, 0),
+                self._node_used.get(node_name, {}),
+                requests,
+            )
             if not reasons:
-                await self._bind(pod, node_name)
+                await self._assume(pod, node_name, key)
                 return
             failures.append((reasons, helpful))
         await self._mark_unschedulable(pod, unschedulable_message(failures))
 
-    async def _bind(self, pod: Obj, node_name: str) -> None:
+    async def _assume(self, pod: Obj, node_name: str, key: tuple[str, str]) -> None:
+        uid = str(pod["metadata"].get("uid"))
+        self.assumed[uid] = (node_name, pod)
+        self._account(uid, pod)
+        await self._bind_slots.acquire()  # back-pressure: at most MAX_BINDING in flight
+        task = asyncio.create_task(self._bind(pod, node_name, key), name=f"bind {key[1]}")
+        self._binding.add(task)
+        task.add_done_callback(self._binding.discard)
+
+    async def _bind(self, pod: Obj, node_name: str, key: tuple[str, str]) -> None:
         ns, name = pod["metadata"].get("namespace") or "default", pod["metadata"]["name"]
         uid = str(pod["metadata"].get("uid"))
         body = {
@@ -273,14 +351,23 @@ class Scheduler:
             "metadata": {"name": name, "namespace": ns, "uid": uid},
             "target": {"apiVersion": "v1", "kind": "Node", "name": node_name},
         }
-        self.assumed[uid] = (node_name, pod)
         try:
-            await self.client.create(resource_path("v1", "pods", ns, name, "binding"), body)
-        except ApiError as err:
-            self.assumed.pop(uid, None)
-            if err.code in (404, 409):
-                return  # gone, or already bound by someone else
-            raise
+            try:
+                await self.client.create(resource_path("v1", "pods", ns, name, "binding"), body)
+            except (ApiError, aiohttp.ClientError, asyncio.TimeoutError) as err:
+                # Forget the assumption; unless the pod is gone or bound elsewhere, retry it.
+                self.assumed.pop(uid, None)
+                current = self.pods.get(*key)
+                if current is not None and str(current["metadata"].get("uid")) != uid:
+                    current = None  # the name now belongs to a newer pod
+                self._account(uid, current)
+                if isinstance(err, ApiError) and err.code in (404, 409):
+                    return
+                log.warning("scheduler: binding %s/%s failed: %s", ns, name, err)
+                self.queue.add_after(key, 0.5)
+                return
+        finally:
+            self._bind_slots.release()
         await self._event(
             pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node_name}"
         )

@@ -116,17 +116,11 @@ def test_plain_jupyterlab_runs_a_cell_in_chromium(local_lab: str) -> None:
     assert output == f"{KERNEL_VENV} 42"  # a local kernel from the kernel venv ran the cell
 
 
-# JupyterLab 4 first opens the kernel websocket asking for the v1 subprotocol; jupyter_server 2
-# with --gateway-url answers without one, Chromium fails that handshake and JupyterLab reconnects
-# at once with the same session_id. The notebook server's first gateway websocket still completes
-# (it is never closed), and Enterprise Gateway 3.3 "replaces the stale connection" of that session
-# key - breaking the live one - so the kernel stays "Unknown": 0 of 3 fresh notebooks here with a
-# stock jupyter_server 2.21, 4 of 4 once GatewayWebSocketConnection.connect() gives each gateway
-# websocket its own session key. Until the notebook server ships that fix, this test fails.
-@pytest.mark.xfail(
-    reason="jupyter_server 2 gateway websocket + EG 3.3 stale-connection race (see comment)",
-    strict=False,
-)
+# Regression test of the kernel stuck at "Unknown": JupyterLab 4 asks for the v1 websocket
+# subprotocol, the gateway-backed notebook server answers without one, Chromium fails that
+# handshake and reconnects at once with the same session_id - which Enterprise Gateway 3.3 took
+# for a stale copy of an orphaned websocket. The notebook's jupyter_server configuration from the
+# operator fixes it (operator/notebook_config.py explains the mechanism).
 def test_jupyterlab_on_the_sandbox_runs_the_cell_in_a_kernel_pod(elastic_stack: Any) -> None:
     path = elastic_stack
     spec = path.client.kernelspecs()["kernelspecs"][path.kernel_name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,7 +69,10 @@ def test_restarted_gateway_keeps_running_kernels_and_removes_orphans(
         "EJ_ORPHAN_GRACE_SECONDS": "1",
     }
     specs = {"py": kernelspec(image=KERNEL_IMAGE)}
-    first = gateway_factory(ns, specs, env=env, workdir=tmp_path, name="persist")
+    # the boot hook starts the sweep before any kernel is revived: revived kernels must survive
+    manager = "elastic_jupyter.gateway_plugin.kernelspec_sync.KubeflowKernelSpecManager"
+    args = [f"--EnterpriseGatewayApp.kernel_spec_manager_class={manager}"]
+    first = gateway_factory(ns, specs, env=env, workdir=tmp_path, name="persist", args=args)
     kernels = []
     for value in ("'alpha'", "'beta'"):
         status, body, _ = first.start_kernel("py")
@@ -80,7 +84,7 @@ def test_restarted_gateway_keeps_running_kernels_and_removes_orphans(
     orphan = orphan_manifest(ns, "persist")
     gw_cluster.api.request("POST", kernels_path(ns), body=orphan)
 
-    second = gateway_factory(ns, specs, env=env, workdir=tmp_path, name="persist")
+    second = gateway_factory(ns, specs, env=env, workdir=tmp_path, name="persist", args=args)
     status, listed = second.request("GET", "/api/kernels")
     assert status == 200
     assert set(kernels) <= {k["id"] for k in listed}
@@ -93,6 +97,10 @@ def test_restarted_gateway_keeps_running_kernels_and_removes_orphans(
         15,
         "the orphaned JupyterKernel to be deleted",
     )
+    time.sleep(1.5)  # more sweeps, each past the grace period
+    assert len(gw_cluster.kernels(ns)) == len(kernels)
+    for kid, value in zip(kernels, ("alpha", "beta")):
+        assert second.execute(kid, "print(state)").stdout.strip() == value
     for kid in kernels:
         assert second.request("DELETE", f"/api/kernels/{kid}")[0] == 204
     wait_until(lambda: not gw_cluster.kernels(ns), 20, "every JupyterKernel to be deleted")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import replace
@@ -294,17 +295,34 @@ def test_settings_from_env() -> None:
     assert settings.allowed_images == ("a/*", "b/c")
     assert settings.unschedulable_grace == 2.5
     assert settings.default_template == ("team", "tpl")
-    assert settings.watch_namespace is None
-    assert GatewaySettings.from_env({}).watch_namespace == "default"
+    # namespace mode never watches cluster-wide: the gateway's namespace to start with
+    assert settings.boot_watch_namespaces == ("team",)
+    assert GatewaySettings.from_env({}).boot_watch_namespaces == ("default",)
     separate = GatewaySettings.from_env({"EG_NAMESPACE": "gw", "EJ_KERNEL_NAMESPACE": "kernels"})
-    assert separate.watch_namespace == "kernels"
+    assert separate.boot_watch_namespaces == ("kernels",)
+    listed = GatewaySettings.from_env(
+        {
+            "EG_NAMESPACE": "gw",
+            "EJ_KERNEL_NAMESPACE": "kernels",
+            "EJ_ALLOW_KERNEL_NAMESPACE": "true",
+            "EJ_KERNEL_NAMESPACES": "a, b,a",
+        }
+    )
+    assert listed.kernel_namespaces == ("a", "b")
+    assert listed.boot_watch_namespaces == ("kernels", "gw", "a", "b")
     env = {"KERNEL_USERNAME": "u", "KERNEL_NAMESPACE": "kernels"}
     plan = plan_kernel(launch(env={"KERNEL_USERNAME": "u"}), separate)
     assert plan.namespace == "kernels"
     assert plan_kernel(launch(env=env, client_env=env), separate).namespace == "kernels"
     owner = build_kernel_manifest(plan, None, GatewayRef("gw", "gw", uid="u"))
     assert "ownerReferences" not in owner["metadata"]
-    for bad in ({"EG_NAME": "Bad_Name"}, {"EJ_ALLOW_KERNEL_NAMESPACE": "maybe"}):
+    for bad in (
+        {"EG_NAME": "Bad_Name"},
+        {"EJ_ALLOW_KERNEL_NAMESPACE": "maybe"},
+        {"EJ_KERNEL_NAMESPACES": "ok,Not_OK"},
+        {"EG_PROHIBITED_UIDS": "root"},
+        {"EJ_ALLOW_KERNEL_UID_GID": "sometimes"},
+    ):
         with pytest.raises(SettingsError):
             GatewaySettings.from_env(bad)
     with pytest.raises(SettingsError, match="EJ_ORPHAN_GRACE_SECONDS"):
@@ -322,3 +340,124 @@ def test_kernelspec_resources_are_the_base_the_client_overrides() -> None:
     with pytest.raises(KernelRequestError) as err:
         plan_kernel(launch(resources={"requests": ["cpu"]}), SETTINGS)
     assert err.value.status == 500 and "spec.resources" in err.value.message
+
+
+def test_client_namespace_must_be_listed_when_a_list_is_set() -> None:
+    settings = replace(SETTINGS, allow_kernel_namespace=True, kernel_namespaces=("lab",))
+    env = {"KERNEL_USERNAME": "u", "KERNEL_NAMESPACE": "lab"}
+    assert plan_kernel(launch(env=env, client_env=env), settings).namespace == "lab"
+    other = {"KERNEL_USERNAME": "u", "KERNEL_NAMESPACE": "elsewhere"}
+    with pytest.raises(KernelRequestError) as err:
+        plan_kernel(launch(env=other, client_env=other), settings)
+    assert err.value.status == 403 and "EJ_KERNEL_NAMESPACES" in err.value.message
+    # a namespace EG itself put into the env (not the client's) falls back to the default
+    assert plan_kernel(launch(env=other), settings).namespace == "team"
+    anywhere = replace(settings, kernel_namespaces=())
+    assert plan_kernel(launch(env=other, client_env=other), anywhere).namespace == "elsewhere"
+
+
+def identity_env(**values: str) -> dict[str, str]:
+    return {"KERNEL_USERNAME": "jovyan", **values}
+
+
+def pod_spec_of(manifest: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = manifest["spec"]["template"]["spec"]
+    return spec
+
+
+def test_client_uid_and_gid_become_the_pods_security_context() -> None:
+    env = identity_env(KERNEL_UID="1234", KERNEL_GID="2345")
+    plan = plan_kernel(launch(env=env, client_env=env), SETTINGS)
+    assert (plan.run_as_user, plan.run_as_group) == (1234, 2345)
+    template = copy.deepcopy(TEMPLATE)
+    pod = template["spec"]["template"]["spec"]
+    pod["securityContext"] = {"runAsUser": 1000, "fsGroup": 100}
+    pod["containers"][0]["securityContext"] = {"runAsUser": 1000, "readOnlyRootFilesystem": True}
+    spec = pod_spec_of(build_kernel_manifest(plan, template, GatewayRef("gw", "team")))
+    # the pod gets both ids, other keys of the template stay
+    assert spec["securityContext"] == {"runAsUser": 1234, "runAsGroup": 2345, "fsGroup": 100}
+    # the kernel container's own runAsUser would win over the pod's: it is replaced too,
+    # while the container gets no runAsGroup it did not have
+    assert spec["containers"][0]["securityContext"] == {
+        "runAsUser": 1234,
+        "readOnlyRootFilesystem": True,
+    }
+    assert "securityContext" not in spec["containers"][1]
+    # the template object itself is never modified
+    assert pod["securityContext"] == {"runAsUser": 1000, "fsGroup": 100}
+
+
+def test_without_client_ids_the_template_keeps_its_own() -> None:
+    # EG always fills KERNEL_UID/GID (default 1000/100) into the launch env: only the client's
+    # own values count
+    env = identity_env(KERNEL_UID="1000", KERNEL_GID="100")
+    plan = plan_kernel(launch(env=env, client_env={"KERNEL_USERNAME": "jovyan"}), SETTINGS)
+    assert (plan.run_as_user, plan.run_as_group, plan.service_account) == (None, None, None)
+    spec = pod_spec_of(build_kernel_manifest(plan, TEMPLATE, GatewayRef("gw", "team")))
+    assert "securityContext" not in spec and "serviceAccountName" not in spec
+
+
+@pytest.mark.parametrize(
+    ("values", "status", "names"),
+    [
+        ({"KERNEL_UID": "0"}, 403, "EG_PROHIBITED_UIDS"),
+        ({"KERNEL_GID": "0"}, 403, "EG_PROHIBITED_GIDS"),
+        ({"KERNEL_UID": "root"}, 400, "KERNEL_UID"),
+        ({"KERNEL_GID": "-5"}, 400, "KERNEL_GID"),
+        ({"KERNEL_UID": str(2**32)}, 400, "KERNEL_UID"),
+    ],
+)
+def test_bad_or_prohibited_client_ids_are_refused(
+    values: dict[str, str], status: int, names: str
+) -> None:
+    env = identity_env(**values)
+    with pytest.raises(KernelRequestError) as err:
+        plan_kernel(launch(env=env, client_env=env), SETTINGS)
+    assert err.value.status == status and names in err.value.message
+
+
+def test_client_ids_can_be_turned_off_and_prohibited_lists_changed() -> None:
+    env = identity_env(KERNEL_UID="1234")
+    off = replace(SETTINGS, allow_kernel_uid_gid=False)
+    with pytest.raises(KernelRequestError) as err:
+        plan_kernel(launch(env=env, client_env=env), off)
+    assert err.value.status == 403 and "EJ_ALLOW_KERNEL_UID_GID" in err.value.message
+    settings = GatewaySettings.from_env({"EG_PROHIBITED_UIDS": "0, 1234", "EG_PROHIBITED_GIDS": ""})
+    assert settings.prohibited_uids == {0, 1234} and settings.prohibited_gids == frozenset()
+    with pytest.raises(KernelRequestError, match="EG_PROHIBITED_UIDS"):
+        plan_kernel(launch(env=env, client_env=env), settings)
+    root_group = identity_env(KERNEL_GID="0")
+    plan = plan_kernel(launch(env=root_group, client_env=root_group), settings)
+    assert plan.run_as_group == 0
+
+
+def test_client_service_account_needs_the_allow_list() -> None:
+    env = identity_env(KERNEL_SERVICE_ACCOUNT_NAME="spark-runner")
+    with pytest.raises(KernelRequestError) as err:
+        plan_kernel(launch(env=env, client_env=env), SETTINGS)
+    assert err.value.status == 403
+    assert "EJ_ALLOWED_KERNEL_SERVICE_ACCOUNTS" in err.value.message
+
+    allowed = replace(SETTINGS, allowed_service_accounts=("spark-*",))
+    plan = plan_kernel(launch(env=env, client_env=env), allowed)
+    template = copy.deepcopy(TEMPLATE)
+    template["spec"]["template"]["spec"]["serviceAccount"] = "old-alias"
+    template["spec"]["template"]["spec"]["serviceAccountName"] = "from-template"
+    spec = pod_spec_of(build_kernel_manifest(plan, template, GatewayRef("gw", "team")))
+    assert spec["serviceAccountName"] == "spark-runner" and "serviceAccount" not in spec
+
+    other = identity_env(KERNEL_SERVICE_ACCOUNT_NAME="admin")
+    with pytest.raises(KernelRequestError, match="EJ_ALLOWED_KERNEL_SERVICE_ACCOUNTS"):
+        plan_kernel(launch(env=other, client_env=other), allowed)
+    bad = identity_env(KERNEL_SERVICE_ACCOUNT_NAME="Not A Name")
+    with pytest.raises(KernelRequestError) as err:
+        plan_kernel(
+            launch(env=bad, client_env=bad), replace(SETTINGS, allowed_service_accounts=("*",))
+        )
+    assert err.value.status == 400
+    settings = GatewaySettings.from_env({"EJ_ALLOWED_KERNEL_SERVICE_ACCOUNTS": "a, spark-*"})
+    assert settings.allowed_service_accounts == ("a", "spark-*")
+    # the template's own service account stays when the client names none
+    plan = plan_kernel(launch(), allowed)
+    spec = pod_spec_of(build_kernel_manifest(plan, template, GatewayRef("gw", "team")))
+    assert spec["serviceAccountName"] == "from-template"

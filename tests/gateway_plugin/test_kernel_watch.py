@@ -231,3 +231,118 @@ def test_http_reasons_are_valid_status_lines() -> None:
     reason = _http_reason("bad <image>\nname\t✓ ünïcode")
     assert "\n" not in reason and "<" not in reason
     reason.encode("latin-1")
+
+
+def namespaced(name: str, namespace: str, rv: str, **status: Any) -> dict[str, Any]:
+    obj = kernel(name, rv, **status)
+    obj["metadata"]["namespace"] = namespace
+    return obj
+
+
+class NamespacedApi(KubeApi):
+    """Per-namespace scripted lists and watch streams; records which paths were used."""
+
+    def __init__(self, lists: dict[str, list[Any]], streams: dict[str, list[list[Any]]]) -> None:
+        super().__init__("http://127.0.0.1:1")
+        self.lists = lists
+        self.streams = streams
+        self.paths: list[str] = []
+        self.idle: dict[str, threading.Event] = {ns: threading.Event() for ns in lists}
+
+    @staticmethod
+    def namespace_of(path: str) -> str:
+        assert "/namespaces/" in path, f"cluster-wide request: {path}"
+        return path.split("/namespaces/")[1].split("/")[0]
+
+    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        self.paths.append(path)
+        answer = self.lists[self.namespace_of(path)].pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        result: dict[str, Any] = answer
+        return result
+
+    def stream(
+        self, path: str, query: Mapping[str, str], read_timeout: float
+    ) -> Iterator[dict[str, Any]]:
+        namespace = self.namespace_of(path)
+        self.paths.append(path)
+        pending = self.streams.get(namespace) or []
+        if not pending:
+            self.idle[namespace].set()
+            threading.Event().wait(30)
+            return
+        for item in pending.pop(0):
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+
+def test_namespaces_are_watched_separately_into_one_cache() -> None:
+    api = NamespacedApi(
+        lists={
+            "gw": [
+                {"metadata": {"resourceVersion": "5"}, "items": [namespaced("a", "gw", "4")]},
+                {"metadata": {"resourceVersion": "20"}, "items": []},
+            ],
+            "lab": [{"metadata": {"resourceVersion": "7"}, "items": [namespaced("b", "lab", "6")]}],
+        },
+        streams={
+            # gw's history expires: its re-list must not forget lab's kernels
+            "gw": [[{"type": "ERROR", "object": {"code": 410, "reason": "Expired"}}]],
+        },
+    )
+    watch = KernelWatch(api, ["gw"], "sel")
+
+    async def main() -> None:
+        event = asyncio.Event()
+        watch.subscribe("lab", "b", event)
+        watch.start()
+        assert api.idle["gw"].wait(10)
+        assert watch.is_synced("gw") and not watch.is_synced("lab")
+        assert watch.get("lab", "b") is None
+        assert watch.ensure_namespace("lab") is True  # lazily, on the first launch there
+        assert watch.ensure_namespace("lab") is False
+        await asyncio.wait_for(event.wait(), 10)  # the same waiters serve every namespace
+        watch.unsubscribe("lab", "b", event)
+
+    try:
+        asyncio.run(main())
+        assert api.idle["lab"].wait(10)
+        assert watch.namespaces == ["gw", "lab"]
+        assert watch.wait_synced(5)
+        assert watch.get("gw", "a") is None and watch.was_deleted("gw", "a")
+        assert watch.get("lab", "b") is not None
+        # every request named a namespace: namespaced Roles are enough
+        assert all("/namespaces/" in p for p in api.paths)
+    finally:
+        watch.stop()
+
+
+def test_a_forbidden_namespace_does_not_stop_the_others() -> None:
+    api = NamespacedApi(
+        lists={
+            "gw": [{"metadata": {"resourceVersion": "1"}, "items": [namespaced("a", "gw", "1")]}],
+            "secret": [ApiError(403, "Forbidden", "no RBAC"), ApiError(403, "Forbidden", "no")],
+        },
+        streams={},
+    )
+    watch = KernelWatch(api, ["gw", "secret"], "sel")
+    watch.start()
+    try:
+        assert api.idle["gw"].wait(10)
+        assert watch.is_synced("gw") and not watch.is_synced("secret")
+        assert not watch.wait_synced(0.2)  # not every namespace is listed
+        assert watch.wait_synced(0.2, "gw")
+        # orphans are judged only where the watch has listed
+        assert [s.name for s in watch.orphans(lambda kid: False, grace=0.0)] == ["a"]
+    finally:
+        watch.stop()
+
+
+def test_creation_timestamps_are_read() -> None:
+    obj = kernel("a", "1")
+    obj["metadata"]["creationTimestamp"] = "2026-01-02T03:04:05Z"
+    created = KernelStatus.from_object(obj).created
+    assert created is not None and abs(created - 1767323045.0) < 1e-6
+    assert KernelStatus.from_object(kernel("b", "1")).created is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from elastic_jupyter import crds
+from elastic_jupyter.operator import notebook_config
 from elastic_jupyter.operator import notebook_objects as no
 
 
@@ -106,7 +107,7 @@ def test_template_labels_annotations_and_container_merged() -> None:
     pod = dep["spec"]["template"]
     assert pod["metadata"]["labels"]["team"] == "a"
     assert pod["metadata"]["labels"][crds.LABEL_NOTEBOOK] == "nb"
-    assert pod["metadata"]["annotations"] == {"note": "x"}
+    assert pod["metadata"]["annotations"]["note"] == "x"
     c = first_container(dep)
     assert c["image"] == "jupyter/scipy-notebook:2024"
     # The user's own flag comes last, so it wins over the operator's.
@@ -128,6 +129,75 @@ def test_edits_change_the_hash() -> None:
     b = no.deployment(notebook(auth={"mode": "disable"}), None)
     assert a["metadata"]["annotations"] != b["metadata"]["annotations"]
     assert a == no.deployment(notebook(), None)
+
+
+def test_remote_access_is_allowed_but_login_still_required() -> None:
+    # Reached as <nb>.<ns>.svc or through a port-forward: jupyter_server answers 403 "non-local
+    # Host" to a host name unless remote access is allowed. That flag does not turn auth off.
+    dep = no.deployment(notebook(gateway={"name": "gw"}), gateway())
+    args = first_container(dep)["args"]
+    assert "--ServerApp.allow_remote_access=True" in args
+    assert not any(a.startswith("--IdentityProvider.token") for a in args)
+    assert env_of(dep)["JUPYTER_TOKEN"] == {"secretKeyRef": {"name": "nb-token", "key": "token"}}
+
+
+def test_server_config_map_holds_the_gateway_websocket_fix() -> None:
+    nb = notebook(gateway={"name": "gw"})
+    cm = no.config_map(nb)
+    assert cm["kind"] == "ConfigMap"
+    assert cm["metadata"]["name"] == "nb-config"
+    assert cm["metadata"]["namespace"] == "team"
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == "uid-9"
+    text = cm["data"][notebook_config.FILE_NAME]
+    assert text == notebook_config.server_config(uses_gateway=True)
+    assert "c.ServerApp.kernel_websocket_connection_class" in text
+    # Local kernels need the stock connection class: nothing is configured without a gateway.
+    local = no.config_map(notebook())["data"][notebook_config.FILE_NAME]
+    assert "kernel_websocket_connection_class" not in local
+
+
+def test_pod_mounts_the_config_and_names_it_in_jupyter_config_path() -> None:
+    dep = no.deployment(notebook(gateway={"name": "gw"}), gateway())
+    pod = dep["spec"]["template"]
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == no.CONFIG_VOLUME]
+    assert volume["configMap"]["name"] == "nb-config"
+    (mount,) = [m for m in first_container(dep)["volumeMounts"] if m["name"] == no.CONFIG_VOLUME]
+    assert mount == {"name": no.CONFIG_VOLUME, "mountPath": no.CONFIG_MOUNT_PATH, "readOnly": True}
+    assert env_of(dep)["JUPYTER_CONFIG_PATH"] == no.CONFIG_MOUNT_PATH
+    digest = notebook_config.config_hash(notebook_config.server_config(uses_gateway=True))
+    assert pod["metadata"]["annotations"][no.ANNOTATION_CONFIG_HASH] == digest
+
+
+def test_template_config_path_volumes_and_mounts_are_kept() -> None:
+    template = {
+        "spec": {
+            "containers": [
+                {
+                    "name": "lab",
+                    "env": [{"name": "JUPYTER_CONFIG_PATH", "value": "/opt/conf"}],
+                    "volumeMounts": [{"name": "work", "mountPath": "/home/jovyan/work"}],
+                }
+            ],
+            "volumes": [{"name": "work", "persistentVolumeClaim": {"claimName": "nb-work"}}],
+        }
+    }
+    dep = no.deployment(notebook(template=template, gateway={"name": "gw"}), gateway())
+    # Ours first (jupyter gives earlier directories precedence), the template's after it.
+    assert env_of(dep)["JUPYTER_CONFIG_PATH"] == f"{no.CONFIG_MOUNT_PATH}:/opt/conf"
+    names = [m["name"] for m in first_container(dep)["volumeMounts"]]
+    assert names == ["work", no.CONFIG_VOLUME]
+    volumes = [v["name"] for v in dep["spec"]["template"]["spec"]["volumes"]]
+    assert volumes == ["work", no.CONFIG_VOLUME]
+    assert no.deployment(notebook(template=template, gateway={"name": "gw"}), gateway()) == dep
+
+
+def test_adding_a_gateway_changes_the_config_and_rolls_the_pods() -> None:
+    local = no.deployment(notebook(), None)
+    with_gateway = no.deployment(notebook(gateway={"name": "gw"}), None)
+    key = no.ANNOTATION_CONFIG_HASH
+    local_pod, gateway_pod = local["spec"]["template"], with_gateway["spec"]["template"]
+    assert local_pod["metadata"]["annotations"][key] != gateway_pod["metadata"]["annotations"][key]
+    assert local["metadata"]["annotations"] != with_gateway["metadata"]["annotations"]
 
 
 def test_validate() -> None:

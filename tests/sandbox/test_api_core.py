@@ -371,3 +371,24 @@ def test_builtin_unknown_fields_and_secrets(api: client.ApiClient, server: Serve
         "default", {"metadata": {"name": "s"}, "stringData": {"token": "abc"}}
     )
     assert secret.data == {"token": "YWJj"} and secret.string_data is None
+
+
+def test_status_patch_prunes_and_warns_like_a_full_write(server: ServerThread) -> None:
+    """A status-only merge patch prunes just the status; one touching more prunes everything."""
+    base = "/api/v1/namespaces/default/pods"
+    code, _, _ = raw(server.url, "POST", base, _pod("status-prune"))
+    assert code == 201
+    path = f"{base}/status-prune/status"
+    merge = "application/merge-patch+json"
+    patch = {"status": {"phase": "Running", "bogus": 1, "conditions": [{"type": "X", "z": 2}]}}
+    code, pod, headers = raw(server.url, "PATCH", path, patch, merge)
+    assert code == 200 and pod["status"]["phase"] == "Running"
+    assert "bogus" not in pod["status"] and "z" not in pod["status"]["conditions"][0]
+    assert 'unknown field \\"status.bogus\\"' in headers["Warning"]
+    assert 'unknown field \\"status.conditions[0].z\\"' in headers["Warning"]
+    patch = {"spec": {"nope": 1}, "status": {"phase": "Running"}}
+    code, pod, headers = raw(server.url, "PATCH", path, patch, merge)
+    assert code == 200 and "nope" not in pod["spec"]
+    assert 'unknown field \\"spec.nope\\"' in headers["Warning"]
+    code, status, _ = raw(server.url, "PATCH", path + "?fieldValidation=Strict", patch, merge)
+    assert code == 400 and 'unknown field "spec.nope"' in status["message"]

@@ -1,0 +1,147 @@
+"""The jupyter_server configuration file of a notebook server: a pure renderer, no I/O.
+
+The operator puts the text into the ConfigMap ``<notebook>-config``, mounts it into the notebook
+pod and names its directory in ``JUPYTER_CONFIG_PATH`` (see :mod:`.notebook_objects`), so the
+fix below reaches every notebook image with jupyter_server 2, whether or not our package is
+installed in it. The file only imports jupyter_server; on a server without the pluggable kernel
+websocket connection (jupyter_server 1.x) it does nothing.
+
+**The bug it fixes: a kernel stuck at "Unknown" in JupyterLab behind a gateway.**
+
+1. JupyterLab 4 opens the kernel websocket asking for the ``v1.kernel.websocket.jupyter.org``
+   subprotocol. jupyter_server 2 with ``--gateway-url`` relays the legacy protocol only
+   (``GatewayWebSocketConnection.kernel_ws_protocol = ""``), so it answers 101 without a
+   subprotocol. It has already called ``open()``, which starts the websocket to the gateway
+   (``connect()``: ``websocket_connect`` returns a pending future).
+2. Chromium fails that handshake (it asked for a subprotocol and got none) and drops the
+   connection; JupyterLab at once reconnects, without subprotocols, with the same
+   ``session_id``.
+3. The notebook server's ``on_close`` calls ``disconnect()``, which *cancels* the pending
+   future. Cancelling does not stop tornado's handshake: the gateway websocket completes, its
+   result is dropped, and nothing ever reads or closes it - an orphan open at the gateway.
+4. Enterprise Gateway 3.3 (jupyter_server 1.24 ``ZMQChannelsHandler``) keys websockets by
+   ``kernel_id:session_id``. The reconnect's gateway websocket arrives (about 50 ms later in the
+   sandbox) with the orphan's key while the orphan is still in its handshake, waiting for the
+   kernel's ``kernel_info``: EG logs "Replacing stale connection" and awaits the orphan's
+   close - but closing a tornado handler that has not opened yet does nothing, so the live
+   websocket waits until the orphan itself goes away, which nothing makes happen soon. The
+   browser's kernel_info request is queued behind it and JupyterLab shows "Unknown".
+
+**The fix** (:data:`CONNECTION_CLASS`, set as ``ServerApp.kernel_websocket_connection_class``):
+
+* ``disconnect()`` no longer cancels a pending gateway connection; it marks the connection as
+  disconnected and closes the gateway websocket the moment it is established. That is the
+  upstream leak of step 3: every failed or abandoned browser handshake left one open websocket
+  (and its ZeroMQ streams, and a connection count that keeps the kernel from being culled as
+  idle) at the gateway.
+* Each browser websocket gets its own gateway session key, ``<session_id>-<8 hex>``, chosen
+  once per connection object (kept across that connection's own retries to the gateway), so
+  the gateway never takes one browser websocket for a stale copy of another. Closing the
+  orphan alone lets the browser in (it passed in the sandbox), but through EG's
+  stale-replacement path: the live handler waits for the orphan's handshake, then takes over
+  the orphan's ZeroMQ streams from EG's reconnect buffer, while the orphan's unfinished
+  ``nudge()`` may still call ``stop_on_recv()`` on that shared IOPub stream when it gives up -
+  silencing the live websocket. With its own key the live websocket opens its own streams at
+  once and never meets the orphan.
+
+Other fixes considered: answering the ``v1`` subprotocol would avoid the failed handshake, but
+the notebook server would then have to speak ``v1`` to the gateway and relay binary frames
+(the stock relay decodes every frame as UTF-8), a larger change that still leaves steps 3-4
+for any browser that disconnects during a handshake.
+
+**Trade-off.** Enterprise Gateway buffers a kernel's output while its last websocket is gone
+and replays it to the next websocket *with the same session key*. With a key per browser
+websocket, output produced while the browser was disconnected (laptop asleep, network blip) is
+not replayed when it reconnects; JupyterLab still shows everything produced after that. A
+notebook server's own reconnects to the gateway (gateway restarted or unreachable for a moment)
+keep their key and are replayed as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+#: The file name jupyter_server looks for in each ``JUPYTER_CONFIG_PATH`` directory.
+FILE_NAME = "jupyter_server_config.py"
+#: The class the file defines (a subclass of jupyter_server's ``GatewayWebSocketConnection``).
+CONNECTION_CLASS = "ElasticJupyterGatewayConnection"
+
+_HEADER = """\
+# jupyter_server configuration written by the elastic-jupyter operator (ConfigMap
+# <notebook>-config): changes made here are overwritten. Why: see the docstring of
+# elastic_jupyter.operator.notebook_config.
+"""
+
+_NO_GATEWAY = """\
+# This notebook server runs its kernels itself (no spec.gateway): nothing to configure.
+"""
+
+_GATEWAY = '''\
+import uuid
+
+try:
+    from jupyter_server.gateway import connections as _gateway_connections
+    from jupyter_server.utils import url_path_join as _url_path_join
+    from tornado.escape import url_escape as _url_escape
+    from tornado.httpclient import HTTPRequest as _HTTPRequest
+    from tornado.ioloop import IOLoop as _IOLoop
+    from tornado.websocket import websocket_connect as _websocket_connect
+except ImportError:  # jupyter_server 1.x: no pluggable kernel websocket connection
+    _gateway_connections = None
+
+
+def _close_when_open(future):
+    """Close a gateway websocket whose browser websocket went away during its handshake."""
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
+
+
+if _gateway_connections is not None:
+
+    class ElasticJupyterGatewayConnection(_gateway_connections.GatewayWebSocketConnection):
+        """The gateway websocket of one browser websocket: its own session key at the
+        gateway, and closed even when the browser leaves before it is open."""
+
+        _gateway_session_key = None
+
+        async def connect(self):
+            if self._gateway_session_key is None:  # kept across this connection's retries
+                suffix = uuid.uuid4().hex[:8]
+                self._gateway_session_key = f"{self.session_id or 'ws'}-{suffix}"
+            client = _gateway_connections.GatewayClient.instance()
+            url = _url_path_join(
+                client.ws_url or "",
+                client.kernels_endpoint,
+                _url_escape(self.kernel_id),
+                "channels",
+            )
+            url += f"?session_id={_url_escape(self._gateway_session_key)}"
+            self.log.info(f"Connecting to {url}")
+            self.ws = None
+            self.ws_future = _websocket_connect(_HTTPRequest(url, **client.load_connection_args()))
+            self.ws_future.add_done_callback(self._connection_done)
+            _IOLoop.current().add_future(self.ws_future, lambda _: self._read_messages())
+
+        def disconnect(self):
+            future = self.ws_future
+            if self.ws is None and future is not None and not future.done():
+                # Cancelling (what the base class does) drops the result but not the
+                # connection: keep the future and close the websocket once it is open.
+                self.disconnected = True
+                future.add_done_callback(_close_when_open)
+                return
+            super().disconnect()
+
+    c.ServerApp.kernel_websocket_connection_class = ElasticJupyterGatewayConnection
+'''
+
+
+def server_config(uses_gateway: bool) -> str:
+    """The text of ``jupyter_server_config.py`` for a notebook server (with or without a
+    JupyterGateway: the connection class is a gateway connection, wrong for local kernels)."""
+    return _HEADER + (_GATEWAY if uses_gateway else _NO_GATEWAY)
+
+
+def config_hash(text: str) -> str:
+    """A short digest of the file, put on the pod template so a new file rolls the pods out."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

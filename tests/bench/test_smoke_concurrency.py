@@ -1,0 +1,57 @@
+"""Smoke run of bench/concurrency.py with 2 kernels of each kind (results in a temporary directory).
+
+Keeps the benchmark script from rotting: it must start its stack, start the kernels at once,
+shut them down, find nothing left and write both result files. It asserts what was produced,
+not timings.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "bench" / "concurrency.py"
+LAUNCHER = ROOT / ".venv-kernel" / "bin" / "kubeflow-kernel-launcher"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LAUNCHER.exists(), reason=f"{LAUNCHER} missing: run `make venv` first")
+def test_concurrency_benchmark_runs(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--kernels", "2", "--out-dir", str(out)],
+        check=True,
+        timeout=240,
+        cwd=tmp_path,
+        capture_output=True,
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["concurrency.json", "concurrency.md"]
+    result = json.loads((out / "concurrency.json").read_text())
+    assert result["kernels"] == 2
+    for kind in ("remote", "local"):
+        batch = result[kind]
+        assert batch["requested"] == 2
+        assert len(batch["starts"]) == 2
+        assert batch["succeeded"] == 2, batch["errors"]
+        assert set(batch["ready_s"]) == {"median", "p95", "min", "max"}
+        assert batch["left_after_shutdown"]["gateway_kernels"] == 0
+    assert result["remote"]["left_after_shutdown"] == {
+        "jupyterkernels": 0,
+        "pods": 0,
+        "gateway_kernels": 0,
+    }
+    assert result["remote"]["jupyterkernel_creates_by_gateway"] == 2
+    assert "first_reply" in result["remote"]["timeline_ms"]
+    assert isinstance(result["ratio_median"], float)
+    assert set(result["goals"]) == {"all_started", "ratio_median", "nothing_left"}
+    assert result["goals"]["all_started"]["met"] is True
+    assert result["goals"]["nothing_left"]["met"] is True
+    section = (out / "concurrency.md").read_text()
+    assert section.startswith("## Concurrent kernel starts (2 at once")
+    assert "Command: `.venv/bin/python bench/concurrency.py --kernels 2`" in section
+    assert "Machine:" in section
