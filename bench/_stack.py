@@ -1,10 +1,11 @@
 """The whole stack for the gateway benchmarks: sandbox, operator, one Enterprise Gateway.
 
 Shared by ``bench/concurrency.py`` and ``bench/api_load.py``. The building blocks (kernelspecs,
-HTTP and websocket helpers, percentiles, machine info) are those of ``bench/gateway_start.py``
-and the operator-side accounting is that of ``bench/operator_throughput.py``; this module only
+the HTTP helper, log parsing, percentiles, machine info) are those of ``bench/gateway_start.py``
+and the operator-side accounting is that of ``bench/operator_throughput.py``; this module
 assembles them into a :class:`Stack` and adds what several kernels at once need: concurrent
-starts and shutdowns, per-process RSS/CPU, request counts split by user agent.
+starts (with a websocket client that outlasts a slow handshake) and shutdowns, a record of kernel
+pods that failed, per-process RSS/CPU, request counts split by user agent.
 """
 
 from __future__ import annotations

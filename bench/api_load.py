@@ -277,6 +277,14 @@ def render_api_load(result: dict[str, Any]) -> str:
             f"created: {start['jupyterkernels_created']}).",
             "",
         ]
+    if any("Address already in use" in str(f["log_tail"]) for f in result["pod_failures"]):
+        lines += [
+            "The failed starts' kernels died binding a ZeroMQ port another process had taken: "
+            "the sandbox's pods share the host's network namespace, where ports reserved and "
+            "released by one launcher can be taken before its kernel binds them (a real pod "
+            "has its own network namespace); see the concurrency section.",
+            "",
+        ]
     for failure in result["pod_failures"][:3]:
         tail = " ".join(str(failure["log_tail"]).split())[-300:].replace("`", "'")
         lines += [
@@ -312,9 +320,10 @@ def render_memory(result: dict[str, Any]) -> str:
         f"From the run of the API load section: RSS of the Enterprise Gateway process and of "
         f"the operator process sampled at 0 running kernels and after each step of "
         f"{result['start_phase']['step']} kernel starts, up to {result['kernels_running']}; the "
-        "per-kernel cost is the least-squares slope. Kernels run in their own pods: the "
-        "gateway holds, per kernel, its kernel manager, ZeroMQ sockets and session state; "
-        "the operator, kopf's cached object and per-object state.",
+        "per-kernel cost is the least-squares slope. The kernels themselves run in their own "
+        "pods; what grows in the gateway is its per-kernel state (kernel manager, ZeroMQ "
+        "sockets, session), in the operator kopf's cached object and per-object state (not "
+        "profiled further).",
         "",
         "| measure | value |",
         "|---|---|",

@@ -2,7 +2,8 @@
 
 One run starts the sandbox cluster, the operator and one Enterprise Gateway 3.3 process with the
 ``remote`` (KubeflowProcessProxy) and ``local`` (EG's LocalProcessProxy, same kernel venv)
-kernelspecs of ``bench/gateway_start.py``, warms both up with one start each, then:
+kernelspecs of ``bench/gateway_start.py``, warms both up with one start each, then, for each of
+``--rounds`` rounds (the order of the two kinds alternating from round to round):
 
 1. sends N ``POST /api/kernels`` for ``remote`` at once (asyncio + aiohttp, no limit on open
    connections) and, for each, one ``execute_request`` over the kernel's websocket as soon as
@@ -11,6 +12,8 @@ kernelspecs of ``bench/gateway_start.py``, warms both up with one start each, th
    kernel remains;
 3. does the same with N ``local`` kernels on the same gateway, the baseline.
 
+Distributions pool the rounds; the ratio is also given per round.
+
 Reported per kind: successes, the start-time distribution (POST → first ``execute_reply``:
 median, p95, max), POST → 201, the batch's wall time and who used the CPU (gateway, sandbox,
 operator, the rest: kernels and launchers); for remote kernels, where the time goes (each
@@ -18,7 +21,7 @@ step's time after its POST, from the gateway log and the sandbox's request log).
 Goal (issue 8): N/N started, remote ÷ local ≤ 1.25 (EG once failed at 30 concurrent starts,
 jupyter/enterprise_gateway#732).
 
-Run: ``.venv/bin/python bench/concurrency.py [--kernels 50]``
+Run: ``.venv/bin/python bench/concurrency.py [--kernels 50] [--rounds 2]``
 (writes ``bench/results/concurrency.{json,md}``, or into ``--out-dir``)
 """
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -61,8 +65,8 @@ STEPS = (
 )
 
 
-def remote_timeline(stack: Stack, starts: list[Start]) -> dict[str, dict[str, float]]:
-    """Per step, the distribution (ms after each kernel's POST) over the started kernels."""
+def remote_timeline(stack: Stack, starts: list[Start]) -> dict[str, list[float]]:
+    """Per step, each started kernel's time (ms after its POST) at which it was reached."""
     records = stack.request_log()
     log_text = stack.gateway_log_text()
     per_step: dict[str, list[float]] = {step: [] for step in STEPS}
@@ -93,16 +97,16 @@ def remote_timeline(stack: Stack, starts: list[Start]) -> dict[str, dict[str, fl
                 and (accepted is None or t <= accepted)
             ):
                 steps["kernel_status_last"] = t
-        for step, t in steps.items():
-            if t is not None:
-                per_step[step].append((t - since) * 1000)
+        for step, at in steps.items():
+            if at is not None:
+                per_step[step].append((at - since) * 1000)
         if start.post_s is not None:
             per_step["post_answered"].append(start.post_s * 1000)
         if start.info_s is not None:
             per_step["kernel_info"].append(start.info_s * 1000)
         if start.ready_s is not None:
             per_step["first_reply"].append(start.ready_s * 1000)
-    return {step: summary(values) for step, values in per_step.items() if values}
+    return {step: [round(v, 1) for v in values] for step, values in per_step.items() if values}
 
 
 LOG_MARKERS = {
@@ -162,14 +166,60 @@ def batch(stack: Stack, kind: str, count: int, timeout: float) -> dict[str, Any]
         "cpu": cpu_profile(before, after, busy_after - busy_before, wall),
         "gateway_rss_mib_after": after["gateway"].rss_mib,
         "jupyterkernel_creates_by_gateway": gateway_writes,
-        "timeline_ms": timeline,
+        "timeline_samples_ms": timeline,
         "delete_errors": delete_errors[:5],
         "left_after_shutdown": left,
         "starts": [s.to_json() for s in starts],
     }
 
 
+def pooled(batches: list[dict[str, Any]]) -> dict[str, Any]:
+    """One kind's batches (one per round) as one: sums, pooled distributions, worst leftovers."""
+    starts = [st for b in batches for st in b["starts"]]
+    ok = [st for st in starts if st["ok"]]
+    errors: dict[str, int] = {}
+    markers: dict[str, int] = {}
+    cpu: dict[str, float] = {}
+    samples: dict[str, list[float]] = {}
+    for b in batches:
+        for err, n in b["errors"].items():
+            errors[err] = errors.get(err, 0) + n
+        for key, n in b["gateway_log_markers"].items():
+            markers[key] = markers.get(key, 0) + n
+        for key, value in b["cpu"].items():
+            cpu[key] = round(cpu.get(key, 0.0) + value, 2)
+        for step, values in b["timeline_samples_ms"].items():
+            samples.setdefault(step, []).extend(values)
+    cores = os.cpu_count() or 1
+    if cpu.get("wall_s"):
+        cpu["machine_utilisation"] = round(cpu["machine_busy_cpu_s"] / (cpu["wall_s"] * cores), 3)
+    return {
+        "kind": batches[0]["kind"],
+        "requested": sum(b["requested"] for b in batches),
+        "succeeded": len(ok),
+        "errors": errors,
+        "pod_failures": [f for b in batches for f in b["pod_failures"]],
+        "gateway_log_markers": markers,
+        "ready_s": dist_s([st["ready_s"] for st in ok]),
+        "post_s": dist_s([st["post_s"] for st in starts if st["post_s"] is not None]),
+        "info_s": dist_s([st["info_s"] for st in starts if st["info_s"] is not None]),
+        "batch_wall_s": [b["batch_wall_s"] for b in batches],
+        "cpu": cpu,
+        "gateway_rss_mib_after": batches[-1]["gateway_rss_mib_after"],
+        "jupyterkernel_creates_by_gateway": sum(
+            b["jupyterkernel_creates_by_gateway"] for b in batches
+        ),
+        "timeline_ms": {step: summary(values) for step, values in samples.items()},
+        "delete_errors": [e for b in batches for e in b["delete_errors"]][:5],
+        "left_after_shutdown": {
+            key: max(b["left_after_shutdown"][key] for b in batches)
+            for key in batches[0]["left_after_shutdown"]
+        },
+    }
+
+
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    rounds: list[dict[str, Any]] = []
     with Stack(workdir, pods=args.kernels) as stack:
         for kind in ("remote", "local"):  # warm-up: imports, the first watch, the first pod
             warm = asyncio.run(stack.start_many(kind, 1, timeout=args.timeout))
@@ -177,8 +227,19 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 raise RuntimeError(f"warm-up {kind} start failed: {warm[0].error}")
             stack.delete_kernels([warm[0].kernel_id])
         stack.wait_empty()
-        batches = {kind: batch(stack, kind, args.kernels, args.timeout) for kind in args.order}
-    remote, local = batches["remote"], batches["local"]
+        for index in range(args.rounds):
+            order = args.order if index % 2 == 0 else tuple(reversed(args.order))
+            done = {kind: batch(stack, kind, args.kernels, args.timeout) for kind in order}
+            rounds.append({"order": list(order), **done})
+    for r in rounds:
+        r["ratio_median"] = None
+        if r["remote"]["ready_s"] and r["local"]["ready_s"]:
+            r["ratio_median"] = round(
+                r["remote"]["ready_s"]["median"] / r["local"]["ready_s"]["median"], 3
+            )
+    remote = pooled([r["remote"] for r in rounds])
+    local = pooled([r["local"] for r in rounds])
+    n = args.kernels * args.rounds
     ratio = None
     if remote["ready_s"] and local["ready_s"]:
         ratio = round(remote["ready_s"]["median"] / local["ready_s"]["median"], 3)
@@ -188,17 +249,34 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     clean = not any(remote["left_after_shutdown"].values()) and not any(
         local["left_after_shutdown"].values()
     )
-    all_ok = remote["succeeded"] == args.kernels  # the goal is ours; local is the baseline
+    all_ok = remote["succeeded"] == n  # the goal is ours; local is the baseline
     return {
         "benchmark": "concurrency",
         "kernels": args.kernels,
+        "rounds": args.rounds,
         "order": list(args.order),
         "remote": remote,
         "local": local,
+        "per_round": [
+            {
+                "order": r["order"],
+                "ratio_median": r["ratio_median"],
+                **{
+                    kind: {
+                        "succeeded": r[kind]["succeeded"],
+                        "ready_s": r[kind]["ready_s"],
+                        "batch_wall_s": r[kind]["batch_wall_s"],
+                        "starts": r[kind]["starts"],
+                    }
+                    for kind in ("remote", "local")
+                },
+            }
+            for r in rounds
+        ],
         "ratio_median": ratio,
         "ratio_p95": ratio_p95,
         "goals": {
-            "all_started": {"value": f"{remote['succeeded']}/{args.kernels}", "met": all_ok},
+            "all_started": {"value": f"{remote['succeeded']}/{n}", "met": all_ok},
             "ratio_median": {
                 "value": ratio,
                 "goal": GOAL_RATIO,
@@ -236,8 +314,14 @@ def render_markdown(result: dict[str, Any]) -> str:
     remote, local = result["remote"], result["local"]
     goals = result["goals"]
     m = result["machine"]
+    rounds = result["rounds"]
+    total = n * rounds
     rows = [
-        ("started / requested", f"{remote['succeeded']}/{n}", f"{local['succeeded']}/{n}"),
+        (
+            "started / requested",
+            f"{remote['succeeded']}/{remote['requested']}",
+            f"{local['succeeded']}/{local['requested']}",
+        ),
     ]
     for label, key in (
         ("POST → first execute_reply, successful starts (s)", "ready_s"),
@@ -250,23 +334,23 @@ def render_markdown(result: dict[str, Any]) -> str:
             )
     rows.append(
         (
-            "batch wall time: first POST → last start settled (s)",
-            remote["batch_wall_s"],
-            local["batch_wall_s"],
+            "batch wall time per round: first POST → last start settled (s)",
+            " / ".join(str(w) for w in remote["batch_wall_s"]),
+            " / ".join(str(w) for w in local["batch_wall_s"]),
         )
     )
     cpu_r, cpu_l = remote["cpu"], local["cpu"]
     for key, label in (
-        ("gateway_cpu_s", "CPU: gateway process (s)"),
+        ("gateway_cpu_s", "CPU, all rounds: gateway process (s)"),
         ("sandbox_cpu_s", "CPU: sandbox API server + kubelet (s)"),
         ("operator_cpu_s", "CPU: operator (s)"),
         ("rest_cpu_s", "CPU: the rest: kernels, launchers, this client (s)"),
-        ("machine_utilisation", "machine CPU utilisation during the batch"),
+        ("machine_utilisation", "machine CPU utilisation during the batches"),
     ):
         rows.append((label, cpu_r.get(key, "-"), cpu_l.get(key, "-")))
     rows.append(
         (
-            "gateway RSS after the batch (MiB)",
+            "gateway RSS after the last batch (MiB)",
             remote["gateway_rss_mib_after"],
             local["gateway_rss_mib_after"],
         )
@@ -284,16 +368,19 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         f"{n} `POST /api/kernels` sent at once to one Enterprise Gateway 3.3 process "
         "(asyncio + aiohttp, no connection limit); each start counts when the kernel answered "
-        "a first `execute_request` over its websocket. Then the same with "
-        f"{n} local kernels (EG's LocalProcessProxy, the same kernel venv's ipykernel) on the "
-        f"same gateway, in the same run (order: {', '.join(result['order'])}; one warm-up start "
-        "of each kind first). Every kernel is shut down through the gateway after its batch.",
+        "a first `execute_request` over its websocket. Beside it, in the same run and on the "
+        f"same gateway, {n} local kernels at once (EG's LocalProcessProxy, the same kernel "
+        f"venv's ipykernel). {rounds} round(s), the order alternating (first round: "
+        f"{', '.join(result['order'])}), after one warm-up start of each kind; every kernel "
+        "is shut down through the gateway after its batch. Distributions pool the rounds.",
         "",
         f"Goals: {n}/{n} remote kernels started — {verdict(goals['all_started']['met'])} "
-        f"(remote {remote['succeeded']}/{n}; the local baseline {local['succeeded']}/{n}); "
-        f"remote ÷ local (medians) ≤ {GOAL_RATIO} — {verdict(goals['ratio_median']['met'])} "
-        f"({result['ratio_median']}; p95 ÷ p95: {result['ratio_p95']}); nothing left after "
-        f"shutdown — {verdict(goals['nothing_left']['met'])}.",
+        f"({remote['succeeded']}/{total} over {rounds} round(s); the local baseline "
+        f"{local['succeeded']}/{total}); remote ÷ local (medians) ≤ {GOAL_RATIO} — "
+        f"{verdict(goals['ratio_median']['met'])} ({result['ratio_median']}; per round: "
+        + ", ".join(str(r["ratio_median"]) for r in result["per_round"])
+        + f"; p95 ÷ p95: {result['ratio_p95']}); nothing left after shutdown — "
+        f"{verdict(goals['nothing_left']['met'])}.",
         "",
         "| measure | remote (KubeflowProcessProxy) | local (same gateway) |",
         "|---|---|---|",
@@ -350,7 +437,7 @@ def reading(result: dict[str, Any]) -> list[str]:
     cpu_r, cpu_l = remote["cpu"], local["cpu"]
     timeline = remote["timeline_ms"]
     parts = [
-        f"Reading: over each batch (until its last start succeeded or failed) the machine's "
+        f"Reading: over the batches (each until its last start succeeded or failed) the machine's "
         f"{result['machine']['cpu_count']} CPUs were {round(cpu_r['machine_utilisation'] * 100)} "
         f"% busy for the remote batch and {round(cpu_l['machine_utilisation'] * 100)} % for the "
         f"local one. Of that CPU time the gateway process used {cpu_r['gateway_cpu_s']} s "
@@ -406,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kernels", type=int, default=50, help="kernels started at once")
     parser.add_argument("--timeout", type=float, default=180.0, help="per start, seconds")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="batches of each kind; the order alternates"
+    )
     parser.add_argument(
         "--order",
         default="remote,local",

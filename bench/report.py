@@ -62,14 +62,20 @@ def _launcher_phase(r: dict[str, Any]) -> tuple[str, bool | None]:
 
 
 def _all_started(r: dict[str, Any]) -> tuple[str, bool | None]:
-    n = r["kernels"]
-    text = f"remote {r['remote']['succeeded']}/{n}, local {r['local']['succeeded']}/{n}"
+    remote, local = r["remote"], r["local"]
+    text = (
+        f"remote {remote['succeeded']}/{remote['requested']}, local "
+        f"{local['succeeded']}/{local['requested']} ({r.get('rounds', 1)} round(s) of "
+        f"{r['kernels']})"
+    )
     return text, bool(r["goals"]["all_started"]["met"])
 
 
 def _concurrent_ratio(r: dict[str, Any]) -> tuple[str, bool | None]:
     ratio = r["ratio_median"]
-    text = f"{ratio} (medians of {r['kernels']} at once; p95 ÷ p95 {r['ratio_p95']})"
+    rounds = ", ".join(str(x["ratio_median"]) for x in r.get("per_round", []))
+    text = f"{ratio} (medians of {r['kernels']} at once; p95 ÷ p95 {r['ratio_p95']}"
+    text += f"; per round {rounds})" if rounds else ")"
     return text, ratio is not None and float(ratio) <= 1.25
 
 

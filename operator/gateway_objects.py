@@ -7,12 +7,16 @@ compare and write them.
 A gateway ``<name>`` in namespace ``<ns>`` owns, all named ``<name>`` unless noted:
 
 * ServiceAccount, Role and RoleBinding: least privilege for the plugin (JupyterKernels CRUD and
-  watch, templates read, its own JupyterGateway read, kernelspec ConfigMaps read, pods read,
-  events create). Never cluster-admin, never pod creation. With ``spec.kernelNamespace`` the
-  kernel part of the Role is repeated in that namespace (Role and RoleBinding
-  ``<ns>.<name>``); with ``spec.allowKernelNamespace`` in every namespace (ClusterRole and
-  ClusterRoleBinding ``elastic-jupyter-gateway:<ns>:<name>``). Those have no owner reference
-  (it cannot cross namespaces or scopes): the operator deletes them.
+  watch, templates read, its own JupyterGateway read, kernelspec ConfigMaps read). The plugin
+  reads no pods and writes no events (it reads JupyterKernel status), so neither is granted.
+  Never cluster-admin, never pod creation, nothing cluster-wide: the plugin runs one
+  JupyterKernel list+watch per namespace (``gateway_plugin/kernel_watch.py``), so each other
+  namespace its kernels may run in - ``spec.kernelNamespace``, and with
+  ``spec.allowKernelNamespace`` each of ``spec.kernelNamespaces`` - gets a Role and RoleBinding
+  ``<ns>.<name>`` with the kernel rules only. Those have no owner reference (it cannot cross
+  namespaces): the operator deletes them. The ClusterRole and ClusterRoleBinding
+  ``elastic-jupyter-gateway:<ns>:<name>`` earlier releases wrote for ``allowKernelNamespace``
+  are only ever deleted (:func:`legacy_cluster_rbac`).
 * Secret ``<name>-auth`` (or ``spec.auth.secretName``), key ``token``: the gateway's auth
   token, generated once by the operator. EG reads it as ``EG_AUTH_TOKEN`` and answers 401 to
   requests without it; JupyterNotebooks pointing at the gateway receive it.
@@ -51,8 +55,11 @@ KERNELSPEC_DIR = "/var/lib/elastic-jupyter/kernelspecs"
 RUN_AS_USER = 1000
 RUN_AS_GROUP = 100
 
-# What the plugin does with JupyterKernels, in the gateway's namespace and the kernels' one.
+# What the plugin may do with JupyterKernels in the gateway's own namespace.
 KERNEL_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
+# In another kernel namespace only what the plugin does there (kernel_watch.py): list+watch its
+# kernels, create, read and delete them. It never updates or patches one.
+REMOTE_KERNEL_VERBS = ["get", "list", "watch", "create", "delete"]
 READ_VERBS = ["get", "list", "watch"]
 
 
@@ -86,8 +93,30 @@ def kernel_namespace(gateway: Mapping[str, Any]) -> str:
     return str(spec.get("kernelNamespace") or gateway["metadata"]["namespace"])
 
 
+def kernel_namespaces(spec: Mapping[str, Any]) -> list[str]:
+    """``spec.kernelNamespaces``: the namespaces clients may pick, without repeats, in order."""
+    return list(dict.fromkeys(str(n) for n in spec.get("kernelNamespaces") or []))
+
+
+def rbac_namespaces(gateway: Mapping[str, Any]) -> list[str]:
+    """The namespaces other than the gateway's own where its kernels may run.
+
+    ``spec.kernelNamespace``, and with ``spec.allowKernelNamespace`` each of
+    ``spec.kernelNamespaces`` (without ``allowKernelNamespace`` the plugin refuses every other
+    namespace, so rights there would only widen what a leaked ServiceAccount token allows). With
+    ``allowKernelNamespace`` and no list, clients may name any namespace: the operator grants
+    none, an administrator binds the gateway where wanted.
+    """
+    spec = gateway.get("spec") or {}
+    names = [kernel_namespace(gateway)]
+    if spec.get("allowKernelNamespace"):
+        names += kernel_namespaces(spec)
+    own = gateway["metadata"]["namespace"]
+    return [name for name in dict.fromkeys(names) if name != own]
+
+
 def kernel_namespace_role_name(gateway: Mapping[str, Any]) -> str:
-    """Name of the Role a gateway gets in its (other) kernel namespace."""
+    """Name of the Role (and RoleBinding) a gateway gets in each other kernel namespace."""
     meta = gateway["metadata"]
     return f"{meta['namespace']}.{meta['name']}"
 
@@ -214,20 +243,18 @@ def service_account(gateway: Mapping[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(gateway)}
 
 
-def _kernel_rules() -> list[dict[str, Any]]:
+def _kernel_rules(kernel_verbs: list[str]) -> list[dict[str, Any]]:
     return [
         {
             "apiGroups": [crds.GROUP],
             "resources": [crds.JUPYTER_KERNEL.plural],
-            "verbs": KERNEL_VERBS,
+            "verbs": list(kernel_verbs),
         },
         {
             "apiGroups": [crds.GROUP],
             "resources": [crds.JUPYTER_KERNEL_TEMPLATE.plural],
-            "verbs": READ_VERBS,
+            "verbs": list(READ_VERBS),
         },
-        {"apiGroups": [""], "resources": ["pods"], "verbs": READ_VERBS},
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     ]
 
 
@@ -235,7 +262,7 @@ def role(gateway: Mapping[str, Any]) -> dict[str, Any]:
     """What the plugin in the gateway pod may do in its namespace, and nothing more."""
     name = gateway["metadata"]["name"]
     rules = [
-        *_kernel_rules(),
+        *_kernel_rules(KERNEL_VERBS),
         {
             # Only its own gateway: owner of its kernels, source of spec.kernels.
             "apiGroups": [crds.GROUP],
@@ -249,7 +276,6 @@ def role(gateway: Mapping[str, Any]) -> dict[str, Any]:
             "resources": ["configmaps"],
             "verbs": READ_VERBS,
         },
-        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
     ]
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -278,73 +304,77 @@ def role_binding(gateway: Mapping[str, Any]) -> dict[str, Any]:
     return _binding(gateway, _metadata(gateway), gateway["metadata"]["name"])
 
 
-def _kernel_namespace_metadata(gateway: Mapping[str, Any]) -> dict[str, Any]:
-    meta = gateway["metadata"]
+def _kernel_namespace_metadata(gateway: Mapping[str, Any], namespace: str) -> dict[str, Any]:
     return {
         "name": kernel_namespace_role_name(gateway),
-        "namespace": kernel_namespace(gateway),
-        "labels": labels(meta["name"]),
+        "namespace": namespace,
+        "labels": labels(gateway["metadata"]["name"]),
     }
 
 
 def kernel_namespace_rbac(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Role and RoleBinding in ``spec.kernelNamespace`` when it is not the gateway's own."""
-    if kernel_namespace(gateway) == gateway["metadata"]["namespace"]:
-        return []
+    """A Role and RoleBinding ``<ns>.<name>`` in each of :func:`rbac_namespaces`.
+
+    Only the kernel rules: the gateway's own JupyterGateway and the kernelspec ConfigMaps are
+    read in its own namespace alone. The binding names the gateway's ServiceAccount in the
+    gateway's namespace; never a ClusterRoleBinding.
+    """
     name = kernel_namespace_role_name(gateway)
-    kernel_role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": _kernel_namespace_metadata(gateway),
-        "rules": _kernel_rules(),
-    }
-    return [kernel_role, _binding(gateway, _kernel_namespace_metadata(gateway), name)]
+    objects: list[dict[str, Any]] = []
+    for namespace in rbac_namespaces(gateway):
+        objects.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": _kernel_namespace_metadata(gateway, namespace),
+                "rules": _kernel_rules(REMOTE_KERNEL_VERBS),
+            }
+        )
+        objects.append(_binding(gateway, _kernel_namespace_metadata(gateway, namespace), name))
+    return objects
 
 
-def cluster_rbac_name(gateway: Mapping[str, Any]) -> str:
-    """Name of the ClusterRole (and binding) of a gateway whose clients pick namespaces."""
+def legacy_cluster_rbac_name(gateway: Mapping[str, Any]) -> str:
+    """Name of the ClusterRole and ClusterRoleBinding earlier releases wrote for
+    ``spec.allowKernelNamespace``."""
     meta = gateway["metadata"]
     return f"elastic-jupyter-gateway:{meta['namespace']}:{meta['name']}"
 
 
-def cluster_rbac(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """With ``spec.allowKernelNamespace``: the kernel rules in every namespace.
+def legacy_cluster_rbac(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The cluster-wide grant of earlier releases, to delete (never to create).
 
-    The plugin then watches JupyterKernels cluster-wide. Cluster-scoped objects cannot have a
-    namespaced owner, so the operator deletes them with the gateway (or when the field goes).
+    Earlier releases let the plugin watch JupyterKernels in every namespace through these; it
+    now watches namespace by namespace, so they only widen what the gateway may do. Listed role
+    first, binding last (:func:`~elastic_jupyter.operator.gateways.delete_objects` deletes in
+    reverse, so the grant goes before the rules).
     """
-    if not (gateway.get("spec") or {}).get("allowKernelNamespace"):
-        return []
-    meta = gateway["metadata"]
-    name = cluster_rbac_name(gateway)
-    metadata = {"name": name, "labels": labels(meta["name"])}
+    name = legacy_cluster_rbac_name(gateway)
+    api_version = "rbac.authorization.k8s.io/v1"
     return [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": dict(metadata),
-            "rules": _kernel_rules(),
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": dict(metadata),
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": name,
-            },
-            "subjects": [
-                {"kind": "ServiceAccount", "name": meta["name"], "namespace": meta["namespace"]}
-            ],
-        },
+        {"apiVersion": api_version, "kind": "ClusterRole", "metadata": {"name": name}},
+        {"apiVersion": api_version, "kind": "ClusterRoleBinding", "metadata": {"name": name}},
     ]
 
 
 def external_objects(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Objects without an owner reference (other namespace, cluster scope): the operator's
-    to delete."""
-    return [*kernel_namespace_rbac(gateway), *cluster_rbac(gateway)]
+    """Objects in other namespaces (no owner reference can reach them): the operator's to
+    delete."""
+    return kernel_namespace_rbac(gateway)
+
+
+def stale_external_objects(
+    before: Mapping[str, Any], after: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """External objects ``before`` (the previous spec) had and ``after`` no longer renders: a
+    namespace left ``kernelNamespace``/``kernelNamespaces``, or ``allowKernelNamespace`` went."""
+    keep = {_identity(o) for o in external_objects(after)}
+    return [o for o in external_objects(before) if _identity(o) not in keep]
+
+
+def _identity(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    meta = obj["metadata"]
+    return (str(obj["kind"]), str(meta.get("namespace") or ""), str(meta["name"]))
 
 
 def auth_secret(gateway: Mapping[str, Any], token: str) -> dict[str, Any]:
@@ -404,6 +434,9 @@ def container_env(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
         _env("EJ_ALLOW_KERNEL_NAMESPACE", bool(spec.get("allowKernelNamespace", False))),
         _env("PYTHONUNBUFFERED", 1),
     ]
+    # Only when set: an env entry that is always there would roll out every existing gateway.
+    if kernel_namespaces(spec):
+        env.append(_env("EJ_KERNEL_NAMESPACES", ",".join(kernel_namespaces(spec))))
     if spec.get("defaultKernel"):
         env.append(_env("EG_DEFAULT_KERNEL_NAME", str(spec["defaultKernel"])))
     if spec.get("clusterRole"):
@@ -438,7 +471,7 @@ def deployment(gateway: Mapping[str, Any]) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": str(spec.get("image") or DEFAULT_IMAGE),
-        "imagePullPolicy": "IfNotPresent",
+        "imagePullPolicy": str(spec.get("imagePullPolicy") or "IfNotPresent"),
         "command": ["jupyter-enterprisegateway"],
         "args": container_args(spec),
         "env": container_env(gateway),

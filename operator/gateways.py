@@ -13,8 +13,12 @@ Who calls what:
   :func:`kernelspec_event` (JupyterKernelSpecs) and :func:`gateway_kernel_event` (JupyterKernels
   of a gateway) refresh the status: replica counts, served kernelspecs, kernel count,
   conditions. A status is written only when it differs from the one on the object.
-* :func:`gateway_deleted` removes the Role and RoleBinding a gateway has in another kernel
-  namespace (owner references cannot cross namespaces; everything else is garbage-collected).
+* :func:`gateway_deleted` removes the Roles and RoleBindings a gateway has in other kernel
+  namespaces (owner references cannot cross namespaces; everything else is garbage-collected).
+  A namespace leaving ``spec.kernelNamespace``/``kernelNamespaces`` loses them at the next
+  :func:`gateway_changed`. Both also delete the ClusterRole and ClusterRoleBinding earlier
+  releases wrote for ``allowKernelNamespace`` (the gateway no longer needs anything
+  cluster-wide).
 
 Bad specs never crash the handler: problems go to the ``Ready``/``Valid``-style conditions and
 to Warning Events whose message says what to fix (posted on transitions only).
@@ -72,9 +76,6 @@ def event_ref(obj: Mapping[str, Any]) -> kopf.Body:
             },
         }
     )
-
-
-BINDINGS: Final = ("RoleBinding", "ClusterRoleBinding")
 
 
 def now() -> str:
@@ -155,9 +156,9 @@ async def ensure(client: kube.KubeClient, desired: Mapping[str, Any]) -> str:
                 "spec": {k: spec[k] for k in ("ports", "selector", "sessionAffinity") if k in spec},
             }
             patch["metadata"]["annotations"] = desired["metadata"].get("annotations") or {}
-        elif kind in ("Role", "ClusterRole") and current.get("rules") != desired["rules"]:
+        elif kind == "Role" and current.get("rules") != desired["rules"]:
             patch = {"rules": desired["rules"]}
-        elif kind in BINDINGS and current.get("subjects") != desired["subjects"]:
+        elif kind == "RoleBinding" and current.get("subjects") != desired["subjects"]:
             patch = {"subjects": desired["subjects"]}
         if not patch:
             return "unchanged"
@@ -308,7 +309,12 @@ async def _fetch_gateway(
 @kopf.on.create(*GATEWAYS)
 @kopf.on.update(*GATEWAYS)
 async def gateway_changed(
-    body: kopf.Body, old: Any, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+    body: kopf.Body,
+    old: Any,
+    reason: str,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
 ) -> None:
     """Make the gateway's objects match its spec (rolls out edits; writes nothing if equal)."""
     state = settings.runtime_of(memo)
@@ -319,14 +325,21 @@ async def gateway_changed(
         if fresh is None:
             return
         await reconcile(state.client, fresh, logger)
+        before_spec = (old or {}).get("spec") or {}
         # RBAC the previous spec needed outside the namespace and this one does not.
         if old:
-            before = {"metadata": meta, "spec": (old or {}).get("spec") or {}}
-            keep = {object_path(o) for o in gateway_objects.external_objects(fresh)}
-            stale = [
-                o for o in gateway_objects.external_objects(before) if object_path(o) not in keep
-            ]
+            before = {"metadata": meta, "spec": before_spec}
+            stale = gateway_objects.stale_external_objects(before, fresh)
             await delete_objects(state.client, stale)
+        # A cluster-wide grant of an earlier release can only exist for a gateway that had
+        # allowKernelNamespace; resume (operator start, i.e. after an upgrade) covers a field
+        # turned off meanwhile. Other reconciles send no request for it.
+        if (
+            reason == kopf.Reason.RESUME
+            or (fresh.get("spec") or {}).get("allowKernelNamespace")
+            or before_spec.get("allowKernelNamespace")
+        ):
+            await delete_objects(state.client, gateway_objects.legacy_cluster_rbac(fresh))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=GATEWAY_DEPLOYMENT_LABELS)
@@ -410,7 +423,10 @@ async def _refresh_by_name(memo: kopf.Memo, namespace: str, name: str) -> None:
 
 
 def _has_external_objects(body: kopf.Body, **_: Any) -> bool:
-    return bool(gateway_objects.external_objects(body))
+    # allowKernelNamespace: an earlier release may have left a cluster-wide grant to delete
+    # (such gateways already carried this finalizer then).
+    spec = body.get("spec") or {}
+    return bool(gateway_objects.external_objects(body)) or bool(spec.get("allowKernelNamespace"))
 
 
 async def delete_objects(client: kube.KubeClient, objects: list[dict[str, Any]]) -> None:
@@ -425,5 +441,9 @@ async def delete_objects(client: kube.KubeClient, objects: list[dict[str, Any]])
 
 @kopf.on.delete(*GATEWAYS, when=_has_external_objects)
 async def gateway_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Remove what garbage collection cannot: RBAC in another namespace or cluster-wide."""
-    await delete_objects(settings.runtime_of(memo).client, gateway_objects.external_objects(body))
+    """Remove what garbage collection cannot: RBAC in other namespaces, and a cluster-wide
+    grant left by an earlier release."""
+    objects = gateway_objects.external_objects(body)
+    if (body.get("spec") or {}).get("allowKernelNamespace"):
+        objects = [*gateway_objects.legacy_cluster_rbac(body), *objects]
+    await delete_objects(settings.runtime_of(memo).client, objects)

@@ -32,8 +32,8 @@ def test_summary_reads_goals_from_the_json_results(tmp_path: Path) -> None:
         "concurrency",
         {
             "kernels": 50,
-            "remote": {"succeeded": 50},
-            "local": {"succeeded": 49},
+            "remote": {"succeeded": 50, "requested": 50},
+            "local": {"succeeded": 49, "requested": 50},
             "goals": {"all_started": {"met": False}},
             "ratio_median": 1.1,
             "ratio_p95": 1.3,

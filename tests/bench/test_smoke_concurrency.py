@@ -23,8 +23,9 @@ LAUNCHER = ROOT / ".venv-kernel" / "bin" / "kubeflow-kernel-launcher"
 @pytest.mark.skipif(not LAUNCHER.exists(), reason=f"{LAUNCHER} missing: run `make venv` first")
 def test_concurrency_benchmark_runs(tmp_path: Path) -> None:
     out = tmp_path / "results"
+    args = ["--kernels", "2", "--rounds", "2", "--out-dir", str(out)]
     subprocess.run(
-        [sys.executable, str(SCRIPT), "--kernels", "2", "--out-dir", str(out)],
+        [sys.executable, str(SCRIPT), *args],
         check=True,
         timeout=240,
         cwd=tmp_path,
@@ -32,20 +33,24 @@ def test_concurrency_benchmark_runs(tmp_path: Path) -> None:
     )
     assert sorted(p.name for p in out.iterdir()) == ["concurrency.json", "concurrency.md"]
     result = json.loads((out / "concurrency.json").read_text())
-    assert result["kernels"] == 2
+    assert result["kernels"] == 2 and result["rounds"] == 2
+    # The order alternates between rounds, so neither kind always runs on a fresher machine.
+    assert [r["order"] for r in result["per_round"]] == [["remote", "local"], ["local", "remote"]]
     for kind in ("remote", "local"):
-        batch = result[kind]
-        assert batch["requested"] == 2
-        assert len(batch["starts"]) == 2
-        assert batch["succeeded"] == 2, batch["errors"]
-        assert set(batch["ready_s"]) == {"median", "p95", "min", "max"}
-        assert batch["left_after_shutdown"]["gateway_kernels"] == 0
+        pooled = result[kind]
+        assert pooled["requested"] == 4
+        assert pooled["succeeded"] == 4, pooled["errors"]
+        assert set(pooled["ready_s"]) == {"median", "p95", "min", "max"}
+        assert len(pooled["batch_wall_s"]) == 2
+        assert all(len(r[kind]["starts"]) == 2 for r in result["per_round"])
+    # Shutting down through the gateway leaves no JupyterKernel, pod or gateway kernel.
     assert result["remote"]["left_after_shutdown"] == {
         "jupyterkernels": 0,
         "pods": 0,
         "gateway_kernels": 0,
     }
-    assert result["remote"]["jupyterkernel_creates_by_gateway"] == 2
+    assert result["local"]["left_after_shutdown"]["gateway_kernels"] == 0
+    assert result["remote"]["jupyterkernel_creates_by_gateway"] == 4
     assert "first_reply" in result["remote"]["timeline_ms"]
     assert isinstance(result["ratio_median"], float)
     assert set(result["goals"]) == {"all_started", "ratio_median", "nothing_left"}
@@ -53,5 +58,5 @@ def test_concurrency_benchmark_runs(tmp_path: Path) -> None:
     assert result["goals"]["nothing_left"]["met"] is True
     section = (out / "concurrency.md").read_text()
     assert section.startswith("## Concurrent kernel starts (2 at once")
-    assert "Command: `.venv/bin/python bench/concurrency.py --kernels 2`" in section
+    assert "Command: `.venv/bin/python bench/concurrency.py --kernels 2 --rounds 2`" in section
     assert "Machine:" in section

@@ -168,6 +168,18 @@ def _invalid_cases() -> list[tuple[str, dict[str, Any], str]]:
         "metadata": {"name": "gw-timeout"},
         "spec": {"cullIdleTimeout": "an hour"},
     }
+    bad_namespace = {
+        "apiVersion": crds.API_VERSION,
+        "kind": crds.JUPYTER_GATEWAY.kind,
+        "metadata": {"name": "gw-bad-namespace"},
+        "spec": {"allowKernelNamespace": True, "kernelNamespaces": ["team-a", "Team_B"]},
+    }
+    repeated_namespace = {
+        "apiVersion": crds.API_VERSION,
+        "kind": crds.JUPYTER_GATEWAY.kind,
+        "metadata": {"name": "gw-repeated-namespace"},
+        "spec": {"allowKernelNamespace": True, "kernelNamespaces": ["team-a", "team-a"]},
+    }
     notebook = {
         "apiVersion": crds.API_VERSION,
         "kind": crds.JUPYTER_NOTEBOOK.kind,
@@ -182,6 +194,8 @@ def _invalid_cases() -> list[tuple[str, dict[str, Any], str]]:
         ("no-template", no_template, "spec.template"),
         ("unknown-log-level", gateway, "spec.logLevel"),
         ("cull-timeout-is-string", gateway_timeout, "spec.cullIdleTimeout"),
+        ("kernel-namespace-not-a-label", bad_namespace, "spec.kernelNamespaces[1]"),
+        ("kernel-namespace-repeated", repeated_namespace, "spec.kernelNamespaces[1]"),
         ("unknown-auth-mode", notebook, "spec.auth.mode"),
     ]
 
@@ -218,6 +232,11 @@ def test_schema_defaults_are_filled_in(k: Kubectl, ns: str) -> None:
         "kernelLaunchTimeout": crds.DEFAULT_KERNEL_LAUNCH_TIMEOUT,
         "allowKernelNamespace": False,
     }
+
+
+def test_kernel_namespaces_are_explained(k: Kubectl) -> None:
+    out = k.ok("explain", f"{crds.JUPYTER_GATEWAY.plural}.spec.kernelNamespaces")
+    assert "KERNEL_NAMESPACE" in out and "Role" in out, out
 
 
 # --- kubectl get ------------------------------------------------------------------------------

@@ -454,13 +454,23 @@ def test_notebook_in_another_namespace_gets_a_copy_of_the_token(
 def test_rbac_outside_the_namespace_follows_the_gateway(
     sandbox: SandboxCluster, operator: Path
 ) -> None:
-    """kernelNamespace / allowKernelNamespace RBAC: created, removed when the field goes, and
-    removed with the gateway (no owner reference can do that)."""
+    """kernelNamespace / kernelNamespaces RBAC: a Role + RoleBinding per namespace, created,
+    removed when the namespace leaves the spec, and removed with the gateway (no owner
+    reference can do that). Nothing cluster-wide, and an earlier release's ClusterRole and
+    ClusterRoleBinding are deleted."""
     home = support.new_namespace(sandbox, "ejgw")
     kernels = support.new_namespace(sandbox, "ejgw")
+    extra = support.new_namespace(sandbox, "ejgw")
     rbac = "/apis/rbac.authorization.k8s.io/v1"
-    role = f"{rbac}/namespaces/{kernels}/roles/{home}.gw"
-    cluster_role = f"{rbac}/clusterroles/elastic-jupyter-gateway:{home}:gw"
+
+    def role(namespace: str) -> str:
+        return f"{rbac}/namespaces/{namespace}/roles/{home}.gw"
+
+    def binding(namespace: str) -> str:
+        return f"{rbac}/namespaces/{namespace}/rolebindings/{home}.gw"
+
+    legacy_name = f"elastic-jupyter-gateway:{home}:gw"
+    legacy = [f"{rbac}/clusterroles/{legacy_name}", f"{rbac}/clusterrolebindings/{legacy_name}"]
 
     def exists(path: str) -> bool:
         try:
@@ -473,23 +483,88 @@ def test_rbac_outside_the_namespace_follows_the_gateway(
         body = json.dumps({"spec": spec})
         sandbox.kubectl("patch", "jgw", "gw", "-n", home, "--type=merge", "-p", body)
 
+    def env() -> dict[str, str]:
+        path = f"/apis/apps/v1/namespaces/{home}/deployments/gw"
+        container = support.core(sandbox, path)["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
     try:
+        # What an earlier release wrote for allowKernelNamespace.
+        sandbox.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "List",
+                    "items": [
+                        {
+                            "apiVersion": "rbac.authorization.k8s.io/v1",
+                            "kind": "ClusterRole",
+                            "metadata": {"name": legacy_name},
+                            "rules": [],
+                        },
+                        {
+                            "apiVersion": "rbac.authorization.k8s.io/v1",
+                            "kind": "ClusterRoleBinding",
+                            "metadata": {"name": legacy_name},
+                            "roleRef": {
+                                "apiGroup": "rbac.authorization.k8s.io",
+                                "kind": "ClusterRole",
+                                "name": legacy_name,
+                            },
+                            "subjects": [
+                                {"kind": "ServiceAccount", "name": "gw", "namespace": home}
+                            ],
+                        },
+                    ],
+                }
+            ),
+        )
+        assert all(exists(path) for path in legacy)
         gateway = {
             "apiVersion": crds.API_VERSION,
             "kind": "JupyterGateway",
             "metadata": {"name": "gw", "namespace": home},
-            "spec": {"kernelNamespace": kernels, "auth": {"mode": "disable"}},
+            "spec": {
+                "kernelNamespace": kernels,
+                "allowKernelNamespace": True,
+                "kernelNamespaces": [extra, home],
+                "auth": {"mode": "disable"},
+            },
         }
         sandbox.kubectl("apply", "-f", "-", input=json.dumps(gateway))
-        wait_for(lambda: exists(role), 15, 0.2, "the Role in the kernel namespace")
-        patch({"allowKernelNamespace": True})
-        wait_for(lambda: exists(cluster_role), 15, 0.2, "the gateway's ClusterRole")
-        patch({"allowKernelNamespace": False, "kernelNamespace": None})
-        wait_for(lambda: not exists(cluster_role) and not exists(role), 15, 0.2, "cleanup")
+        wait_for(
+            lambda: all(exists(p) for p in (role(kernels), binding(kernels), role(extra))),
+            15,
+            0.2,
+            "a Role in the kernel namespace and in each listed one",
+        )
+        wait_for(lambda: not any(exists(p) for p in legacy), 15, 0.2, "the old grant deleted")
+        assert not exists(role(home))  # the gateway's own namespace has its Role <name>
+        bound = support.core(sandbox, binding(extra))
+        assert bound["subjects"] == [{"kind": "ServiceAccount", "name": "gw", "namespace": home}]
+        assert bound["roleRef"]["kind"] == "Role"
+        assert env()["EJ_KERNEL_NAMESPACES"] == f"{extra},{home}"
+        # The gateway's own Role: no pods, no events.
+        own = support.core(sandbox, f"{rbac}/namespaces/{home}/roles/gw")
+        assert not any({"pods", "events"} & set(rule["resources"]) for rule in own["rules"])
+
+        patch({"kernelNamespaces": [home]})
+        wait_for(
+            lambda: not exists(role(extra)) and not exists(binding(extra)),
+            15,
+            0.2,
+            "the Role of the namespace that left the list removed",
+        )
+        assert exists(role(kernels))
+        patch({"kernelNamespaces": None, "kernelNamespace": None})
+        wait_for(lambda: not exists(role(kernels)), 15, 0.2, "cleanup")
         patch({"kernelNamespace": kernels})
-        wait_for(lambda: exists(role), 15, 0.2, "the Role again")
+        wait_for(lambda: exists(role(kernels)), 15, 0.2, "the Role again")
         sandbox.kubectl("delete", "jgw", "gw", "-n", home, "--wait=false")
-        wait_for(lambda: not exists(role), 15, 0.2, "the Role removed with the gateway")
+        wait_for(lambda: not exists(role(kernels)), 15, 0.2, "the Role removed with the gateway")
         wait_for(
             lambda: not exists(f"/apis/{crds.API_VERSION}/namespaces/{home}/jupytergateways/gw"),
             15,
@@ -497,5 +572,8 @@ def test_rbac_outside_the_namespace_follows_the_gateway(
             "the gateway gone (finalizer released)",
         )
     finally:
+        for kind in ("clusterrolebinding", "clusterrole"):
+            sandbox.kubectl("delete", kind, legacy_name, "--ignore-not-found", check=False)
         sandbox.delete_namespace(home)
         sandbox.delete_namespace(kernels)
+        sandbox.delete_namespace(extra)

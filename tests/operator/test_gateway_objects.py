@@ -70,11 +70,14 @@ def test_role_is_least_privilege() -> None:
         assert (crds.GROUP, "jupyterkernels", verb) in granted
     assert (crds.GROUP, "jupyterkerneltemplates", "get") in granted
     assert ("", "configmaps", "watch") in granted
-    assert ("", "events", "create") in granted
-    # What it must not have.
-    assert not any(
-        r == "pods" and v in ("create", "delete", "update", "patch") for _, r, v in granted
-    )
+    # What it must not have: it reads JupyterKernel status, never pods, and posts no Events.
+    assert not any(r in ("pods", "events") for _, r, _ in granted)
+    assert {r for _, r, _ in granted} == {
+        "jupyterkernels",
+        "jupyterkerneltemplates",
+        "jupytergateways",
+        "configmaps",
+    }
     assert not any("*" in (g, r, v) for g, r, v in granted)
     assert ("", "secrets", "get") not in granted
     assert (crds.GROUP, "jupyterkerneltemplates", "create") not in granted
@@ -134,6 +137,8 @@ def test_every_spec_field_has_an_effect() -> None:
         "portRange": "40000..41000",
         "kernelNamespace": "kernels",
         "allowKernelNamespace": True,
+        "kernelNamespaces": ["team-a"],
+        "imagePullPolicy": "Always",
         "allowedClientEnv": ["MY_VAR"],
         "env": [{"name": "EG_MAX_KERNELS_PER_USER", "value": "3"}],
         "auth": {"mode": "disable"},
@@ -152,7 +157,19 @@ def test_every_spec_field_has_an_effect() -> None:
     assert env["EG_CLIENT_ENVS"] == "MY_VAR"
     assert env["EG_MAX_KERNELS_PER_USER"] == "3"
     assert env["EJ_KERNEL_NAMESPACE"] == "kernels"
+    assert env["EJ_ALLOW_KERNEL_NAMESPACE"] == "true"
+    assert env["EJ_KERNEL_NAMESPACES"] == "team-a"
     assert "EG_AUTH_TOKEN" not in env
+
+
+def test_kernel_namespaces_are_comma_joined_and_absent_when_unset() -> None:
+    env = env_of(
+        go.deployment(gateway(allowKernelNamespace=True, kernelNamespaces=["a", "b", "a"]))
+    )
+    assert env["EJ_KERNEL_NAMESPACES"] == "a,b"
+    # Unset adds no env entry: existing gateways are not rolled out by an operator upgrade.
+    assert "EJ_KERNEL_NAMESPACES" not in env_of(go.deployment(gateway()))
+    assert "EJ_KERNEL_NAMESPACES" not in env_of(go.deployment(gateway(kernelNamespaces=[])))
 
 
 def test_kernels_list_is_served_live_and_does_not_restart_the_pod() -> None:
@@ -185,13 +202,69 @@ def test_custom_secret_name() -> None:
     assert env_of(go.deployment(body))["EG_AUTH_TOKEN"]["secretKeyRef"]["name"] == "shared-token"
 
 
+def grants(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
 def test_kernel_namespace_rbac_only_for_another_namespace() -> None:
     assert go.kernel_namespace_rbac(gateway()) == []
     assert go.kernel_namespace_rbac(gateway(kernelNamespace="team")) == []
     role, binding = go.kernel_namespace_rbac(gateway(kernelNamespace="kernels"))
+    assert role["kind"] == "Role"
+    assert role["metadata"]["name"] == "team.gw"
     assert role["metadata"]["namespace"] == "kernels"
     assert "ownerReferences" not in role["metadata"]
+    assert binding["kind"] == "RoleBinding"
+    assert binding["metadata"] == role["metadata"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "team.gw",
+    }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gw", "namespace": "team"}]
+    # Exactly what the plugin does there (gateway_plugin/kernel_watch.py), nothing more.
+    assert grants(role) == {
+        *((crds.GROUP, "jupyterkernels", v) for v in ("get", "list", "watch", "create", "delete")),
+        *((crds.GROUP, "jupyterkerneltemplates", v) for v in ("get", "list", "watch")),
+    }
+
+
+def test_each_listed_kernel_namespace_gets_a_role_and_binding() -> None:
+    body = gateway(
+        allowKernelNamespace=True,
+        kernelNamespace="kernels",
+        kernelNamespaces=["a", "team", "kernels", "b", "a"],
+    )
+    assert go.rbac_namespaces(body) == ["kernels", "a", "b"]  # never the gateway's own
+    objs = go.kernel_namespace_rbac(body)
+    assert [(o["kind"], o["metadata"]["namespace"]) for o in objs] == [
+        ("Role", "kernels"),
+        ("RoleBinding", "kernels"),
+        ("Role", "a"),
+        ("RoleBinding", "a"),
+        ("Role", "b"),
+        ("RoleBinding", "b"),
+    ]
+    assert {o["metadata"]["name"] for o in objs} == {"team.gw"}
+    assert go.external_objects(body) == objs
+    # Part of what the operator applies, and nothing cluster-scoped among it.
+    owned = go.owned_objects(body)
+    assert all(o in owned for o in objs)
+    assert not any(o["kind"].startswith("Cluster") for o in owned)
+    assert all(o["metadata"].get("namespace") for o in owned)
+
+
+def test_listed_namespaces_grant_nothing_unless_clients_may_pick() -> None:
+    # Without allowKernelNamespace the plugin refuses every other namespace: no Role there.
+    assert go.rbac_namespaces(gateway(kernelNamespaces=["a"])) == []
+    # Clients may pick any namespace: the operator grants none (an administrator binds).
+    assert go.rbac_namespaces(gateway(allowKernelNamespace=True)) == []
 
 
 @pytest.mark.parametrize(
@@ -273,19 +346,26 @@ def test_condition_keeps_transition_time() -> None:
     assert conditions(third)["Ready"]["lastTransitionTime"] == "T3"
 
 
-def test_cluster_rbac_only_when_clients_pick_namespaces() -> None:
-    assert go.cluster_rbac(gateway()) == []
-    role, binding = go.cluster_rbac(gateway(allowKernelNamespace=True))
-    assert role["kind"] == "ClusterRole"
-    assert role["metadata"]["name"] == "elastic-jupyter-gateway:team:gw"
-    assert "namespace" not in role["metadata"]
-    verbs = {v for r in role["rules"] for v in r["verbs"] if "pods" in r["resources"]}
-    assert verbs <= {"get", "list", "watch"}
-    assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gw", "namespace": "team"}]
-    kinds = [o["kind"] for o in go.owned_objects(gateway(allowKernelNamespace=True))]
-    assert "ClusterRoleBinding" in kinds
+def test_nothing_cluster_wide_and_the_old_grant_is_only_deleted() -> None:
+    for body in (gateway(allowKernelNamespace=True), gateway(kernelNamespace="k")):
+        kinds = [o["kind"] for o in go.owned_objects(body)]
+        assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds
+    role, binding = go.legacy_cluster_rbac(gateway(allowKernelNamespace=True))
+    assert (role["kind"], binding["kind"]) == ("ClusterRole", "ClusterRoleBinding")
+    assert role["metadata"] == binding["metadata"] == {"name": "elastic-jupyter-gateway:team:gw"}
     assert [o["kind"] for o in go.external_objects(gateway(kernelNamespace="k"))] == [
         "Role",
         "RoleBinding",
     ]
+
+
+def test_stale_external_objects_follow_the_spec() -> None:
+    both = gateway(allowKernelNamespace=True, kernelNamespace="k", kernelNamespaces=["a"])
+    only_k = gateway(kernelNamespace="k")  # allowKernelNamespace off: "a" is no longer used
+    stale = go.stale_external_objects(both, only_k)
+    assert [(o["kind"], o["metadata"]["namespace"]) for o in stale] == [
+        ("Role", "a"),
+        ("RoleBinding", "a"),
+    ]
+    assert go.stale_external_objects(only_k, both) == []
+    assert len(go.stale_external_objects(both, gateway())) == 4

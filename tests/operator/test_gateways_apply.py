@@ -72,9 +72,16 @@ def test_paths() -> None:
     assert gateways.object_path(dep) == "/apis/apps/v1/namespaces/team/deployments/gw"
     svc = gateway_objects.service(gateway())
     assert gateways.object_path(svc) == "/api/v1/namespaces/team/services/gw"
-    (role, _) = gateway_objects.cluster_rbac(gateway(allowKernelNamespace=True))
+    (role, binding) = gateway_objects.legacy_cluster_rbac(gateway(allowKernelNamespace=True))
     assert gateways.object_path(role) == (
         "/apis/rbac.authorization.k8s.io/v1/clusterroles/elastic-jupyter-gateway:team:gw"
+    )
+    assert gateways.object_path(binding) == (
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/elastic-jupyter-gateway:team:gw"
+    )
+    (kernel_role, _) = gateway_objects.kernel_namespace_rbac(gateway(kernelNamespace="k"))
+    assert gateways.object_path(kernel_role) == (
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/k/roles/team.gw"
     )
 
 
@@ -124,3 +131,39 @@ def test_deleting_external_objects_tolerates_absence() -> None:
     objs = gateway_objects.external_objects(gateway(kernelNamespace="k"))
     asyncio.run(gateways.delete_objects(client, objs))  # type: ignore[arg-type]
     assert [m for m, _ in client.writes] == ["DELETE", "DELETE"]
+
+
+def test_leftover_cluster_grant_is_deleted_binding_first() -> None:
+    client = FakeClient()
+    legacy = gateway_objects.legacy_cluster_rbac(gateway(allowKernelNamespace=True))
+    for obj in legacy:
+        client.objects[gateways.object_path(obj)] = obj
+    asyncio.run(gateways.delete_objects(client, legacy))  # type: ignore[arg-type]
+    assert client.writes == [
+        ("DELETE", gateways.object_path(legacy[1])),
+        ("DELETE", gateways.object_path(legacy[0])),
+    ]
+    assert client.objects == {}
+    # Gone already (the usual case): nothing to do, no error.
+    asyncio.run(gateways.delete_objects(client, legacy))  # type: ignore[arg-type]
+
+
+def test_a_namespace_leaving_the_list_loses_its_role() -> None:
+    client = FakeClient()
+    two = gateway(allowKernelNamespace=True, kernelNamespaces=["a", "b"])
+    assert set(apply_all(client, two)) == {"created"}
+    rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces"
+    paths = [
+        f"{rbac}/{ns}/{kind}/team.gw" for ns in ("a", "b") for kind in ("roles", "rolebindings")
+    ]
+    assert all(path in client.objects for path in paths)
+    one = gateway(allowKernelNamespace=True, kernelNamespaces=["a"])
+    stale = gateway_objects.stale_external_objects(two, one)
+    assert [(o["kind"], o["metadata"]["namespace"]) for o in stale] == [
+        ("Role", "b"),
+        ("RoleBinding", "b"),
+    ]
+    asyncio.run(gateways.delete_objects(client, stale))  # type: ignore[arg-type]
+    assert f"{rbac}/a/roles/team.gw" in client.objects
+    assert f"{rbac}/b/roles/team.gw" not in client.objects
+    assert f"{rbac}/b/rolebindings/team.gw" not in client.objects

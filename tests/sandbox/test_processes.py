@@ -18,8 +18,6 @@ from elastic_jupyter.sandbox import processes
 from elastic_jupyter.sandbox.processes import exec_failure, setpriv_argv, spawn
 from elastic_jupyter.sandbox.scheduler import Scheduler, fit_failures, fit_failures_used
 
-needs_setpriv = pytest.mark.skipif(processes.SETPRIV is None, reason="setpriv is not installed")
-
 
 def test_setpriv_argv_sets_the_same_credentials_as_subprocess() -> None:
     cmd = ["/bin/sleep", "1"]
@@ -30,6 +28,16 @@ def test_setpriv_argv_sets_the_same_credentials_as_subprocess() -> None:
     ]  # fmt: skip
     assert setpriv_argv("sp", cmd, 1000, 0)[-5:] == ["1000", "--clear-groups", "--", *cmd]
     assert setpriv_argv("sp", cmd, None, 7)[3:] == ["--regid", "7", "--keep-groups", "--", *cmd]
+
+
+@pytest.fixture(params=["setpriv", "fork"])
+def spawn_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The spawn tests run on both paths: through setpriv, and the fallback without it."""
+    if request.param == "fork":
+        monkeypatch.setattr(processes, "SETPRIV", None)
+    elif processes.SETPRIV is None:
+        pytest.skip("setpriv is not installed")
+    return str(request.param)
 
 
 def _run(argv: list[str], tmp_path: Path, **kwargs: Any) -> tuple[int, int, bytes]:
@@ -44,6 +52,7 @@ def _run(argv: list[str], tmp_path: Path, **kwargs: Any) -> tuple[int, int, byte
     return pid, code, log.read_bytes()
 
 
+@pytest.mark.usefixtures("spawn_path")
 def test_spawn_runs_in_its_own_session_and_reports_the_exit_code(tmp_path: Path) -> None:
     script = "import os; print(os.environ['X'], os.getsid(0) == os.getpid(), os.getcwd()); exit(3)"
     _, code, out = _run([sys.executable, "-c", script], tmp_path)
@@ -51,12 +60,14 @@ def test_spawn_runs_in_its_own_session_and_reports_the_exit_code(tmp_path: Path)
     assert out.decode().split() == ["42", "True", str(tmp_path)]
 
 
+@pytest.mark.usefixtures("spawn_path")
 def test_spawn_reports_a_signal_as_a_negative_code(tmp_path: Path) -> None:
     _, code, _ = _run([sys.executable, "-c", "import os; os.kill(os.getpid(), 9)"], tmp_path)
     assert code == -signal.SIGKILL
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+@pytest.mark.usefixtures("spawn_path")
 def test_spawn_switches_user_and_groups(tmp_path: Path) -> None:
     tmp_path.chmod(0o777)
     # /bin/sh, not this interpreter: it may live where uid 1000 cannot enter (pyenv in /root).
@@ -69,8 +80,13 @@ def test_spawn_switches_user_and_groups(tmp_path: Path) -> None:
     assert (uid, gid, sorted(groups)) == ("1000", "100", ["100", "5", "6"])
 
 
-@needs_setpriv
-def test_exec_failure_is_told_apart_from_the_program_exiting(tmp_path: Path) -> None:
+def test_exec_failure_is_told_apart_from_the_program_exiting(
+    tmp_path: Path, spawn_path: str
+) -> None:
+    if spawn_path == "fork":
+        with pytest.raises(PermissionError):  # without setpriv, Popen raises it at once
+            _run([str(tmp_path)], tmp_path)
+        return
     not_executable = tmp_path / "data.txt"
     not_executable.write_text("hello\n")
     not_executable.chmod(0o644)
