@@ -462,7 +462,11 @@ def reading(result: dict[str, Any]) -> list[str]:
             "little CPU itself, see above), while EG answered a local kernel's POST after "
             f"{local['post_s'].get('median')} s (median). From the kubelet's "
             f"first report to the connection info accepted by the proxy ({accepted} ms) the "
-            "launcher and kernel start inside the pod, competing for the same two cores."
+            "launcher and kernel start inside the pod, competing for the same two cores. So "
+            "the remote path's extra time under a burst is queueing for CPU in the sandbox's "
+            "scheduler and kubelet (one process on the same 2 cores as every kernel), not work "
+            "in the gateway, proxy or operator (their CPU above); a real cluster spreads the "
+            "pods over nodes and kubelets, which this machine cannot show."
         )
     failures = [
         b["kind"]

@@ -31,7 +31,7 @@ from .errors import EXIT_NOT_FOUND, LauncherError
 from .kernel_process import DEFAULT_STOP_TIMEOUT
 from .launcher import LaunchConfig, launch
 from .payload import DEFAULT_RESPONSE_TIMEOUT
-from .ports import parse_port_range
+from .ports import BIND_ALL, parse_port_range
 
 log = logging.getLogger("elastic_jupyter.kernel_launcher")
 
@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"address reported as 'ip' (env {env.KERNEL_POD_IP}; default: route to gateway)",
     )
     add(
+        "--bind-ip",
+        dest="bind_ip",
+        metavar="IP",
+        help=f"address the kernel's sockets bind (env {env.KERNEL_BIND_IP}; default 0.0.0.0)",
+    )
+    add(
         "--response-timeout",
         dest="response_timeout",
         metavar="SECONDS",
@@ -163,6 +169,20 @@ def _seconds(value: str | None, source: str, default: float) -> float:
             f"invalid duration {value!r} ({source}): give a positive number of seconds, e.g. 30"
         )
     return seconds
+
+
+def _ipv4(value: str, source: str) -> str:
+    """``value`` if it is a dotted IPv4 address; else a LauncherError saying what to give."""
+    import socket  # already loaded by ports; imported here to keep this module's imports light
+
+    try:
+        socket.inet_pton(socket.AF_INET, value)
+    except OSError:
+        raise LauncherError(
+            f"invalid bind address {value!r} ({source}): give an IPv4 address, e.g. 0.0.0.0 "
+            "(every interface) or the pod's IP"
+        ) from None
+    return value
 
 
 def find_executable(command: str) -> str | None:
@@ -274,6 +294,8 @@ def parse_config(args: Sequence[str], environ: Mapping[str, str]) -> LaunchConfi
     stop_text, source = _pick(ns.stop_timeout, environ, env.KERNEL_LAUNCHER_STOP_TIMEOUT)
     stop_timeout = _seconds(stop_text, source, DEFAULT_STOP_TIMEOUT)
     pod_ip, _ = _pick(ns.pod_ip, environ, env.KERNEL_POD_IP)
+    bind_ip, source = _pick(ns.bind_ip, environ, env.KERNEL_BIND_IP)
+    bind_ip = _ipv4(bind_ip, source) if bind_ip else BIND_ALL
     return LaunchConfig(
         kernel_id=kernel_id,
         response_address=response_address,
@@ -281,6 +303,7 @@ def parse_config(args: Sequence[str], environ: Mapping[str, str]) -> LaunchConfi
         port_range=port_range,
         kernel_argv=tuple(kernel_argv),
         pod_ip=pod_ip,
+        bind_ip=bind_ip,
         response_timeout=response_timeout,
         stop_timeout=stop_timeout,
     )

@@ -46,6 +46,10 @@ KERNEL_USERNAME: Final = "KERNEL_USERNAME"
 #: learns from Kubernetes, so this only matters to other consumers; unset, the launcher reports
 #: its own address on the route to the gateway.
 KERNEL_POD_IP: Final = "KERNEL_POD_IP"
+#: The address the kernel's six sockets bind. Default ``0.0.0.0`` (every interface of the
+#: pod). Set it to the pod IP where pods share one host network (the project's sandbox does),
+#: so that two kernels can never race for the same port.
+KERNEL_BIND_IP: Final = "KERNEL_BIND_IP"
 #: Seconds to keep retrying delivery of the connection info while the gateway is unreachable
 #: (pod networking and sidecars can lag at start). Default 30; the gateway's own launch timeout
 #: is usually 40-60 s.
@@ -76,6 +80,7 @@ ALL: Final = (
     KERNEL_NAME,
     KERNEL_USERNAME,
     KERNEL_POD_IP,
+    KERNEL_BIND_IP,
     KERNEL_LAUNCHER_RESPONSE_TIMEOUT,
     KERNEL_LAUNCHER_STOP_TIMEOUT,
     KERNEL_LAUNCHER_LOG_LEVEL,

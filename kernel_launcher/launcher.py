@@ -32,6 +32,7 @@ class LaunchConfig(NamedTuple):
     port_range: PortRange
     kernel_argv: tuple[str, ...]  # still holding {connection_file} / {kernel_id}
     pod_ip: str | None = None
+    bind_ip: str = BIND_ALL
     response_timeout: float = DEFAULT_RESPONSE_TIMEOUT
     stop_timeout: float = DEFAULT_STOP_TIMEOUT
 
@@ -60,12 +61,13 @@ def launch(config: LaunchConfig) -> int:
 
     Raises ``LauncherError`` for problems the user can fix (the kernel is stopped first).
     """
-    sockets = reserve_ports(config.port_range)
+    sockets = reserve_ports(config.port_range, address=config.bind_ip)
     comm_socket = sockets[-1]
     ports = {name: port_of(sock) for name, sock in zip(ZMQ_CHANNELS, sockets)}
     connection_info: dict[str, Any] = {
         **ports,
-        "ip": BIND_ALL,  # the kernel binds every interface; EG reaches it at the pod IP
+        # Where the kernel binds (every interface by default); EG reaches it at the pod IP.
+        "ip": config.bind_ip,
         # The HMAC key: 128 random bits (``uuid`` would pull in ``platform`` for the same).
         "key": os.urandom(16).hex(),
         "transport": "tcp",

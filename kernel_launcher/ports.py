@@ -90,11 +90,11 @@ def parse_port_range(text: str, source: str = "--port-range") -> PortRange:
     return result
 
 
-def _bind(port: int) -> socket.socket | None:
-    """Bind a TCP socket on all interfaces; None when that port is taken or forbidden."""
+def _bind(port: int, address: str) -> socket.socket | None:
+    """Bind a TCP socket on ``address``; None when that port is taken or forbidden."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.bind((BIND_ALL, port))
+        sock.bind((address, port))
     except OSError as exc:
         sock.close()
         if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
@@ -103,8 +103,13 @@ def _bind(port: int) -> socket.socket | None:
     return sock
 
 
-def reserve_ports(port_range: PortRange, count: int = PORTS_NEEDED) -> list[socket.socket]:
+def reserve_ports(
+    port_range: PortRange, count: int = PORTS_NEEDED, address: str = BIND_ALL
+) -> list[socket.socket]:
     """Return ``count`` bound (not listening) sockets on distinct free ports within the range.
+
+    ``address`` is where they bind: every interface by default, the pod IP when
+    ``KERNEL_BIND_IP`` says so.
 
     The caller owns the sockets: it closes the ZeroMQ ones before starting the kernel and
     turns the last one into the comm listener. Raises ``LauncherError`` when the range has
@@ -114,7 +119,7 @@ def reserve_ports(port_range: PortRange, count: int = PORTS_NEEDED) -> list[sock
     try:
         if port_range.is_any:
             for _ in range(count):
-                sock = _bind(0)
+                sock = _bind(0, address)
                 if sock is None:  # port 0 cannot be "in use"; only a broken stack gets here
                     raise LauncherError(
                         "the operating system refused to assign a free port; check the pod's "
@@ -127,7 +132,7 @@ def reserve_ports(port_range: PortRange, count: int = PORTS_NEEDED) -> list[sock
             range(port_range.lower, port_range.upper + 1), min(port_range.size, MAX_CANDIDATES)
         )
         for port in candidates:
-            sock = _bind(port)
+            sock = _bind(port, address)
             if sock is not None:
                 sockets.append(sock)
                 if len(sockets) == count:

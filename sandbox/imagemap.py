@@ -9,7 +9,8 @@ an unknown image does on a real node: ``ErrImagePull`` then ``ImagePullBackOff``
 Defaults (user rules from ``--image-map FILE`` are tried first):
 
 * ``*kernel-py*``, ``*jupyter-kernel*``, ``elastic-jupyter/kernel*``: the kernel venv's ``bin``
-  first on PATH; default command ``kubeflow-kernel-launcher``;
+  first on PATH; default command ``kubeflow-kernel-launcher``; ``KERNEL_BIND_IP`` set to the
+  pod's IP (pods share the host network here, so kernels bind their own address, not all);
 * ``*notebook*``, ``jupyter/*``: the kernel venv's ``bin``; default command ``jupyter server``;
 * ``*enterprise-gateway*``, ``elastic-jupyter/gateway*``, ``elastic-jupyter/operator*``: the
   sandbox's own venv (``sys.prefix``) ``bin`` first;
@@ -26,7 +27,7 @@ YAML file format (a list, or a mapping with an ``images`` list)::
         path: [/opt/tools/bin] # prepended to PATH
         command: [my-launcher] # default ENTRYPOINT, when the pod gives no command
         args: []               # default CMD, when the pod gives neither command nor args
-        env: {FOO: bar}
+        env: {FOO: bar, MY_IP: "$(POD_IP)"}   # $(POD_IP) becomes the pod's IP
 """
 
 from __future__ import annotations
@@ -124,6 +125,10 @@ class ImageMap:
         return None
 
 
+#: In a rule's env values, replaced by the pod's IP when the kubelet starts the container.
+POD_IP_TOKEN = "$(POD_IP)"
+
+
 def default_rules(
     kernel_venv: Path | None = None, control_prefix: Path | None = None
 ) -> dict[str, ImageRule]:
@@ -137,7 +142,10 @@ def default_rules(
             ("*kernel-py*", "*jupyter-kernel*", "elastic-jupyter/kernel*"),
             path=(kbin,),
             command=("kubeflow-kernel-launcher",),
-            env={"VIRTUAL_ENV": str(kvenv)},
+            # Real pods each have their own network; here every pod shares the host's, so a
+            # kernel binding every interface could race another pod's kernel for a port.
+            # Binding the pod's own 127.x address keeps pods apart as separate networks would.
+            env={"VIRTUAL_ENV": str(kvenv), "KERNEL_BIND_IP": POD_IP_TOKEN},
         ),
         "notebook": ImageRule(
             "default:notebook",

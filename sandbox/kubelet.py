@@ -54,7 +54,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .imagemap import ImageMap, ImageRule, host_path, pull_error_message
+from .imagemap import POD_IP_TOKEN, ImageMap, ImageRule, host_path, pull_error_message
 from .kubeclient import ApiError, Informer, KubeClient, Obj, cancel_tasks, resource_path
 from .podenv import (
     ConfigError,
@@ -543,7 +543,8 @@ class PodWorker:
         env["HOSTNAME"] = str(spec.get("hostname") or self.name)
         if self.kubelet.config.kubeconfig is not None:
             env["KUBECONFIG"] = str(self.kubelet.config.kubeconfig)
-        env.update(rule.env)
+        # An image rule may place the pod's own IP into its env (see imagemap.POD_IP_TOKEN).
+        env.update({k: v.replace(POD_IP_TOKEN, self.ip) for k, v in rule.env.items()})
         env["SANDBOX_POD_DIR"] = str(self.dir)
         env["SANDBOX_POD_ROOT"] = str(self.dir / "root")
         env["SANDBOX_MOUNTS"] = json.dumps(mounts, sort_keys=True)

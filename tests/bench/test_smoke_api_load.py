@@ -54,4 +54,6 @@ def test_api_load_benchmark_runs(tmp_path: Path) -> None:
     api_md = (out / "api_load.md").read_text()
     assert api_md.startswith("## API load with 2 idle kernels")
     assert "Command: `.venv/bin/python bench/api_load.py --kernels 2 --window 5 --step 1`" in api_md
-    assert (out / "memory.md").read_text().startswith("## Memory")
+    memory_md = (out / "memory.md").read_text()
+    assert memory_md.startswith("## Memory")
+    assert "Machine:" in memory_md and "Command: `.venv/bin/python bench/api_load.py" in memory_md

@@ -165,6 +165,12 @@ def test_bad_port_range(good_env: dict[str, str], port_range: str, reason: str) 
     assert_one_error(result, reason, repr(port_range))
 
 
+@pytest.mark.parametrize("address", ["everywhere", "300.1.2.3", "::1"])
+def test_bad_bind_address(good_env: dict[str, str], address: str) -> None:
+    result = run_launcher([], {**good_env, "KERNEL_BIND_IP": address})
+    assert_one_error(result, "invalid bind address", repr(address), "KERNEL_BIND_IP")
+
+
 def test_bad_port_range_from_eg_env(good_env: dict[str, str]) -> None:
     result = run_launcher([], {**good_env, "EG_PORT_RANGE": "40000..40002"})
     assert_one_error(result, "too small", "EG_PORT_RANGE", "needs 6")

@@ -93,6 +93,21 @@ def test_reserved_ports_are_distinct_and_inside_the_range() -> None:
             sock.close()
 
 
+def test_ports_bind_the_given_address_only() -> None:
+    # A port held on one loopback address is still free on another, but not on "every
+    # interface": why sandbox pods, which share one host network, bind their own pod IPs.
+    held = ports.reserve_ports(ports.parse_port_range("0..0"), count=1, address="127.0.0.2")
+    try:
+        assert held[0].getsockname()[0] == "127.0.0.2"
+        port = ports.port_of(held[0])
+        other = ports._bind(port, "127.0.0.3")
+        assert other is not None
+        other.close()
+        assert ports._bind(port, ports.BIND_ALL) is None
+    finally:
+        held[0].close()
+
+
 def test_a_full_range_is_reported() -> None:
     held = ports.reserve_ports(ports.parse_port_range("0..0"), count=1)
     port = ports.port_of(held[0])

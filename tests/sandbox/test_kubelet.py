@@ -208,6 +208,21 @@ def test_configmap_volume_follows_updates(sandbox: SandboxCluster, namespace: st
     wait_for(lambda: "two" in sandbox_logs(sandbox, namespace, "reader"), 10)
 
 
+def test_kernel_images_bind_their_own_pod_ip(sandbox: SandboxCluster, namespace: str) -> None:
+    # Pods share the host network here; the kernel image rule tells the launcher to bind the
+    # pod's own address (KERNEL_BIND_IP), as a pod's private network would keep kernels apart.
+    script = "import os; print('bind=' + os.environ['KERNEL_BIND_IP'])"
+    create(
+        sandbox,
+        namespace,
+        pod_manifest("kbind", ["python", "-c", script], image="elastic-jupyter/kernel-py:dev"),
+    )
+    pod = wait_for(phase_is(sandbox, namespace, "kbind", "Succeeded", "Failed"), 15)
+    assert pod["status"]["phase"] == "Succeeded", pod["status"]
+    logs = wait_for(lambda: sandbox_logs(sandbox, namespace, "kbind"), 10)
+    assert f"bind={pod['status']['podIP']}" in logs
+
+
 def test_unknown_image_fails_to_pull(sandbox: SandboxCluster, namespace: str) -> None:
     create(sandbox, namespace, pod_manifest("noimg", ["true"], image="example.com/nope:1"))
 
