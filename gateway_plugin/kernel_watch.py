@@ -25,8 +25,8 @@ namespace its kernels may run in** - the gateway's own included when clients may
 namespaced Role + RoleBinding (or a RoleBinding to a shared ClusterRole; never a
 ClusterRoleBinding):
 
-* ``kubeflow.tkestack.io`` ``jupyterkernels``: get, list, watch, create, delete (the operator
-  also grants update and patch);
+* ``kubeflow.tkestack.io`` ``jupyterkernels``: get, list, watch, create, delete (in the
+  gateway's own namespace the operator's Role also grants update and patch);
 * ``kubeflow.tkestack.io`` ``jupyterkerneltemplates``: get, where templates live.
 
 Besides, in its own namespace only: ``jupytergateways`` get (its own object, for owner
