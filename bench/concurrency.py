@@ -486,9 +486,9 @@ def reading(result: dict[str, Any]) -> list[str]:
             "The kernel's ports are picked by "
             "binding and releasing them, then bound again by the kernel; with dozens of "
             "kernels starting on one host network another process can take a port in between. "
-            "EG's local kernels always share the gateway host's network; the sandbox's pods "
-            "share it too (each has its own 127.x address, but kernels bind 0.0.0.0), "
-            "while on a real cluster each pod has its own network namespace."
+            "EG's local kernels always share the gateway host's network; the sandbox's "
+            "kernel pods bind only their own 127.x pod address (KERNEL_BIND_IP), as each pod's "
+            "own network namespace keeps them apart on a real cluster."
         )
     return ["".join(parts), ""]
 
