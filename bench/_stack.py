@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 import psutil
+from _report_utils import execute_request, is_execute_reply
 from gateway_start import (
     GATEWAY_AGENT,
     accepted_at,
@@ -124,23 +125,13 @@ async def first_execute(base: str, kernel_id: str, timeout: float) -> float:
     conn = await asyncio.wait_for(websocket_connect(request), timeout)
     opened = time.perf_counter()
     msg_id = uuid.uuid4().hex
-    header = {"msg_id": msg_id, "msg_type": "execute_request", "username": "jovyan"}
-    header.update({"session": uuid.uuid4().hex, "version": "5.3", "date": ""})
-    content = {"code": "1", "silent": False, "store_history": False, "user_expressions": {}}
-    content.update({"allow_stdin": False, "stop_on_error": True})
-    message = {"header": header, "parent_header": {}, "metadata": {}, "content": content}
-    message.update({"channel": "shell", "buffers": []})
     try:
-        await conn.write_message(json.dumps(message))
+        await conn.write_message(execute_request(msg_id))
         while True:
             raw = await asyncio.wait_for(conn.read_message(), deadline - time.monotonic())
             if raw is None:
                 raise RuntimeError("websocket closed before the execute_reply")
-            msg = json.loads(raw)
-            if (
-                msg["header"]["msg_type"] == "execute_reply"
-                and msg["parent_header"].get("msg_id") == msg_id
-            ):
+            if is_execute_reply(raw, msg_id):
                 return opened
     finally:
         conn.close()

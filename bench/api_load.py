@@ -31,11 +31,11 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from _report_utils import run_keeping_logs
 from _stack import Stack, Start, command_line, machine, requests_by_group
 from operator_throughput import _wait_quiet, operator_writes
 
@@ -357,14 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, a in enumerate(raw)
         if a.split("=", 1)[0] not in skip and (i == 0 or raw[i - 1] not in skip)
     ]
-    with tempfile.TemporaryDirectory(prefix="ej-bench-load-") as tmp:
-        try:
-            result = run(args, Path(tmp))
-        finally:
-            if args.log_dir:
-                args.log_dir.mkdir(parents=True, exist_ok=True)
-                for log in Path(tmp).glob("*.log"):
-                    (args.log_dir / log.name).write_bytes(log.read_bytes())
+    result = run_keeping_logs(run, args, "ej-bench-load-")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "api_load.json").write_text(json.dumps(result, indent=2) + "\n")
     memory = {

@@ -32,11 +32,11 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from _report_utils import run_keeping_logs
 from _stack import (
     GATEWAY_AGENT,
     OPERATOR_AGENTS,
@@ -524,14 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.argv = [a for i, a in enumerate(args.argv) if not _is_out_option(args.argv, i)]
     args.machine = machine()
-    with tempfile.TemporaryDirectory(prefix="ej-bench-conc-") as tmp:
-        try:
-            result = run(args, Path(tmp))
-        finally:
-            if args.log_dir:
-                args.log_dir.mkdir(parents=True, exist_ok=True)
-                for log in Path(tmp).glob("*.log"):
-                    (args.log_dir / log.name).write_bytes(log.read_bytes())
+    result = run_keeping_logs(run, args, "ej-bench-conc-")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "concurrency.json").write_text(json.dumps(result, indent=2) + "\n")
     markdown = render_markdown(result)

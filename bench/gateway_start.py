@@ -31,13 +31,14 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
+
+from _report_utils import execute_request, is_execute_reply, run_keeping_logs
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -76,24 +77,14 @@ async def first_reply(base: str, kernel_id: str, timeout: float = 60) -> None:
     url = base.replace("http", "ws", 1) + f"/api/kernels/{kernel_id}/channels"
     conn = await asyncio.wait_for(websocket_connect(url), timeout)
     msg_id = uuid.uuid4().hex
-    header = {"msg_id": msg_id, "msg_type": "execute_request", "username": "jovyan"}
-    header.update({"session": uuid.uuid4().hex, "version": "5.3", "date": ""})
-    content = {"code": "1", "silent": False, "store_history": False, "user_expressions": {}}
-    content.update({"allow_stdin": False, "stop_on_error": True})
-    message = {"header": header, "parent_header": {}, "metadata": {}, "content": content}
-    message.update({"channel": "shell", "buffers": []})
-    await conn.write_message(json.dumps(message))
+    await conn.write_message(execute_request(msg_id))
     deadline = time.monotonic() + timeout
     try:
         while True:
             raw = await asyncio.wait_for(conn.read_message(), deadline - time.monotonic())
             if raw is None:
                 raise RuntimeError("websocket closed")
-            msg = json.loads(raw)
-            if (
-                msg["header"]["msg_type"] == "execute_reply"
-                and msg["parent_header"].get("msg_id") == msg_id
-            ):
+            if is_execute_reply(raw, msg_id):
                 return
     finally:
         conn.close()
@@ -480,14 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     started_machine = machine()
-    with tempfile.TemporaryDirectory(prefix="ej-bench-gw-") as tmp:
-        try:
-            result = run(args, Path(tmp))
-        finally:
-            if args.log_dir:
-                args.log_dir.mkdir(parents=True, exist_ok=True)
-                for log in Path(tmp).glob("*.log"):
-                    (args.log_dir / log.name).write_bytes(log.read_bytes())
+    result = run_keeping_logs(run, args, "ej-bench-gw-")
     result["machine"] = started_machine
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "gateway_start.json").write_text(json.dumps(result, indent=2) + "\n")

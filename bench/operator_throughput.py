@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +249,37 @@ async def _run_baseline(url: str, total: int, concurrency: int, timeout: float) 
     The ceiling the sandbox's kubelet and API server set for the end-to-end number.
     """
     base = f"{url}/api/v1/namespaces/{NAMESPACE}/pods"
-    running: set[str] = set()
+
+    def pod(index: int) -> dict[str, Any]:
+        kernel = _kernel(index)
+        kernel["metadata"].update(namespace=NAMESPACE, uid="baseline")
+        manifest = kernel_pod.build_pod(kernel)
+        del manifest["metadata"]["ownerReferences"]  # no owner: the GC would delete it
+        return manifest
+
+    def running_name(obj: dict[str, Any]) -> str | None:
+        if (obj.get("status") or {}).get("phase") == crds.PHASE_RUNNING:
+            return str(obj["metadata"]["name"])
+        return None
+
+    return await _timed_burst(base, base, total, concurrency, timeout, pod, running_name)
+
+
+async def _timed_burst(
+    create_url: str,
+    watch_url: str,
+    total: int,
+    concurrency: int,
+    timeout: float,
+    make: Callable[[int], dict[str, Any]],
+    counted: Callable[[dict[str, Any]], str | None],
+) -> float:
+    """POST ``make(i)`` for ``total`` objects from ``concurrency`` workers to ``create_url``.
+
+    Returns the seconds until the watch on ``watch_url`` has seen ``total`` distinct names
+    ``counted`` returns for its objects (None: not counted).
+    """
+    seen: set[str] = set()
     done = asyncio.Event()
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=concurrency + 4),
@@ -257,12 +288,15 @@ async def _run_baseline(url: str, total: int, concurrency: int, timeout: float) 
 
         async def watch() -> None:
             watch_timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-            async with session.get(base, params={"watch": "1"}, timeout=watch_timeout) as response:
+            async with session.get(
+                watch_url, params={"watch": "1"}, timeout=watch_timeout
+            ) as response:
                 async for line in response.content:
                     obj = json.loads(line).get("object") or {} if line.strip() else {}
-                    if (obj.get("status") or {}).get("phase") == crds.PHASE_RUNNING:
-                        running.add(obj["metadata"]["name"])
-                        if len(running) >= total:
+                    name = counted(obj)
+                    if name:
+                        seen.add(name)
+                        if len(seen) >= total:
                             done.set()
                             return
 
@@ -273,11 +307,7 @@ async def _run_baseline(url: str, total: int, concurrency: int, timeout: float) 
 
         async def creator() -> None:
             while queue:
-                kernel = _kernel(queue.pop())
-                kernel["metadata"].update(namespace=NAMESPACE, uid="baseline")
-                pod = kernel_pod.build_pod(kernel)
-                del pod["metadata"]["ownerReferences"]  # no owner: the GC would delete it
-                async with session.post(base, json=pod) as response:
+                async with session.post(create_url, json=make(queue.pop())) as response:
                     if response.status != 201:
                         raise RuntimeError(f"create failed: {response.status}")
 
@@ -345,42 +375,12 @@ async def _run_creations(url: str, total: int, concurrency: int, timeout: float)
     """Create the kernels; seconds until the operator has created all their pods."""
     base = f"{url}/apis/{crds.GROUP}/{crds.VERSION}/namespaces/{NAMESPACE}/jupyterkernels"
     pods = f"{url}/api/v1/namespaces/{NAMESPACE}/pods"
-    seen: set[str] = set()
-    done = asyncio.Event()
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=concurrency + 4),
-        headers={"User-Agent": "bench-client"},
-    ) as session:
 
-        async def watch() -> None:
-            watch_timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-            async with session.get(pods, params={"watch": "1"}, timeout=watch_timeout) as response:
-                async for line in response.content:
-                    obj = json.loads(line).get("object") or {} if line.strip() else {}
-                    name = (obj.get("metadata") or {}).get("name")
-                    if name:
-                        seen.add(name)
-                        if len(seen) >= total:
-                            done.set()
-                            return
+    def pod_name(obj: dict[str, Any]) -> str | None:
+        name = (obj.get("metadata") or {}).get("name")
+        return str(name) if name else None
 
-        watcher = asyncio.create_task(watch())
-        await asyncio.sleep(0.2)
-        started = time.perf_counter()
-        queue = list(range(total))
-
-        async def creator() -> None:
-            while queue:
-                async with session.post(base, json=_kernel(queue.pop())) as response:
-                    if response.status != 201:
-                        raise RuntimeError(f"create failed: {response.status}")
-
-        await asyncio.gather(*(creator() for _ in range(concurrency)))
-        try:
-            await asyncio.wait_for(done.wait(), timeout=timeout)
-        finally:
-            watcher.cancel()
-    return time.perf_counter() - started
+    return await _timed_burst(base, pods, total, concurrency, timeout, _kernel, pod_name)
 
 
 def operator_only(kernels: int, concurrency: int, timeout: float) -> dict[str, Any]:

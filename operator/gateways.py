@@ -279,27 +279,47 @@ async def refresh_status(
             f"reading the state of {meta['name']}: {error}", delay=2
         ) from error
     new = gateway_objects.status(gateway, dep, names, count, problems, now())
-    old = dict(gateway.get("status") or {})
-    if await patch_status(client, crds.JUPYTER_GATEWAY.plural, gateway, new):
+    # not ready yet, no rollout: normal states (Valid reports bad specs)
+    quiet = (crds.CONDITION_READY, crds.CONDITION_PROGRESSING)
+    await write_status(client, crds.JUPYTER_GATEWAY.plural, gateway, new, quiet)
+
+
+async def write_status(
+    client: kube.KubeClient,
+    plural: str,
+    body: Mapping[str, Any],
+    new: dict[str, Any],
+    quiet_types: tuple[str, ...],
+) -> None:
+    """Patch ``status`` to ``new``; a Warning Event per condition newly False (but quiet ones)."""
+    old = dict(body.get("status") or {})
+    if await patch_status(client, plural, body, new):
         for type_, cond in transitions(old, new):
-            if type_ in (crds.CONDITION_READY, crds.CONDITION_PROGRESSING):
-                continue  # not ready yet, no rollout: normal states (Valid reports bad specs)
+            if type_ in quiet_types:
+                continue
             kopf.event(
-                event_ref(gateway),
+                event_ref(body),
                 type="Warning",
                 reason=str(cond.get("reason")),
                 message=str(cond.get("message")),
             )
 
 
-async def _fetch_gateway(
-    client: kube.KubeClient, namespace: str, name: str
+async def fetch_custom(
+    client: kube.KubeClient, resource: crds.ResourceNames, namespace: str, name: str
 ) -> dict[str, Any] | None:
-    path = kube.custom_path(crds.JUPYTER_GATEWAY.plural, namespace, name)
+    """One of our custom resources as read now, None if absent."""
+    path = kube.custom_path(resource.plural, namespace, name)
     try:
         return await get_or_none(client, path)
     except kube.ApiError as error:
-        raise kopf.TemporaryError(f"reading JupyterGateway {namespace}/{name}: {error}") from error
+        raise kopf.TemporaryError(f"reading {resource.kind} {namespace}/{name}: {error}") from error
+
+
+async def _fetch_gateway(
+    client: kube.KubeClient, namespace: str, name: str
+) -> dict[str, Any] | None:
+    return await fetch_custom(client, crds.JUPYTER_GATEWAY, namespace, name)
 
 
 # --- Handlers --------------------------------------------------------------------------------

@@ -172,25 +172,13 @@ async def refresh_status(
             f"reading the state of {meta['name']}: {error}", delay=2
         ) from error
     new = notebook_objects.status(notebook, dep, bool(gateway_found), problems, gateways.now())
-    old = dict(notebook.get("status") or {})
-    if await gateways.patch_status(client, crds.JUPYTER_NOTEBOOK.plural, notebook, new):
-        for type_, cond in gateways.transitions(old, new):
-            if type_ == crds.CONDITION_READY:
-                continue  # not ready yet: a normal state (Valid reports bad specs)
-            kopf.event(
-                gateways.event_ref(notebook),
-                type="Warning",
-                reason=str(cond.get("reason")),
-                message=str(cond.get("message")),
-            )
+    # not ready yet: a normal state (Valid reports bad specs)
+    quiet = (crds.CONDITION_READY,)
+    await gateways.write_status(client, crds.JUPYTER_NOTEBOOK.plural, notebook, new, quiet)
 
 
 async def _fetch(client: kube.KubeClient, namespace: str, name: str) -> dict[str, Any] | None:
-    path = kube.custom_path(crds.JUPYTER_NOTEBOOK.plural, namespace, name)
-    try:
-        return await gateways.get_or_none(client, path)
-    except kube.ApiError as error:
-        raise kopf.TemporaryError(f"reading JupyterNotebook {namespace}/{name}: {error}") from error
+    return await gateways.fetch_custom(client, crds.JUPYTER_NOTEBOOK, namespace, name)
 
 
 @kopf.on.resume(*NOTEBOOKS)
