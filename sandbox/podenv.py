@@ -173,33 +173,52 @@ def resource_field_value(ctx: PodContext, container: Obj, ref: Obj) -> str:
     return str(max(math.ceil(value), 1 if amount > 0 and name == "cpu" else 0))
 
 
+def _referenced_items(ctx: PodContext, kind: str, ref: Obj) -> dict[str, bytes] | None:
+    """The data of the ConfigMap or Secret (``kind``) that ``ref`` names.
+
+    None when it is missing and the reference is optional; :class:`ConfigError` with the
+    kubelet's message when it is missing and required.
+    """
+    store, items_of = (
+        (ctx.configmaps, configmap_items) if kind == "configmap" else (ctx.secrets, secret_items)
+    )
+    obj = store.get(str(ref.get("name")))
+    if obj is None:
+        if ref.get("optional"):
+            return None
+        raise ConfigError(f'{kind} "{ref.get("name")}" not found')
+    return items_of(obj)
+
+
+def _key_ref_value(ctx: PodContext, kind: str, ref: Obj) -> str | None:
+    """One key of a ConfigMap or Secret for ``configMapKeyRef``/``secretKeyRef`` (None: skip)."""
+    items = _referenced_items(ctx, kind, ref)
+    if items is None:
+        return None
+    if ref.get("key") not in items:
+        if ref.get("optional"):
+            return None
+        title = "ConfigMap" if kind == "configmap" else "Secret"
+        raise ConfigError(
+            f"couldn't find key {ref.get('key')} in {title} {ctx.namespace}/{ref.get('name')}"
+        )
+    return items[str(ref["key"])].decode(errors="replace")
+
+
 def container_env(ctx: PodContext, container: Obj) -> list[tuple[str, str]]:
     """The container's env in Kubernetes order: ``envFrom`` first, then ``env``.
 
     Raises :class:`ConfigError` (``CreateContainerConfigError``) when a referenced ConfigMap,
     Secret or key is missing and the reference is not optional.
     """
-    ns = ctx.namespace
     result: dict[str, str] = {}
     for env_from in container.get("envFrom") or []:
         prefix = str(env_from.get("prefix") or "")
-        if "configMapRef" in env_from:
-            ref = env_from["configMapRef"]
-            cm = ctx.configmaps.get(str(ref.get("name")))
-            if cm is None:
-                if ref.get("optional"):
-                    continue
-                raise ConfigError(f'configmap "{ref.get("name")}" not found')
-            for key, value in configmap_items(cm).items():
-                result[prefix + key] = value.decode(errors="replace")
-        if "secretRef" in env_from:
-            ref = env_from["secretRef"]
-            secret = ctx.secrets.get(str(ref.get("name")))
-            if secret is None:
-                if ref.get("optional"):
-                    continue
-                raise ConfigError(f'secret "{ref.get("name")}" not found')
-            for key, value in secret_items(secret).items():
+        for ref_field, kind in (("configMapRef", "configmap"), ("secretRef", "secret")):
+            if ref_field not in env_from:
+                continue
+            items = _referenced_items(ctx, kind, env_from[ref_field])
+            for key, value in (items or {}).items():
                 result[prefix + key] = value.decode(errors="replace")
     for var in container.get("env") or []:
         name = str(var.get("name"))
@@ -217,36 +236,12 @@ def container_env(ctx: PodContext, container: Obj) -> list[tuple[str, str]]:
                     if other.get("name") == ref["containerName"]:
                         target = other
             result[name] = resource_field_value(ctx, target, ref)
-        elif "configMapKeyRef" in source:
-            ref = source["configMapKeyRef"]
-            cm = ctx.configmaps.get(str(ref.get("name")))
-            if cm is None:
-                if ref.get("optional"):
-                    continue
-                raise ConfigError(f'configmap "{ref.get("name")}" not found')
-            items = configmap_items(cm)
-            if ref.get("key") not in items:
-                if ref.get("optional"):
-                    continue
-                raise ConfigError(
-                    f"couldn't find key {ref.get('key')} in ConfigMap {ns}/{ref.get('name')}"
-                )
-            result[name] = items[str(ref["key"])].decode(errors="replace")
-        elif "secretKeyRef" in source:
-            ref = source["secretKeyRef"]
-            secret = ctx.secrets.get(str(ref.get("name")))
-            if secret is None:
-                if ref.get("optional"):
-                    continue
-                raise ConfigError(f'secret "{ref.get("name")}" not found')
-            items = secret_items(secret)
-            if ref.get("key") not in items:
-                if ref.get("optional"):
-                    continue
-                raise ConfigError(
-                    f"couldn't find key {ref.get('key')} in Secret {ns}/{ref.get('name')}"
-                )
-            result[name] = items[str(ref["key"])].decode(errors="replace")
+        elif "configMapKeyRef" in source or "secretKeyRef" in source:
+            kind = "configmap" if "configMapKeyRef" in source else "secret"
+            ref = source["configMapKeyRef" if kind == "configmap" else "secretKeyRef"]
+            key_value = _key_ref_value(ctx, kind, ref)
+            if key_value is not None:
+                result[name] = key_value
     return list(result.items())
 
 
