@@ -181,6 +181,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # JupyterGateway
 DEFAULT_LOG_LEVEL = "INFO"
 DEFAULT_PORT_RANGE = "0..0"  # any free port: each kernel has its own pod IP
 LEGACY_DEFAULT_KERNEL = "python_kubernetes"  # the original's defaultKernel, used when served
+# What a JupyterGateway serves when its spec.kernels is empty and its namespace has no
+# JupyterKernelSpec (the original's gateway image came with it): Python, each kernel in the
+# default kernel pod with the operator's default kernel image.
+BUILTIN_KERNELSPEC = LEGACY_DEFAULT_KERNEL
+BUILTIN_KERNELSPEC_DISPLAY_NAME = "Python on Kubernetes"
 DEFAULT_KERNEL_LANGUAGE = "python"  # JupyterKernelSpec.spec.language when unset
 GATEWAY_PORT = 8888  # Enterprise Gateway's HTTP port, in status.url
 # JupyterKernelSpec.spec.className: ours by default; the original's class path means ours too.

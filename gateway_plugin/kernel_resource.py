@@ -585,9 +585,10 @@ def build_kernel_manifest(
 
     The pod template (its metadata labels and annotations included) comes from the template;
     the kernel labels are added to both the JupyterKernel and its pod template; the first
-    container (or the one named ``kernel``) gets the image, the launcher's env and the
-    resources; the client's allowed uid, gid and service account go into the pod template
-    (:func:`_apply_identity`). The JupyterGateway becomes the owner when the kernel lives in
+    container (or the one named ``kernel``) gets the image (none when neither the kernelspec
+    nor the template names one: the operator then uses its default kernel image), the
+    launcher's env and the resources; the client's allowed uid, gid and service account go
+    into the pod template (:func:`_apply_identity`). The JupyterGateway becomes the owner when the kernel lives in
     its namespace and its uid is known (owner references cannot cross namespaces).
     """
     labels = dict(plan.labels)
@@ -598,14 +599,10 @@ def build_kernel_manifest(
     containers: list[Obj] = pod["spec"]["containers"]
     index = next((i for i, c in enumerate(containers) if c.get("name") == KERNEL_CONTAINER), 0)
     container = containers[index]
+    # Image precedence: the kernelspec's (or an allowed client KERNEL_IMAGE), else the
+    # template's; with neither, the operator puts its default kernel image on the pod.
     if plan.image:
         container["image"] = plan.image
-    if not container.get("image"):
-        raise KernelRequestError(
-            500,
-            "no kernel image: set image_name in the kernelspec's process_proxy config "
-            "(JupyterKernelSpec spec.image) or an image in the template's kernel container",
-        )
     container["env"] = _merge_env(container.get("env") or [], plan.container_env)
     _apply_identity(pod["spec"], container, plan)
     if plan.resources:

@@ -8,7 +8,8 @@ the gateway pod, :class:`SyncedKernelSpecManager` (Enterprise Gateway's
 
 * the kernelspec ConfigMaps of ``EG_NAMESPACE``, and
 * its own JupyterGateway ``EG_NAMESPACE/EG_NAME``, for ``spec.kernels`` (the names to serve;
-  empty or unset means every kernelspec in the namespace),
+  empty or unset means every kernelspec in the namespace, or the built-in Python kernelspec
+  ``python_kubernetes`` when the namespace has none),
 
 and mirrors the selection into ``<dir>/kernels/<name>/kernel.json`` (atomic renames; removed
 names are deleted). The manager reads only that directory, and Enterprise Gateway's
@@ -75,12 +76,43 @@ def wanted_kernels(gateway: Mapping[str, Any] | None) -> list[str]:
     return [str(k) for k in (gateway.get("spec") or {}).get("kernels") or []]
 
 
+def builtin_kernel_json() -> str:
+    """The built-in kernelspec's kernel.json: Python through our proxy, no template (the default
+    kernel pod) and no image (the operator's default kernel image)."""
+    document = {
+        "display_name": crds.BUILTIN_KERNELSPEC_DISPLAY_NAME,
+        "language": crds.DEFAULT_KERNEL_LANGUAGE,
+        "env": {},
+        "argv": [
+            "kubeflow-launcher",
+            "--RemoteProcessProxy.kernel-id",
+            "{kernel_id}",
+            "--RemoteProcessProxy.port-range",
+            "{port_range}",
+            "--RemoteProcessProxy.response-address",
+            "{response_address}",
+            "--RemoteProcessProxy.public-key",
+            "{public_key}",
+        ],
+        "metadata": {
+            "process_proxy": {"class_name": crds.DEFAULT_PROCESS_PROXY_CLASS, "config": {}}
+        },
+    }
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
 def desired_files(configmaps: Iterable[Mapping[str, Any]], wanted: Sequence[str]) -> dict[str, str]:
     """Kernel name → kernel.json text for the kernelspecs to serve.
 
     ConfigMaps without a parsable ``kernel.json`` are skipped (the operator reports them on the
-    JupyterKernelSpec); names in ``wanted`` without a ConfigMap are simply absent.
+    JupyterKernelSpec); names in ``wanted`` without a ConfigMap are simply absent. A gateway
+    that names no kernels, in a namespace without any kernelspec ConfigMap (every
+    JupyterKernelSpec has one), serves the built-in :data:`crds.BUILTIN_KERNELSPEC`, so that
+    the article's bare JupyterGateway runs Python kernels.
     """
+    configmaps = list(configmaps)
+    if not wanted and not any(kernel_name(cm) for cm in configmaps):
+        return {crds.BUILTIN_KERNELSPEC: builtin_kernel_json()}
     selected = set(wanted)
     files: dict[str, str] = {}
     for cm in configmaps:

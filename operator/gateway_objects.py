@@ -157,9 +157,12 @@ def kernel_names(spec: Mapping[str, Any]) -> list[str]:
 
 
 def served_kernelspecs(spec: Mapping[str, Any], existing: Sequence[str]) -> list[str]:
-    """The kernel names a gateway serves, given the JupyterKernelSpecs of its namespace."""
+    """The kernel names a gateway serves, given the JupyterKernelSpecs of its namespace: the
+    built-in Python kernelspec when it names none and the namespace has none."""
     wanted = kernel_names(spec)
     present = set(existing)
+    if not wanted and not present:
+        return [crds.BUILTIN_KERNELSPEC]
     return sorted(present if not wanted else {k for k in wanted if k in present})
 
 
@@ -596,11 +599,12 @@ def status(
             f"exists in namespace {meta['namespace']}: create it (kubectl get jks -n "
             f"{meta['namespace']}) or remove the name from spec.kernels"
         )
-    elif not served:
-        ks_reason = "NoKernelSpecs"
+    elif not existing_kernelspecs and not kernel_names(spec):
+        ks_reason = "BuiltInKernelSpec"
         ks_message = (
-            f"no JupyterKernelSpec in namespace {meta['namespace']} yet: the gateway serves no "
-            "kernels until one is created"
+            f"no JupyterKernelSpec in namespace {meta['namespace']}: serving the built-in "
+            f"{crds.BUILTIN_KERNELSPEC} (Python in a kernel pod with the operator's default "
+            "kernel image) until one is created"
         )
     else:
         ks_reason, ks_message = "KernelSpecsFound", f"serving {', '.join(served)}"

@@ -19,6 +19,8 @@ What the builder adds to the CR's ``spec.template``:
   ``kubeflow-kernel-launcher`` as the command unless the template sets one, and the pod's
   identity from the downward API (``POD_NAME``, ``POD_NAMESPACE``, ``POD_IP``, and the
   launcher's ``KERNEL_POD_IP``) unless the template already sets those names;
+* the operator's default kernel image (``--default-kernel-image``) on the kernel container when
+  neither the kernelspec nor the template gave it one;
 * a non-root security context by default (pod: ``runAsNonRoot``, uid 1000, gid 100, seccomp
   ``RuntimeDefault``; each container: no privilege escalation, all capabilities dropped). Every
   key the template sets wins over the default.
@@ -150,8 +152,11 @@ def _kernel_env(env: list[Any]) -> list[Any]:
     return result
 
 
-def build_pod(kernel: Mapping[str, Any]) -> dict[str, Any]:
+def build_pod(kernel: Mapping[str, Any], default_image: str | None = None) -> dict[str, Any]:
     """Return the Pod manifest for a JupyterKernel body (a dict as read from the API).
+
+    ``default_image`` is the kernel container's image when the JupyterKernel gives it none
+    (the kernelspec's image, else the template's, else this one: the gateway sets the first two).
 
     Raises :class:`InvalidKernelError` when ``spec.template.spec.containers`` is missing or empty
     (the CRD schema rejects that already; this guards a schema-less server or an old object).
@@ -203,6 +208,8 @@ def build_pod(kernel: Mapping[str, Any]) -> dict[str, Any]:
         if index == kernel_index:
             if not container.get("command"):
                 container["command"] = list(LAUNCHER_COMMAND)
+            if not container.get("image") and default_image:
+                container["image"] = default_image
             container["env"] = _kernel_env(list(container.get("env") or []))
         new_containers.append(container)
     pod_spec["containers"] = new_containers

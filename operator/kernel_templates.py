@@ -111,12 +111,22 @@ def template_status(
     }
 
 
+def kernel_image(template_object: Mapping[str, Any]) -> str:
+    """The image of the template's kernel container ("" when it names none)."""
+    pod = (template_object.get("spec") or {}).get("template") or {}
+    containers = (pod.get("spec") or {}).get("containers") if isinstance(pod, Mapping) else None
+    if not isinstance(containers, list) or not containers:
+        return ""
+    container = containers[kernel_pod.kernel_container_index(containers)]
+    return str(container.get("image") or "") if isinstance(container, Mapping) else ""
+
+
 @kopf.index(*TEMPLATES)
 async def kernel_templates(
     name: str, namespace: str | None, body: kopf.Body, **_: Any
-) -> dict[runtime.Key, tuple[bool, str, str]]:
-    """Templates by (namespace, name): their validity, for the kernelspec reconciler."""
-    return {(namespace or "", name): validate(body).as_tuple()}
+) -> dict[runtime.Key, tuple[bool, str, str, str]]:
+    """Templates by (namespace, name): validity and kernel image, for the kernelspec reconciler."""
+    return {(namespace or "", name): (*validate(body).as_tuple(), kernel_image(body))}
 
 
 @kopf.on.event(*TEMPLATES)

@@ -270,7 +270,7 @@ async def _fail_creation(
 async def _ensure_pod(state: runtime.Runtime, record: runtime.KernelRecord, logger: Any) -> None:
     """Create the kernel's pod; 409 AlreadyExists means it is there already (adopted)."""
     try:
-        manifest = kernel_pod.build_pod(record.body)
+        manifest = kernel_pod.build_pod(record.body, settings.default_kernel_image())
     except kernel_pod.InvalidKernelError as error:
         await _fail_creation(state, record, str(error), logger)
         return

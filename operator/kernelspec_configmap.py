@@ -18,11 +18,14 @@ refers to changes. A JupyterGateway mounts the ConfigMap as
   ``kernel_template_name``/``kernel_template_namespace``, ``port_range`` and ``resources`` when
   set.
 
-A kernelspec whose process proxy is ours but which names no template is invalid (reason
-``InvalidSpec``): no ConfigMap is written for it (the original crashed instead). A template that
-does not exist (yet) or is invalid makes the kernelspec ``Valid=False`` with
-``TemplateNotFound``/``TemplateInvalid``, but the ConfigMap is still written: the reference is
-right and kernels start as soon as the template is there.
+The template is optional, as in the original: without one the gateway builds the default kernel
+pod (one container named ``kernel`` with the kernelspec's image and resources; the operator adds
+its secure pod defaults). A template that does not exist (yet) or is invalid makes the
+kernelspec ``Valid=False`` with ``TemplateNotFound``/``TemplateInvalid``, but the ConfigMap is
+still written: the reference is right and kernels start as soon as the template is there.
+
+``status.image`` says which image the kernels will run: ``spec.image``, else the image of the
+template's kernel container, else the operator's default kernel image.
 """
 
 from __future__ import annotations
@@ -159,18 +162,7 @@ def owner_reference(kernelspec: Mapping[str, Any]) -> dict[str, Any]:
 def render(kernelspec: Mapping[str, Any]) -> Rendering:
     """The kernelspec's ConfigMap manifest, or why there is none."""
     metadata = kernelspec.get("metadata") or {}
-    spec = kernelspec.get("spec") or {}
     template = template_ref(kernelspec)
-    if template is None and process_proxy_class(spec) == KUBEFLOW_PROXY:
-        return Rendering(
-            None,
-            None,
-            (
-                REASON_INVALID_SPEC,
-                "spec.template is missing: KubeflowProcessProxy builds each kernel from a "
-                "JupyterKernelTemplate; set spec.template.name (and namespace if not this one)",
-            ),
-        )
     name = str(metadata.get("name") or "")
     document = kernel_json(kernelspec, template)
     configmap = {
@@ -200,23 +192,34 @@ def configmap_differs(current: Mapping[str, Any], desired: Mapping[str, Any]) ->
     return not any(owner.get("uid") == uid for owner in owners)
 
 
+def kernel_image(
+    kernelspec: Mapping[str, Any], template_image: str | None, default_image: str | None
+) -> str | None:
+    """The image the kernelspec's kernels run: its own, else its template's, else the default."""
+    own = str((kernelspec.get("spec") or {}).get("image") or "").strip()
+    return own or (template_image or "").strip() or default_image or None
+
+
 def kernelspec_status(
     rendering: Rendering,
-    template_validity: tuple[bool, str, str] | None,
+    template_validity: tuple[Any, ...] | None,
     configmap_name: str | None,
     generation: int,
     previous: Mapping[str, Any] | None,
     now: str,
+    image: str | None = None,
 ) -> dict[str, Any]:
-    """The kernelspec's status: ``valid``, ``configMapName``, ``observedGeneration``, ``Valid``.
+    """The kernelspec's status: ``valid``, ``configMapName``, ``image``, ``observedGeneration``,
+    ``Valid``.
 
-    ``template_validity`` is the referenced template's (valid, reason, message), or ``None``
-    when no such template exists.
+    ``template_validity`` is the referenced template's (valid, reason, message[, image]), or
+    ``None`` when no such template exists; ``image`` comes from :func:`kernel_image`.
     """
     if rendering.problem:
         valid, reason, message = False, *rendering.problem
     elif rendering.template is None:
-        valid, reason, message = True, REASON_VALID, "kernel.json rendered (no template needed)"
+        valid, reason = True, REASON_VALID
+        message = "kernel.json rendered; no template: kernels run in the default kernel pod"
     elif template_validity is None:
         ref = rendering.template
         valid, reason = False, REASON_TEMPLATE_NOT_FOUND
@@ -230,6 +233,8 @@ def kernelspec_status(
     status: dict[str, Any] = {"valid": valid, "observedGeneration": generation}
     if configmap_name:
         status["configMapName"] = configmap_name
+    if image:
+        status["image"] = image
     status["conditions"] = [valid_condition(valid, reason, message, previous, now)]
     return status
 
@@ -253,7 +258,7 @@ def valid_condition(
 
 
 #: The status keys kernelspecs and templates own (see :func:`status_patch`).
-STATUS_KEYS: Final = ("valid", "configMapName", "observedGeneration", "conditions")
+STATUS_KEYS: Final = ("valid", "configMapName", "image", "observedGeneration", "conditions")
 
 
 def status_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any] | None:

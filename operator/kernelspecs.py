@@ -33,7 +33,8 @@ from elastic_jupyter.operator import kube, runtime, settings
 
 KERNELSPECS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_KERNEL_SPEC.plural)
 RETRY_DELAYS: Final = (1.0, 2.0, 4.0, 8.0)
-TemplateIndex = kopf.Index[runtime.Key, tuple[bool, str, str]]
+#: Templates by (namespace, name): (valid, reason, message, image of the kernel container).
+TemplateIndex = kopf.Index[runtime.Key, tuple[bool, str, str, str]]
 
 
 def now() -> str:
@@ -150,6 +151,9 @@ async def reconcile(
             )
             known = state.statuses.get((crds.JUPYTER_KERNEL_SPEC.plural, namespace, name))
             previous = known[1] if known else body.get("status")
+            image = render_mod.kernel_image(
+                body, validity[3] if validity else None, settings.default_kernel_image()
+            )
             new = render_mod.kernelspec_status(
                 rendering,
                 validity,
@@ -157,6 +161,7 @@ async def reconcile(
                 int(metadata.get("generation") or 1),
                 previous,
                 now(),
+                image,
             )
             old, written = await write_status(state, crds.JUPYTER_KERNEL_SPEC.plural, body, new)
         except kube.ApiError as error:

@@ -5,6 +5,7 @@ Usage::
     elastic-jupyter-operator                       # all namespaces
     elastic-jupyter-operator --namespace team-a --namespace 'team-*'
     elastic-jupyter-operator --liveness http://0.0.0.0:8080/healthz --metrics-port 9090
+    elastic-jupyter-operator --default-kernel-image registry.example/kernel-py:1.2
 
 The operator runs standalone by default (no kopf peering objects: run one replica, or pass
 ``--peering NAME`` to let several replicas elect one through kopf's peering resources, which
@@ -61,6 +62,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"Prometheus metrics port (default {DEFAULT_METRICS_PORT}; 0 to disable)",
     )
     parser.add_argument(
+        "--default-kernel-image",
+        metavar="IMAGE",
+        default=None,
+        help="image of kernels whose JupyterKernelSpec and JupyterKernelTemplate name none, "
+        "and of the built-in default kernelspec (default: $ELASTIC_JUPYTER_DEFAULT_KERNEL_IMAGE, "
+        "else ghcr.io/elastic-jupyter/kernel-py:0.1.0)",
+    )
+    parser.add_argument(
         "--peering",
         metavar="NAME",
         default=None,
@@ -85,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quiet:
         logging.getLogger("kopf").setLevel(logging.WARNING)
     settings.OPTIONS.metrics_port = args.metrics_port
+    if args.default_kernel_image:
+        settings.OPTIONS.default_kernel_image = args.default_kernel_image
     liveness = None if str(args.liveness).lower() in ("", "none", "off") else args.liveness
     logging.getLogger(__name__).info(
         "Starting elastic-jupyter-operator (%s) with handlers from %s",

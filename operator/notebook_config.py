@@ -49,6 +49,19 @@ the notebook server would then have to speak ``v1`` to the gateway and relay bin
 (the stock relay decodes every frame as UTF-8), a larger change that still leaves steps 3-4
 for any browser that disconnects during a handshake.
 
+**Second fix: the gateway's reason reaches the user.** When the gateway answers a request with an
+error (a kernel that cannot start: ``ErrImagePull`` with the image name, a refused
+``KERNEL_IMAGE``...), jupyter_server 2's ``gateway_request`` raises an ``HTTPError`` whose
+message is the unformatted template ``"Error from Gateway: [%s] %s. Ensure gateway url is valid
+and the Gateway instance is running."``: ``POST /api/kernels`` answers that template verbatim
+(the API handler shows ``log_message`` without its arguments) and ``POST /api/sessions`` (what
+JupyterLab calls) buries the reason inside ``"HTTP 500: Internal Server Error (...)"``, both
+ending in advice that is wrong, since the gateway did answer. The file wraps ``gateway_request``
+(in ``gateway_client`` and in ``managers``, which imported it by name): an error *answer* from
+the gateway becomes :data:`ERROR_CLASS`, whose message and ``str()`` are the gateway's own
+message, with the gateway's status code. Connection failures keep jupyter_server's text. The
+upstream change would be the same few lines inside ``gateway_request``.
+
 **Trade-off.** Enterprise Gateway buffers a kernel's output while its last websocket is gone
 and replays it to the next websocket *with the same session key*. With a key per browser
 websocket, output produced while the browser was disconnected (laptop asleep, network blip) is
@@ -65,6 +78,8 @@ import hashlib
 FILE_NAME = "jupyter_server_config.py"
 #: The class the file defines (a subclass of jupyter_server's ``GatewayWebSocketConnection``).
 CONNECTION_CLASS = "ElasticJupyterGatewayConnection"
+#: The error the file raises for an error answer of the gateway (its message, readable).
+ERROR_CLASS = "ElasticJupyterGatewayError"
 
 _HEADER = """\
 # jupyter_server configuration written by the elastic-jupyter operator (ConfigMap
@@ -77,6 +92,7 @@ _NO_GATEWAY = """\
 """
 
 _GATEWAY = '''\
+import json
 import uuid
 
 try:
@@ -133,6 +149,56 @@ if _gateway_connections is not None:
             super().disconnect()
 
     c.ServerApp.kernel_websocket_connection_class = ElasticJupyterGatewayConnection
+
+try:
+    from jupyter_server.gateway import gateway_client as _gateway_client
+    from jupyter_server.gateway import managers as _gateway_managers
+    from tornado import web as _web
+    from tornado.httpclient import HTTPClientError as _HTTPClientError
+except ImportError:
+    _gateway_client = None
+
+
+if _gateway_connections is not None and _gateway_client is not None:
+
+    class ElasticJupyterGatewayError(_web.HTTPError):
+        """An error answer of the gateway: its own message is the readable text, both as
+        the JSON "message" of /api/kernels and as str() (what /api/sessions wraps)."""
+
+        def __init__(self, status_code, message):
+            super().__init__(status_code)
+            self.log_message = message  # no args: the API reply shows it as it is
+
+        def __str__(self):
+            return self.log_message
+
+    def _gateway_message(body):
+        """The message of the gateway's error answer (EG: {"reason", "message"}), or None."""
+        text = (body or b"").decode("utf-8", "replace").strip()
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            return text or None
+        if not isinstance(payload, dict):
+            return text or None
+        return str(payload.get("message") or payload.get("reason") or "").strip() or None
+
+    _upstream_gateway_request = _gateway_client.gateway_request
+
+    async def _gateway_request(endpoint, **kwargs):
+        try:
+            return await _upstream_gateway_request(endpoint, **kwargs)
+        except _web.HTTPError as error:
+            # The gateway answered: its url is valid and it runs, so say what it said.
+            cause = error.__cause__
+            response = getattr(cause, "response", None)
+            message = _gateway_message(response.body) if response is not None else None
+            if not isinstance(cause, _HTTPClientError) or not message:
+                raise
+            raise ElasticJupyterGatewayError(error.status_code, message) from cause
+
+    _gateway_client.gateway_request = _gateway_request
+    _gateway_managers.gateway_request = _gateway_request
 '''
 
 

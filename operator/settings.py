@@ -36,6 +36,9 @@ from elastic_jupyter.operator import kube, metrics, runtime
 KOPF_ANNOTATION_PREFIX = f"kopf.{crds.GROUP}"
 #: Environment variable the CLI sets for the metrics port (0 or unset: no endpoint).
 METRICS_PORT_ENV = "ELASTIC_JUPYTER_OPERATOR_METRICS_PORT"
+#: Image of kernels whose kernelspec and template name none (``--default-kernel-image``).
+DEFAULT_KERNEL_IMAGE = "ghcr.io/elastic-jupyter/kernel-py:0.1.0"
+DEFAULT_KERNEL_IMAGE_ENV = "ELASTIC_JUPYTER_DEFAULT_KERNEL_IMAGE"
 
 
 @dataclass
@@ -43,9 +46,20 @@ class RunOptions:
     """Options :mod:`main` passes to the handlers of this process (defaults suit tests)."""
 
     metrics_port: int = 0
+    default_kernel_image: str = ""
 
 
 OPTIONS = RunOptions()
+
+
+def default_kernel_image() -> str:
+    """The image of kernels whose kernelspec and template set none: ``--default-kernel-image``,
+    else ``$ELASTIC_JUPYTER_DEFAULT_KERNEL_IMAGE``, else :data:`DEFAULT_KERNEL_IMAGE`."""
+    return (
+        OPTIONS.default_kernel_image.strip()
+        or os.environ.get(DEFAULT_KERNEL_IMAGE_ENV, "").strip()
+        or DEFAULT_KERNEL_IMAGE
+    )
 
 
 @kopf.on.login()

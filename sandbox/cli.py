@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 import urllib.request
 from pathlib import Path
@@ -105,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--no-grant-traverse",
         action="store_true",
-        help="never add o+x to directories blocking a non-root pod's executable",
+        help="never add o+x to directories blocking a non-root pod's executable or the "
+        "state directory (refuse to start when the state directory is unreachable)",
     )
     up.add_argument(
         "--crash-backoff",
@@ -144,6 +146,8 @@ async def _up(args: argparse.Namespace) -> int:
 
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    if not args.no_kubelet and not args.no_run_as_user and os.geteuid() == 0:
+        _make_state_dir_reachable(state_dir, grant=not args.no_grant_traverse)
     kubeconfig: Path = (args.kubeconfig or state_dir / "kubeconfig").resolve()
     image_map = ImageMap.default(kernel_venv=args.kernel_venv)
     for path in reversed(args.image_map):
@@ -211,6 +215,25 @@ async def _up(args: argparse.Namespace) -> int:
         with contextlib.suppress(FileNotFoundError):
             (state_dir / RUNTIME_FILE).unlink()
     return 0
+
+
+def _make_state_dir_reachable(state_dir: Path, grant: bool) -> None:
+    """Pods running as non-root users read their files under the state directory: every
+    directory above it must let them through (``mktemp -d`` makes a 0700 one). Grant ``o+x``
+    (logged), or with ``--no-grant-traverse`` refuse to start with one line saying the fix."""
+    from .runas import grant_traverse, untraversable_parents
+
+    blocked = untraversable_parents(state_dir)
+    if blocked and not grant:
+        mode = stat.S_IMODE(blocked[0].stat().st_mode)
+        raise SystemExit(
+            f"elastic-jupyter-sandbox: non-root pods cannot reach the state directory "
+            f"{state_dir}: {blocked[0]} (mode {mode:o}) does not let other users through; run "
+            f"chmod o+x {' '.join(str(d) for d in blocked)}, or pick a --state-dir below "
+            "traversable directories, or drop --no-grant-traverse"
+        )
+    for directory in blocked:
+        grant_traverse(directory, f"their pod files in the state directory {state_dir}")
 
 
 def _runtime(state_dir: Path) -> dict[str, Any]:

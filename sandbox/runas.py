@@ -100,7 +100,24 @@ def find_executable(
     return None, []
 
 
-def grant_traverse(directory: Path) -> None:
+def untraversable_parents(path: Path) -> list[Path]:
+    """The directories above ``path`` (symlinks resolved) that other users cannot enter.
+
+    The kubelet puts every pod's files (env, volumes, logs) under its state directory, so a
+    pod running as a non-root user must traverse each of them, like a node's ``/var/lib``.
+    """
+    target = Path(os.path.realpath(path))
+    blocked = []
+    for parent in reversed(target.parents):
+        try:
+            if not parent.stat().st_mode & stat.S_IXOTH:
+                blocked.append(parent)
+        except OSError:
+            break
+    return blocked
+
+
+def grant_traverse(directory: Path, below: str = "the executables below it") -> None:
     """Add ``o+x`` to a directory so other users may pass through it (not list or read it)."""
     mode = directory.stat().st_mode
     if mode & stat.S_IXOTH:
@@ -108,6 +125,7 @@ def grant_traverse(directory: Path) -> None:
     directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
     log.warning(
         "granted traverse permission (o+x) on %s so that pods running as non-root users can "
-        "reach the executables below it (turn off with --no-grant-traverse)",
+        "reach %s (turn off with --no-grant-traverse)",
         directory,
+        below,
     )

@@ -140,11 +140,24 @@ def test_without_template_a_default_kernel_container_is_used() -> None:
     assert container["image"] == "elastic-jupyter/kernel-py:dev"
 
 
-def test_missing_image_and_broken_template_are_clear_500s() -> None:
+def test_image_precedence_kernelspec_then_template_then_operator() -> None:
+    """No image anywhere is not an error: the kernel container is left without one and the
+    operator puts its default kernel image on the pod (the article's image-less example)."""
     plan = plan_kernel(launch(image_name=None, template=None), SETTINGS)
-    with pytest.raises(KernelRequestError) as err:
-        build_kernel_manifest(plan, None, GatewayRef("gw", "team"))
-    assert err.value.status == 500 and "image" in err.value.message
+    manifest = build_kernel_manifest(plan, None, GatewayRef("gw", "team"))
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    assert container["name"] == "kernel" and "image" not in container
+    with_image = copy.deepcopy(TEMPLATE)
+    with_image["spec"]["template"]["spec"]["containers"][0]["image"] = "template/kernel:1"
+    manifest = build_kernel_manifest(plan, with_image, GatewayRef("gw", "team"))
+    assert manifest["spec"]["template"]["spec"]["containers"][0]["image"] == "template/kernel:1"
+    plan = plan_kernel(launch(image_name="spec/kernel:1"), SETTINGS)
+    manifest = build_kernel_manifest(plan, with_image, GatewayRef("gw", "team"))
+    assert manifest["spec"]["template"]["spec"]["containers"][0]["image"] == "spec/kernel:1"
+
+
+def test_broken_template_is_a_clear_500() -> None:
+    plan = plan_kernel(launch(image_name=None, template=None), SETTINGS)
     with pytest.raises(KernelRequestError) as err:
         build_kernel_manifest(plan, {"spec": {}}, GatewayRef("gw", "team"))
     assert "spec.template" in err.value.message

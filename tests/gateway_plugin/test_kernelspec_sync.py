@@ -33,6 +33,31 @@ def test_desired_files_filters_by_gateway_kernels() -> None:
     assert ks.desired_files([broken], []) == {}
 
 
+def test_builtin_python_kernelspec_when_the_namespace_has_none(tmp_path: Path) -> None:
+    """The article's bare JupyterGateway: no spec.kernels, no JupyterKernelSpec. It serves the
+    built-in Python kernelspec through our proxy (default kernel pod, operator's image); the
+    first kernelspec created replaces it, and a gateway naming kernels never gets it."""
+    files = ks.desired_files([], [])
+    assert list(files) == [crds.BUILTIN_KERNELSPEC]
+    sync = ks.KernelSpecSync(tmp_path, "team", "gw", api_client=None)
+    manager = _Manager(kernel_dirs=[str(sync.kernels_dir)], ensure_native_kernel=False)
+    sync._replace_configmaps([])
+    sync._replace_gateway([{"metadata": {"name": "gw"}, "spec": {"cullIdleTimeout": 3600}}])
+    spec = manager.get_kernel_spec(crds.BUILTIN_KERNELSPEC)
+    assert spec.language == "python"
+    assert spec.display_name == crds.BUILTIN_KERNELSPEC_DISPLAY_NAME
+    assert spec.argv[0] == "kubeflow-launcher" and "{public_key}" in spec.argv
+    proxy = spec.metadata["process_proxy"]
+    assert proxy == {"class_name": crds.DEFAULT_PROCESS_PROXY_CLASS, "config": {}}
+    assert ks.default_kernel_name(sorted(manager.find_kernel_specs())) == crds.BUILTIN_KERNELSPEC
+    sync._update_configmap("ADDED", configmap("python-kubernetes"))
+    assert set(manager.find_kernel_specs()) == {"python-kubernetes"}
+    sync._update_configmap("DELETED", configmap("python-kubernetes"))
+    assert set(manager.find_kernel_specs()) == {crds.BUILTIN_KERNELSPEC}
+    sync._update_gateway("MODIFIED", {"metadata": {"name": "gw"}, "spec": {"kernels": ["x"]}})
+    assert manager.find_kernel_specs() == {}
+
+
 def test_kernel_name_prefers_the_label() -> None:
     assert ks.kernel_name(configmap("cm", label="python-kubernetes")) == "python-kubernetes"
 

@@ -189,6 +189,7 @@ def start_launcher(
         wait_for_info: bool = True,
         register: bool = True,
         command: list[str] | None = None,
+        cwd: Path | None = None,
     ) -> Launched:
         kernel_id = str(uuid.uuid4())
         if register:
@@ -210,7 +211,7 @@ def start_launcher(
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                cwd=log_path.parent,  # not the work tree: its operator/ shadows the stdlib
+                cwd=cwd or log_path.parent,
             )
         launched = Launched(kernel_id, proc, log_path)
         started.append(launched)

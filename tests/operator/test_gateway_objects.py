@@ -327,6 +327,19 @@ def test_status_names_missing_kernelspecs() -> None:
     assert st["kernelSpecs"] == ["python-kubernetes"]
 
 
+def test_status_reports_the_builtin_kernelspec_of_a_bare_gateway() -> None:
+    """The article's JupyterGateway (only cullIdleTimeout) in a namespace without kernelspecs
+    serves the built-in Python kernelspec; a named but missing kernelspec gets no built-in."""
+    st = go.status(gateway(), _dep(1), [], 0, [], "T")
+    assert st["kernelSpecs"] == [crds.BUILTIN_KERNELSPEC]
+    cond = conditions(st)["KernelSpecsResolved"]
+    assert (cond["status"], cond["reason"]) == ("True", "BuiltInKernelSpec")
+    assert crds.BUILTIN_KERNELSPEC in cond["message"]
+    st = go.status(gateway(kernels=["nope"]), _dep(1), [], 0, [], "T")
+    assert st["kernelSpecs"] == []
+    assert conditions(st)["KernelSpecsResolved"]["status"] == "False"
+
+
 def test_status_pending_rollout_and_invalid() -> None:
     st = go.status(gateway(), _dep(1, updated=1, replicas=2), [], 0, [], "T")
     assert st["phase"] == "Pending"

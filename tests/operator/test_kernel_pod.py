@@ -203,3 +203,18 @@ def test_misplaced_template_metadata() -> None:
     template = {"metadata": {"component": "kernel", "labels": {"a": "b"}}, "spec": {}}
     assert kernel_pod.misplaced_template_metadata(template) == ["component"]
     assert kernel_pod.misplaced_template_metadata({"metadata": {"labels": {}}}) == []
+
+
+def test_kernel_without_an_image_gets_the_operators_default_image() -> None:
+    """Neither kernelspec nor template named an image: the operator's default fills it; an
+    image that is there (the kernelspec's or the template's) is never replaced."""
+    body = kernel()
+    containers = body["spec"]["template"]["spec"]["containers"]
+    containers.append({"name": "sidecar", "image": "busybox"})
+    del containers[0]["image"]
+    pod = kernel_pod.build_pod(body, "registry.example/kernel-py:9")
+    kernel_container, sidecar = pod["spec"]["containers"]
+    assert kernel_container["image"] == "registry.example/kernel-py:9"
+    assert sidecar["image"] == "busybox"
+    pod = kernel_pod.build_pod(kernel(), "registry.example/kernel-py:9")
+    assert pod["spec"]["containers"][0]["image"] == "elastic-jupyter/kernel-py:dev"

@@ -131,16 +131,59 @@ def test_other_custom_commands_are_kept_as_they_are() -> None:
     assert kernel_json(kernelspec(command=command))["argv"] == command
 
 
-def test_missing_template_is_reported_not_rendered() -> None:
+def test_template_less_kernelspec_is_rendered_and_valid() -> None:
+    """The original's template was optional: no template means the default kernel pod."""
     rendering = render.render(kernelspec(template=None))
-    assert rendering.configmap is None
-    assert rendering.problem is not None
-    assert rendering.problem[0] == render.REASON_INVALID_SPEC
-    assert "spec.template" in rendering.problem[1]
-    status = render.kernelspec_status(rendering, None, None, 2, None, NOW)
-    assert status["valid"] is False
-    assert "configMapName" not in status
-    assert status["conditions"][0]["reason"] == "InvalidSpec"
+    assert rendering.configmap is not None
+    assert rendering.problem is None
+    document = kernel_json(kernelspec(template=None))
+    assert "--kernel-template-name" not in document["argv"]
+    config = document["metadata"]["process_proxy"]["config"]
+    assert config == {"image_name": "elastic-jupyter/kernel-py:dev"}
+    assert document["metadata"]["process_proxy"]["class_name"] == render.KUBEFLOW_PROXY
+    status = render.kernelspec_status(
+        rendering, None, "python-kubernetes", 2, None, NOW, "elastic-jupyter/kernel-py:dev"
+    )
+    assert status["valid"] is True
+    assert status["configMapName"] == "python-kubernetes"
+    assert status["image"] == "elastic-jupyter/kernel-py:dev"
+    assert "default kernel pod" in status["conditions"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("own", "template_image", "expected"),
+    [
+        ("spec/image:1", "template/image:1", "spec/image:1"),
+        (None, "template/image:1", "template/image:1"),
+        (None, "", "operator/default:1"),
+        (None, None, "operator/default:1"),
+    ],
+)
+def test_kernel_image_precedence(
+    own: str | None, template_image: str | None, expected: str
+) -> None:
+    """kernelspec image, else the template's kernel container image, else the operator's."""
+    body = kernelspec(image=own)
+    assert render.kernel_image(body, template_image, "operator/default:1") == expected
+
+
+def test_template_index_carries_the_kernel_container_image() -> None:
+    template = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "sidecar", "image": "sidecar:1"},
+                        {"name": "kernel", "image": "kernel:1"},
+                    ]
+                }
+            }
+        }
+    }
+    assert kernel_templates.kernel_image(template) == "kernel:1"
+    del template["spec"]["template"]["spec"]["containers"][1]["image"]
+    assert kernel_templates.kernel_image(template) == ""
+    assert kernel_templates.kernel_image({"spec": {}}) == ""
 
 
 def test_missing_template_is_fine_for_other_process_proxies() -> None:
@@ -179,9 +222,7 @@ def test_status_patch() -> None:
     first = render.kernelspec_status(rendering, (True, "Valid", ""), "cm", 2, None, NOW)
     same = render.kernelspec_status(rendering, (True, "Valid", ""), "cm", 2, first, "later")
     assert render.status_patch(first, same) is None
-    gone = render.kernelspec_status(
-        render.render(kernelspec(template=None)), None, None, 3, first, "later"
-    )
+    gone = render.kernelspec_status(rendering, None, None, 3, first, "later")
     patch = render.status_patch(first, gone)
     assert patch is not None
     assert patch["configMapName"] is None

@@ -159,3 +159,81 @@ def test_the_digest_follows_the_text() -> None:
     without = notebook_config.server_config(uses_gateway=False)
     assert notebook_config.config_hash(with_gateway) == notebook_config.config_hash(with_gateway)
     assert notebook_config.config_hash(with_gateway) != notebook_config.config_hash(without)
+
+
+#: Loads the rendered file, then calls jupyter_server 2's ``gateway_request`` against a stand-in
+#: gateway that answers as Enterprise Gateway does when a kernel cannot start, and against a
+#: closed port; prints what the notebook server would tell its client.
+ERROR_PROBE = textwrap.dedent(
+    """
+    import asyncio, json, socket, sys
+    from tornado import web
+    from traitlets.config import Config
+    from jupyter_server.gateway import gateway_client, managers
+
+    config = Config()
+    with open(sys.argv[1]) as f:
+        exec(compile(f.read(), sys.argv[1], "exec"), {"c": config, "get_config": lambda: config})
+    REASON = "Kernel k1 could not start: ErrImagePull: image 'registry.invalid/nope:1' (50%)"
+
+    class Kernels(web.RequestHandler):
+        def post(self):
+            self.set_status(500)
+            self.finish({"reason": "Internal Server Error", "message": REASON})
+
+    def outcome(error):
+        return {"type": type(error).__name__, "status": error.status_code,
+                "log_message": error.log_message, "args": list(error.args), "str": str(error)}
+
+    async def main():
+        server = web.Application([(r"/api/kernels", Kernels)]).listen(0, "127.0.0.1")
+        port = next(iter(server._sockets.values())).getsockname()[1]
+        gateway_client.GatewayClient.instance(url=f"http://127.0.0.1:{port}")
+        result = {"same": managers.gateway_request is gateway_client.gateway_request}
+        try:
+            await managers.gateway_request(f"http://127.0.0.1:{port}/api/kernels",
+                                           method="POST", body="{}")
+        except web.HTTPError as error:
+            result["answer"] = outcome(error)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            closed = sock.getsockname()[1]
+        try:
+            await managers.gateway_request(f"http://127.0.0.1:{closed}/api/kernels",
+                                           method="POST", body="{}")
+        except Exception as error:
+            result["refused"] = {"type": type(error).__name__, "str": str(error)}
+        print(json.dumps(result))
+
+    asyncio.run(main())
+    """
+)
+
+
+@needs_kernel_venv
+def test_the_gateways_reason_is_the_readable_message(tmp_path: Path) -> None:
+    """An error answer of the gateway: /api/kernels shows the error's ``log_message`` as its
+    JSON message, /api/sessions wraps ``str(error)``; both must be the gateway's own text, not
+    jupyter_server's template with "Ensure gateway url is valid..."."""
+    config = tmp_path / notebook_config.FILE_NAME
+    config.write_text(notebook_config.server_config(uses_gateway=True), encoding="utf-8")
+    probe = tmp_path / "error_probe.py"
+    probe.write_text(ERROR_PROBE, encoding="utf-8")
+    done = subprocess.run(
+        [str(KERNEL_PYTHON), str(probe), str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    reason = "Kernel k1 could not start: ErrImagePull: image 'registry.invalid/nope:1' (50%)"
+    assert result["same"] is True  # managers imported it by name: patched there too
+    answer = result["answer"]
+    assert answer["type"] == notebook_config.ERROR_CLASS
+    assert answer["status"] == 500
+    assert (answer["log_message"], answer["args"]) == (reason, [])
+    assert answer["str"] == reason
+    # No answer from the gateway at all: jupyter_server's own text stays.
+    assert "Check to be sure the Gateway instance is running" in result["refused"]["str"]
