@@ -588,8 +588,9 @@ def build_kernel_manifest(
     container (or the one named ``kernel``) gets the image (none when neither the kernelspec
     nor the template names one: the operator then uses its default kernel image), the
     launcher's env and the resources; the client's allowed uid, gid and service account go
-    into the pod template (:func:`_apply_identity`). The JupyterGateway becomes the owner when the kernel lives in
-    its namespace and its uid is known (owner references cannot cross namespaces).
+    into the pod template (:func:`_apply_identity`). The JupyterGateway becomes the owner
+    when the kernel lives in its namespace and its uid is known (owner references cannot
+    cross namespaces).
     """
     labels = dict(plan.labels)
     pod = _pod_template(template, plan.template)
