@@ -166,11 +166,24 @@ if _gateway_connections is not None and _gateway_client is not None:
         the JSON "message" of /api/kernels and as str() (what /api/sessions wraps)."""
 
         def __init__(self, status_code, message):
+            self._gateway_message = message
             super().__init__(status_code)
-            self.log_message = message  # no args: the API reply shows it as it is
+
+        # The API handler replies with log_message, which tornado >= 6.5 escapes ("%%"):
+        # return the text itself (tornado < 6.5 assigns the attribute in __init__).
+        @property
+        def log_message(self):
+            return self._gateway_message
+
+        @log_message.setter
+        def log_message(self, value):
+            pass
+
+        def get_message(self):
+            return self._gateway_message
 
         def __str__(self):
-            return self.log_message
+            return self._gateway_message
 
     def _gateway_message(body):
         """The message of the gateway's error answer (EG: {"reason", "message"}), or None."""

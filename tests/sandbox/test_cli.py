@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -88,3 +92,72 @@ def _pgid(pid: int) -> int | None:
         return os.getpgid(pid)
     except ProcessLookupError:
         return None
+
+
+#: A pod running as a non-root user that writes into its HOME (under the state directory), as
+#: jupyter_core does for its runtime files.
+WRITES_HOME = [
+    "python3",
+    "-c",
+    "import os; open(os.path.join(os.environ['HOME'], 'x'), 'w').write('1'); print('ok')",
+]
+
+
+def _private_dir() -> Path:
+    """What ``mktemp -d`` gives: a directory only its owner may enter (0700)."""
+    directory = Path(tempfile.mkdtemp(prefix="ej-private-"))
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    return directory
+
+
+def test_state_dir_below_a_private_directory_is_made_reachable_for_pods() -> None:
+    """``up --state-dir "$(mktemp -d)/state"``: non-root pods still reach their files."""
+    parent = _private_dir()
+    cluster = SandboxCluster(apply_crds=False, dns=False, node_gpus=0, state_dir=parent / "state")
+    try:
+        cluster.start()
+        pods = "/api/v1/namespaces/default/pods"
+        manifest = pod_manifest(
+            "non-root", WRITES_HOME, securityContext={"runAsUser": 1000, "runAsGroup": 100}
+        )
+        cluster.request("POST", pods, manifest)
+
+        def finished() -> dict[str, Any] | None:
+            state = cluster.request("GET", f"{pods}/non-root")["status"].get("containerStatuses")
+            terminated = (state or [{}])[0].get("state", {}).get("terminated")
+            return terminated if terminated else None
+
+        terminated = wait_for(finished, 30, message="the non-root pod to finish")
+        assert terminated is not None
+        assert terminated["exitCode"] == 0, cluster.log_path.read_text(errors="replace")[-3000:]
+        assert stat.S_IMODE(parent.stat().st_mode) == 0o701  # traverse only, never read
+        log = cluster.log_path.read_text(errors="replace")
+        assert f"granted traverse permission (o+x) on {parent} " in log
+    finally:
+        cluster.stop()
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_state_dir_below_a_private_directory_is_refused_without_grants() -> None:
+    """With ``--no-grant-traverse`` the sandbox refuses at once, in one line naming the
+    directory and the fix, and changes nothing."""
+    parent = _private_dir()
+    try:
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "elastic_jupyter.sandbox", "up", "--no-dns"),
+                *("--no-grant-traverse", "--state-dir", str(parent / "state")),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode != 0
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr
+        assert str(parent / "state") in lines[0] and f"chmod o+x {parent}" in lines[0]
+        assert stat.S_IMODE(parent.stat().st_mode) == 0o700
+        assert not (parent / "state" / "kubeconfig").exists()
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
