@@ -81,12 +81,19 @@ class NotebookClient:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout_s = timeout_s
+        # Without a token (auth.mode: disable) jupyter_server checks XSRF on POST/PATCH/DELETE:
+        # send the same value as the _xsrf cookie and the X-XSRFToken header, as JupyterLab does.
+        self.xsrf = uuid.uuid4().hex
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """Send one request; return the decoded JSON body (None for an empty one)."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base_url + path, data=data, method=method)
-        req.add_header("Authorization", f"token {self.token}")
+        if self.token:
+            req.add_header("Authorization", f"token {self.token}")
+        else:
+            req.add_header("Cookie", f"_xsrf={self.xsrf}")
+            req.add_header("X-XSRFToken", self.xsrf)
         req.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as response:
