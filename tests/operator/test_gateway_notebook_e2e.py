@@ -577,3 +577,125 @@ def test_rbac_outside_the_namespace_follows_the_gateway(
         sandbox.delete_namespace(home)
         sandbox.delete_namespace(kernels)
         sandbox.delete_namespace(extra)
+
+
+LAUNCHER_ARGV = [
+    "kubeflow-launcher",
+    "--RemoteProcessProxy.kernel-id",
+    "{kernel_id}",
+    "--RemoteProcessProxy.port-range",
+    "{port_range}",
+    "--RemoteProcessProxy.response-address",
+    "{response_address}",
+]
+
+
+def _template_less_kernelspec(namespace: str, name: str, image: str) -> dict[str, Any]:
+    """A JupyterKernelSpec with an image and a command but no template (the original allowed
+    it)."""
+    return {
+        "apiVersion": crds.API_VERSION,
+        "kind": "JupyterKernelSpec",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "language": "python",
+            "displayName": name,
+            "image": image,
+            "command": LAUNCHER_ARGV,
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+        },
+    }
+
+
+def _notebook(sandbox: SandboxCluster, namespace: str) -> tuple[str, str]:
+    nb = support.custom(sandbox, "jupyternotebooks", namespace, NOTEBOOK)
+    token = support.secret_value(sandbox, namespace, nb["status"]["tokenSecretName"])
+    return support.service_url(sandbox, namespace, NOTEBOOK), token
+
+
+def _served_by_the_notebook(base: str, token: str, name: str) -> None:
+    wait_for(
+        lambda: (
+            name
+            in (support.http_get(base + "/api/kernelspecs", token)[1] or {}).get("kernelspecs", {})
+        ),
+        HOT_RELOAD_LIMIT,
+        0.1,
+        f"kernelspec {name} served through the notebook",
+    )
+
+
+def test_a_template_less_kernelspec_runs_in_the_default_kernel_pod(
+    sandbox: SandboxCluster, elastic: str
+) -> None:
+    """No template: one container named kernel with the kernelspec's image and resources, and
+    the operator's secure pod defaults."""
+    name, image = "python-plain", "registry.example/team/kernel-py:2.0"
+    sandbox.kubectl(
+        "apply", "-f", "-", input=json.dumps(_template_less_kernelspec(elastic, name, image))
+    )
+    base, token = _notebook(sandbox, elastic)
+    try:
+        _served_by_the_notebook(base, token, name)
+        jks = wait_for(
+            lambda: (
+                k
+                if (k := support.custom(sandbox, "jupyterkernelspecs", elastic, name))
+                .get("status", {})
+                .get("image")
+                else None
+            ),
+            10,
+            0.2,
+            "the kernelspec's status",
+        )
+        assert jks["status"]["valid"] is True
+        assert jks["status"]["image"] == image
+        status, kernel = support.http_post(base + "/api/kernels", {"name": name}, token, 60)
+        assert status == 201, kernel
+        path = f"/apis/{crds.GROUP}/{crds.VERSION}/namespaces/{elastic}/jupyterkernels"
+        selector = f"?labelSelector={crds.LABEL_KERNEL_ID}={kernel['id']}"
+        (jk,) = support.core(sandbox, path + selector)["items"]
+        assert jk["status"]["phase"] == crds.PHASE_RUNNING
+        pod = support.core(sandbox, f"/api/v1/namespaces/{elastic}/pods/{jk['status']['podName']}")
+        (container,) = pod["spec"]["containers"]
+        assert (container["name"], container["image"]) == ("kernel", image)
+        assert container["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        status, _ = support.http_delete(base + f"/api/kernels/{kernel['id']}", token)
+        assert status == 204
+    finally:
+        sandbox.kubectl("delete", "jks", name, "-n", elastic, "--ignore-not-found")
+
+
+def test_the_gateways_reason_reaches_the_notebook_user(
+    sandbox: SandboxCluster, elastic: str
+) -> None:
+    """A kernel that cannot start (its image cannot be pulled): ``POST /api/kernels`` and
+    ``POST /api/sessions`` (JupyterLab's call) through the notebook server both answer with
+    the gateway's reason as their message, without jupyter_server's "Ensure gateway url is
+    valid" advice (the gateway did answer)."""
+    name, image = "python-broken", "registry.invalid/no-such-kernel:1"
+    sandbox.kubectl(
+        "apply", "-f", "-", input=json.dumps(_template_less_kernelspec(elastic, name, image))
+    )
+    base, token = _notebook(sandbox, elastic)
+    try:
+        _served_by_the_notebook(base, token, name)
+        status, body = support.http_post(base + "/api/kernels", {"name": name}, token, 60)
+        assert status >= 400
+        kernels_message = json.loads(body)["message"]
+        session = {"path": "x.ipynb", "type": "notebook", "kernel": {"name": name}}
+        status, body = support.http_post(base + "/api/sessions", session, token, 60)
+        assert status >= 400
+        sessions_message = json.loads(body)["message"]
+        print("POST /api/kernels:", kernels_message)
+        print("POST /api/sessions:", sessions_message)
+        for message in (kernels_message, sessions_message):
+            assert "ErrImagePull" in message or "ImagePullBackOff" in message, message
+            assert image in message
+            assert "Ensure gateway url" not in message and "%s" not in message
+            assert not message.startswith("HTTP ")
+    finally:
+        sandbox.kubectl("delete", "jks", name, "-n", elastic, "--ignore-not-found")
