@@ -132,3 +132,18 @@ def run_cell_in_new_notebook(
     output = notebook.locator(".jp-Cell").first.locator(".jp-OutputArea-output").first
     output.wait_for()
     return output.inner_text().strip()
+
+
+def error_dialog_of_new_notebook(
+    page: Page, lab_url: str, kernel_display_name: str, timeout_s: float = 60.0
+) -> str:
+    """Open JupyterLab, create a notebook with the kernel whose launcher card names
+    ``kernel_display_name`` (one that cannot start) and return the text of the error dialog
+    JupyterLab shows."""
+    page.set_default_timeout(timeout_s * 1000)
+    page.goto(fresh_workspace_url(lab_url))
+    cards = page.locator('.jp-LauncherCard[data-category="Notebook"]')
+    cards.filter(has_text=kernel_display_name).first.click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.first.wait_for()
+    return str(dialog.first.inner_text()).strip()

@@ -9,6 +9,7 @@ Needs ``scripts/install-browser.sh`` (``make`` runs it); skips with the reason o
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -143,3 +144,42 @@ def test_jupyterlab_on_the_sandbox_runs_the_cell_in_a_kernel_pod(elastic_stack: 
         for session in path.client.request("GET", "/api/sessions"):
             if session["id"] not in before:
                 path.client.delete_session(session["id"])
+
+
+def test_jupyterlab_shows_why_a_kernel_cannot_start(elastic_stack: Any) -> None:
+    """A kernelspec whose image cannot be pulled: JupyterLab's error dialog carries the
+    gateway's reason (ErrImagePull and the image name), not jupyter_server's "Ensure gateway
+    url is valid" advice. The screenshot of the dialog is kept (its path is printed)."""
+    path = elastic_stack
+    name, image = "python-broken-image", "registry.invalid/no-such-kernel:1"
+    kernelspec = {
+        "apiVersion": "kubeflow.tkestack.io/v1alpha1",
+        "kind": "JupyterKernelSpec",
+        "metadata": {"name": name},
+        "spec": {"language": "python", "displayName": "Broken image kernel", "image": image},
+    }
+    path.kubectl.run("apply", "-f", "-", stdin=json.dumps(kernelspec))
+    before = {s["id"] for s in path.client.request("GET", "/api/sessions")}
+    try:
+        deadline = time.monotonic() + 15
+        while name not in path.client.kernelspecs()["kernelspecs"]:
+            assert time.monotonic() < deadline, f"{name} never served by the notebook server"
+            time.sleep(0.2)
+        with browser.chromium() as context:
+            page = context.new_page()
+            try:
+                text = browser.error_dialog_of_new_notebook(
+                    page, path.lab_url, "Broken image kernel", 60
+                )
+            finally:
+                shot = browser.screenshot(page, "kernel-start-error")
+                print(f"screenshot of JupyterLab's error dialog: {shot}")
+        print("dialog text:", text)
+        assert "ErrImagePull" in text or "ImagePullBackOff" in text, text
+        assert image in text
+        assert "Ensure gateway url" not in text
+    finally:
+        for session in path.client.request("GET", "/api/sessions"):
+            if session["id"] not in before:
+                path.client.delete_session(session["id"])
+        path.kubectl.run("delete", "jks", name, "--ignore-not-found", check=False)
