@@ -172,6 +172,16 @@ def test_image_map_defaults(tmp_path: Path) -> None:
     assert "add one with --image-map" in pull_error_message("x")
 
 
+def test_image_map_runs_the_operators_default_kernel_image(tmp_path: Path) -> None:
+    """Kernels of the built-in kernelspec and of image-less kernelspecs run the operator's
+    default kernel image: the sandbox runs it as a kernel (the kernel venv, the launcher)."""
+    from elastic_jupyter.operator import settings
+
+    images = ImageMap.default(kernel_venv=tmp_path / "kv", control_prefix=tmp_path / "cv")
+    rule = images.resolve(settings.DEFAULT_KERNEL_IMAGE)
+    assert rule is not None and rule.name == "default:kernel"
+
+
 def test_image_map_file_rules_come_first(tmp_path: Path) -> None:
     rules = tmp_path / "images.yaml"
     rules.write_text(
