@@ -154,7 +154,7 @@ STATUS_FIELDS: dict[str, set[str]] = {
         "conditions",
     },
     "JupyterKernelTemplate": {"valid", "observedGeneration", "conditions"},
-    "JupyterKernelSpec": {"valid", "configMapName", "observedGeneration", "conditions"},
+    "JupyterKernelSpec": {"valid", "configMapName", "image", "observedGeneration", "conditions"},
 }
 
 PRINTER_COLUMNS: dict[str, list[str]] = {
