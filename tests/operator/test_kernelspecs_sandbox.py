@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from elastic_jupyter import crds
+from elastic_jupyter.operator import settings
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 from tests.helpers import wait_for
 from tests.operator.conftest import OperatorProcess, events, get
@@ -126,17 +127,55 @@ def test_kernelspec_lifecycle(
     wait_for(lambda: kernel_json(sandbox, ns, "py") is None, timeout=10)
 
 
-def test_kernelspec_without_template_gets_a_condition(
+def test_kernelspec_without_template_is_valid(
     sandbox: SandboxCluster, op_namespace: str, operator_proc: OperatorProcess
 ) -> None:
+    """The original treated the template as optional: kernel.json is rendered without a
+    template reference (the gateway then builds the default kernel pod)."""
     ns = op_namespace
-    sandbox.request("POST", SPECS.format(ns=ns), kernelspec("bare", language="python"))
+    body = kernelspec("bare", language="python", image="team/kernel-py:3")
+    sandbox.request("POST", SPECS.format(ns=ns), body)
     path = f"{SPECS.format(ns=ns)}/bare"
-    wait_for(lambda: valid_reason(sandbox, path) == "InvalidSpec", timeout=10)
+    wait_for(lambda: valid_reason(sandbox, path) == "Valid", timeout=10)
     status = (get(sandbox, path) or {})["status"]
-    assert status["valid"] is False
-    assert "spec.template" in status["conditions"][0]["message"]
-    assert kernel_json(sandbox, ns, "bare") is None
+    assert status["valid"] is True
+    assert status["configMapName"] == "bare"
+    assert status["image"] == "team/kernel-py:3"
+    document = kernel_json(sandbox, ns, "bare")
+    assert document is not None
+    assert "--kernel-template-name" not in document["argv"]
+    assert document["metadata"]["process_proxy"]["config"] == {"image_name": "team/kernel-py:3"}
+
+
+def test_kernelspec_status_reports_the_image_its_kernels_run(
+    sandbox: SandboxCluster, op_namespace: str, operator_proc: OperatorProcess
+) -> None:
+    """kernelspec image, else the template's kernel container image, else the operator's
+    default; the status follows template edits."""
+    ns = op_namespace
+    path = f"{SPECS.format(ns=ns)}/imageless"
+
+    def image() -> str | None:
+        return ((get(sandbox, path) or {}).get("status") or {}).get("image")
+
+    containers = [{"name": "sidecar", "image": "busybox"}, {"name": "kernel", "image": "tpl/k:1"}]
+    sandbox.request("POST", TEMPLATES.format(ns=ns), template("tpl-img", containers))
+    sandbox.request(
+        "POST", SPECS.format(ns=ns), kernelspec("imageless", template={"name": "tpl-img"})
+    )
+    wait_for(lambda: image() == "tpl/k:1", timeout=10, message="the template's image")
+    merge_patch(
+        sandbox,
+        f"{TEMPLATES.format(ns=ns)}/tpl-img",
+        {"spec": {"template": {"spec": {"containers": [{"name": "kernel"}]}}}},
+    )
+    wait_for(
+        lambda: image() == settings.DEFAULT_KERNEL_IMAGE,
+        timeout=10,
+        message="the operator's default image once the template names none",
+    )
+    merge_patch(sandbox, path, {"spec": {"image": "own/k:2"}})
+    wait_for(lambda: image() == "own/k:2", timeout=10, message="the kernelspec's own image")
 
 
 # Only what the CRD schema lets through can reach the operator (names and an empty container
