@@ -156,7 +156,12 @@ def test_jupyterlab_shows_why_a_kernel_cannot_start(elastic_stack: Any) -> None:
         "apiVersion": "kubeflow.tkestack.io/v1alpha1",
         "kind": "JupyterKernelSpec",
         "metadata": {"name": name},
-        "spec": {"language": "python", "displayName": "Broken image kernel", "image": image},
+        "spec": {
+            "language": "python",
+            "displayName": "Broken image kernel",
+            "image": image,
+            "template": {"name": "jupyterkerneltemplate-elastic"},
+        },
     }
     path.kubectl.run("apply", "-f", "-", stdin=json.dumps(kernelspec))
     before = {s["id"] for s in path.client.request("GET", "/api/sessions")}

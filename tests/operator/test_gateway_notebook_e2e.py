@@ -677,9 +677,9 @@ def test_the_gateways_reason_reaches_the_notebook_user(
     the gateway's reason as their message, without jupyter_server's "Ensure gateway url is
     valid" advice (the gateway did answer)."""
     name, image = "python-broken", "registry.invalid/no-such-kernel:1"
-    sandbox.kubectl(
-        "apply", "-f", "-", input=json.dumps(_template_less_kernelspec(elastic, name, image))
-    )
+    broken = _template_less_kernelspec(elastic, name, image)
+    broken["spec"]["template"] = {"name": "jupyterkerneltemplate-elastic"}
+    sandbox.kubectl("apply", "-f", "-", input=json.dumps(broken))
     base, token = _notebook(sandbox, elastic)
     try:
         _served_by_the_notebook(base, token, name)

@@ -231,9 +231,9 @@ def test_the_gateways_reason_is_the_readable_message(tmp_path: Path) -> None:
     reason = "Kernel k1 could not start: ErrImagePull: image 'registry.invalid/nope:1' (50%)"
     assert result["same"] is True  # managers imported it by name: patched there too
     answer = result["answer"]
-    assert answer["type"] == notebook_config.ERROR_CLASS
-    assert answer["status"] == 500
-    assert (answer["log_message"], answer["args"]) == (reason, [])
     assert answer["str"] == reason
+    assert (answer["log_message"], answer["args"]) == (reason, [])
+    assert answer["status"] == 500
+    assert answer["type"] == notebook_config.ERROR_CLASS
     # No answer from the gateway at all: jupyter_server's own text stays.
     assert "Check to be sure the Gateway instance is running" in result["refused"]["str"]
