@@ -19,6 +19,7 @@ What the builder adds to the CR's ``spec.template``:
   ``kubeflow-kernel-launcher`` as the command unless the template sets one, and the pod's
   identity from the downward API (``POD_NAME``, ``POD_NAMESPACE``, ``POD_IP``, and the
   launcher's ``KERNEL_POD_IP``) unless the template already sets those names;
+* ``automountServiceAccountToken: false`` unless the template sets it;
 * a non-root security context by default (pod: ``runAsNonRoot``, uid 1000, gid 100, seccomp
   ``RuntimeDefault``; each container: no privilege escalation, all capabilities dropped). Every
   key the template sets wins over the default.
@@ -210,6 +211,9 @@ def build_pod(kernel: Mapping[str, Any]) -> dict[str, Any]:
         pod_spec.get("securityContext"), DEFAULT_POD_SECURITY_CONTEXT
     )
     pod_spec["restartPolicy"] = "Never"
+    # A kernel runs users' code: no API credentials in it unless the template asks (and the
+    # admin's pod policy, checked by the caller, allows it).
+    pod_spec.setdefault("automountServiceAccountToken", False)
 
     return {
         "apiVersion": "v1",

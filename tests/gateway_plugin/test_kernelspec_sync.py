@@ -18,9 +18,25 @@ from elastic_jupyter.gateway_plugin import kernelspec_sync as ks
 
 
 def configmap(name: str, display: str = "X", label: str | None = None) -> dict[str, Any]:
-    spec = {"argv": ["kubeflow-launcher"], "display_name": display, "language": "python"}
+    spec = {
+        "argv": ["kubeflow-launcher"],
+        "display_name": display,
+        "language": "python",
+        "metadata": {"process_proxy": {"class_name": crds.DEFAULT_PROCESS_PROXY_CLASS}},
+    }
+    owner = {
+        "apiVersion": crds.API_VERSION,
+        "kind": crds.JUPYTER_KERNEL_SPEC.kind,
+        "name": name,
+        "uid": f"uid-{name}",
+        "controller": True,
+    }
     return {
-        "metadata": {"name": name, "labels": {crds.LABEL_KERNELSPEC: label or name}},
+        "metadata": {
+            "name": name,
+            "labels": {crds.LABEL_KERNELSPEC: label or name},
+            "ownerReferences": [owner],
+        },
         "data": {"kernel.json": json.dumps(spec)},
     }
 
