@@ -38,8 +38,14 @@ from typing import Any, Final
 import kopf
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import conditions, gateway_objects, kube, namespace_consent
-from elastic_jupyter.operator import ownership, settings
+from elastic_jupyter.operator import (
+    conditions,
+    gateway_objects,
+    kube,
+    namespace_consent,
+    ownership,
+    settings,
+)
 
 GATEWAYS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_GATEWAY.plural)
 KERNELSPECS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_KERNEL_SPEC.plural)

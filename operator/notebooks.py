@@ -35,8 +35,14 @@ from typing import Any, Final
 import kopf
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import conditions, gateways, kube, notebook_objects, ownership
-from elastic_jupyter.operator import settings
+from elastic_jupyter.operator import (
+    conditions,
+    gateways,
+    kube,
+    notebook_objects,
+    ownership,
+    settings,
+)
 
 NOTEBOOKS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_NOTEBOOK.plural)
 NOTEBOOK_DEPLOYMENT_LABELS: Final = {

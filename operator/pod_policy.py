@@ -172,7 +172,7 @@ def _type_name(value: Any) -> str:
 
 
 def _expect(problems: list[Problem], where: str, value: Any, kind: type, what: str) -> bool:
-    if value is None or isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+    if value is None or (isinstance(value, kind) and not (kind is int and isinstance(value, bool))):
         return True
     problems.append(Problem(where, f"must be {what}, not {_type_name(value)}"))
     return False
