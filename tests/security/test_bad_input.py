@@ -1,0 +1,122 @@
+"""Bad input fails fast: a string where ``securityContext`` expects an object (the CRD keeps pod
+templates open so the original's YAML applies) made the operator's handler raise ValueError and
+the user waited the whole launch timeout. Now the template is ``Valid=False`` naming the field,
+and a kernel using it fails at once with that reason — through the real gateway too, where the
+notebook user reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from elastic_jupyter import crds
+from elastic_jupyter.gateway_plugin.kube import ApiError
+from elastic_jupyter.sandbox.cluster import SandboxCluster
+from tests.gateway_plugin.conftest import (  # noqa: F401 (fixtures)
+    Cluster,
+    Gateway,
+    gateway_factory,
+    gw_cluster,
+    gw_operator,
+    kernelspec,
+)
+from tests.operator.conftest import kernel_manifest, pod, wait_status
+from tests.security.tenant_support import (  # noqa: F401 (fixtures)
+    custom,
+    kubectl_apply,
+    policy_operator,
+    tenant_ns,
+    wait_condition,
+)
+
+STRING_CONTEXT = {"containers": [{"name": "kernel"}], "securityContext": "runAsUser: 0"}
+
+
+def test_template_with_a_string_security_context_is_not_valid(
+    sandbox: SandboxCluster, tenant_ns: str
+) -> None:
+    template = {
+        "apiVersion": crds.API_VERSION,
+        "kind": crds.JUPYTER_KERNEL_TEMPLATE.kind,
+        "metadata": {"name": "stringy"},
+        "spec": {"template": {"spec": STRING_CONTEXT}},
+    }
+    kubectl_apply(sandbox, tenant_ns, template)
+    path = custom(crds.JUPYTER_KERNEL_TEMPLATE.plural, tenant_ns, "stringy")
+    cond = wait_condition(sandbox, path, crds.CONDITION_VALID, crds.REASON_INVALID_SPEC)
+    assert cond["status"] == "False"
+    assert "spec.template.spec.securityContext: must be an object" in cond["message"]
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"securityContext": "runAsUser: 0"}, "spec.template.spec.securityContext"),
+        ({"securityContext": True}, "spec.template.spec.containers[0].securityContext"),
+        ({"livenessProbe": "tcp"}, "spec.template.spec.containers[0].livenessProbe"),
+    ],
+)
+def test_kernel_with_wrong_types_fails_at_once(
+    sandbox: SandboxCluster, tenant_ns: str, patch: dict[str, Any], field: str
+) -> None:
+    manifest = kernel_manifest("typo")
+    spec = manifest["spec"]["template"]["spec"]
+    if patch.get("securityContext") == "runAsUser: 0":
+        spec.update(patch)
+    else:
+        spec["containers"][0].update(patch)
+    kubectl_apply(sandbox, tenant_ns, manifest)
+    status = wait_status(
+        sandbox,
+        tenant_ns,
+        "typo",
+        timeout=10,
+        phase=crds.PHASE_FAILED,
+        reason=crds.REASON_INVALID_SPEC,
+    )
+    assert field in status["message"]
+    assert pod(sandbox, tenant_ns, "typo") is None
+
+
+# --- Through the real gateway: what the notebook user sees -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bad_ns(gw_cluster: Cluster) -> Iterator[str]:  # noqa: F811
+    namespace = gw_cluster.create_namespace("gw-badinput")
+    gw_cluster.apply_template(namespace, "stringy", STRING_CONTEXT)
+    root = {"containers": [{"name": "kernel"}], "securityContext": {"runAsUser": 0}}
+    gw_cluster.apply_template(namespace, "root", root)
+    yield namespace
+    with contextlib.suppress(ApiError):
+        gw_cluster.api.request("DELETE", f"/api/v1/namespaces/{namespace}")
+
+
+@pytest.fixture(scope="module")
+def bad_gateway(gateway_factory: Callable[..., Gateway], bad_ns: str) -> Gateway:  # noqa: F811
+    specs = {
+        "py-stringy": kernelspec(template=(bad_ns, "stringy")),
+        "py-root": kernelspec(template=(bad_ns, "root")),
+    }
+    return gateway_factory(bad_ns, specs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("spec", "reason", "field"),
+    [
+        ("py-stringy", crds.REASON_INVALID_SPEC, "spec.template.spec.securityContext"),
+        ("py-root", crds.REASON_POLICY_VIOLATION, "spec.template.spec.securityContext.runAsUser"),
+    ],
+)
+def test_user_reads_the_reason_within_seconds(
+    bad_gateway: Gateway, spec: str, reason: str, field: str
+) -> None:
+    status, body, elapsed = bad_gateway.start_kernel(spec, {})
+    assert status == 500, body
+    assert reason in body["message"] and field in body["message"], body
+    assert elapsed < 5
