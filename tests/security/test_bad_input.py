@@ -5,6 +5,9 @@ and a kernel using it fails at once with that reason — through the real gatewa
 notebook user reads it.
 """
 
+# The fixtures come from tenant_support (imported below), which ruff sees as redefined.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import contextlib
@@ -86,7 +89,7 @@ def test_kernel_with_wrong_types_fails_at_once(
 
 
 @pytest.fixture(scope="module")
-def bad_ns(gw_cluster: Cluster) -> Iterator[str]:  # noqa: F811
+def bad_ns(gw_cluster: Cluster) -> Iterator[str]:
     namespace = gw_cluster.create_namespace("gw-badinput")
     gw_cluster.apply_template(namespace, "stringy", STRING_CONTEXT)
     root = {"containers": [{"name": "kernel"}], "securityContext": {"runAsUser": 0}}
@@ -97,7 +100,7 @@ def bad_ns(gw_cluster: Cluster) -> Iterator[str]:  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def bad_gateway(gateway_factory: Callable[..., Gateway], bad_ns: str) -> Gateway:  # noqa: F811
+def bad_gateway(gateway_factory: Callable[..., Gateway], bad_ns: str) -> Gateway:
     specs = {
         "py-stringy": kernelspec(template=(bad_ns, "stringy")),
         "py-root": kernelspec(template=(bad_ns, "root")),

@@ -4,6 +4,9 @@ not render it: the kernel fails at once with ``PolicyViolation`` naming the fiel
 exists. A template asking the same is ``Valid=False``.
 """
 
+# The fixtures come from tenant_support (imported below), which ruff sees as redefined.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import copy
@@ -81,9 +84,7 @@ def test_hostile_kernel_is_refused_with_the_field(
     assert pod(sandbox, tenant_ns, name) is None  # never rendered
 
 
-def test_plain_kernel_still_starts_without_a_token(
-    sandbox: SandboxCluster, tenant_ns: str
-) -> None:
+def test_plain_kernel_still_starts_without_a_token(sandbox: SandboxCluster, tenant_ns: str) -> None:
     kubectl_apply(sandbox, tenant_ns, kernel_manifest("fine"))
     wait_status(sandbox, tenant_ns, "fine", phase=crds.PHASE_RUNNING)
     body = pod(sandbox, tenant_ns, "fine") or {}
