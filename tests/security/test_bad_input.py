@@ -1,8 +1,9 @@
-"""Bad input fails fast: a string where ``securityContext`` expects an object (the CRD keeps pod
+"""Bad input fails fast: a string where ``securityContext`` expects an object (the CRD kept pod
 templates open so the original's YAML applies) made the operator's handler raise ValueError and
-the user waited the whole launch timeout. Now the template is ``Valid=False`` naming the field,
-and a kernel using it fails at once with that reason — through the real gateway too, where the
-notebook user reads it.
+the user waited the whole launch timeout. Now the CRD types ``securityContext`` (and the other
+fields the pod policy reads), so the API server refuses it naming the field; for the fields it
+still keeps open the template is ``Valid=False`` naming the field, and a kernel using it fails at
+once with that reason — through the real gateway too, where the notebook user reads it.
 """
 
 # The fixtures come from tenant_support (imported below), which ruff sees as redefined.
@@ -18,7 +19,7 @@ import pytest
 
 from elastic_jupyter import crds
 from elastic_jupyter.gateway_plugin.kube import ApiError
-from elastic_jupyter.sandbox.cluster import SandboxCluster
+from elastic_jupyter.sandbox.cluster import SandboxCluster, SandboxError
 from tests.gateway_plugin.conftest import (  # noqa: F401 (fixtures)
     Cluster,
     Gateway,
@@ -37,29 +38,47 @@ from tests.security.tenant_support import (  # noqa: F401 (fixtures)
 )
 
 STRING_CONTEXT = {"containers": [{"name": "kernel"}], "securityContext": "runAsUser: 0"}
+# Fields the CRD keeps open (any PodSpec field it does not list): only the operator can say.
+STRING_PROBE = {"containers": [{"name": "kernel", "livenessProbe": "tcp"}]}
 
 
-def test_template_with_a_string_security_context_is_not_valid(
-    sandbox: SandboxCluster, tenant_ns: str
-) -> None:
-    template = {
+def template(name: str, pod_spec: dict[str, Any]) -> dict[str, Any]:
+    return {
         "apiVersion": crds.API_VERSION,
         "kind": crds.JUPYTER_KERNEL_TEMPLATE.kind,
-        "metadata": {"name": "stringy"},
-        "spec": {"template": {"spec": STRING_CONTEXT}},
+        "metadata": {"name": name},
+        "spec": {"template": {"spec": pod_spec}},
     }
-    kubectl_apply(sandbox, tenant_ns, template)
+
+
+def test_string_security_context_is_refused_by_the_api_server(
+    sandbox: SandboxCluster, tenant_ns: str
+) -> None:
+    with pytest.raises(SandboxError) as refused:
+        kubectl_apply(sandbox, tenant_ns, template("stringy", STRING_CONTEXT))
+    assert "spec.template.spec.securityContext" in str(refused.value)
+    assert "must be of type object" in str(refused.value)
+    kernel = kernel_manifest("typo")
+    kernel["spec"]["template"]["spec"]["containers"][0]["securityContext"] = True
+    with pytest.raises(SandboxError, match=r"containers\[0\]\.securityContext"):
+        kubectl_apply(sandbox, tenant_ns, kernel)
+
+
+def test_template_with_a_wrongly_typed_field_is_not_valid(
+    sandbox: SandboxCluster, tenant_ns: str
+) -> None:
+    kubectl_apply(sandbox, tenant_ns, template("stringy", STRING_PROBE))
     path = custom(crds.JUPYTER_KERNEL_TEMPLATE.plural, tenant_ns, "stringy")
     cond = wait_condition(sandbox, path, crds.CONDITION_VALID, crds.REASON_INVALID_SPEC)
     assert cond["status"] == "False"
-    assert "spec.template.spec.securityContext: must be an object" in cond["message"]
+    assert "spec.template.spec.containers[0].livenessProbe: must be an object" in cond["message"]
 
 
 @pytest.mark.parametrize(
     ("patch", "field"),
     [
-        ({"securityContext": "runAsUser: 0"}, "spec.template.spec.securityContext"),
-        ({"securityContext": True}, "spec.template.spec.containers[0].securityContext"),
+        ({"readinessProbe": 5}, "spec.template.spec.containers[0].readinessProbe"),
+        ({"affinity": ["zone-a"]}, "spec.template.spec.affinity"),
         ({"livenessProbe": "tcp"}, "spec.template.spec.containers[0].livenessProbe"),
     ],
 )
@@ -68,10 +87,10 @@ def test_kernel_with_wrong_types_fails_at_once(
 ) -> None:
     manifest = kernel_manifest("typo")
     spec = manifest["spec"]["template"]["spec"]
-    if patch.get("securityContext") == "runAsUser: 0":
-        spec.update(patch)
-    else:
+    if "affinity" not in patch:
         spec["containers"][0].update(patch)
+    else:
+        spec.update(patch)
     kubectl_apply(sandbox, tenant_ns, manifest)
     status = wait_status(
         sandbox,
@@ -91,7 +110,7 @@ def test_kernel_with_wrong_types_fails_at_once(
 @pytest.fixture(scope="module")
 def bad_ns(gw_cluster: Cluster) -> Iterator[str]:
     namespace = gw_cluster.create_namespace("gw-badinput")
-    gw_cluster.apply_template(namespace, "stringy", STRING_CONTEXT)
+    gw_cluster.apply_template(namespace, "stringy", STRING_PROBE)
     root = {"containers": [{"name": "kernel"}], "securityContext": {"runAsUser": 0}}
     gw_cluster.apply_template(namespace, "root", root)
     yield namespace
@@ -112,7 +131,7 @@ def bad_gateway(gateway_factory: Callable[..., Gateway], bad_ns: str) -> Gateway
 @pytest.mark.parametrize(
     ("spec", "reason", "field"),
     [
-        ("py-stringy", crds.REASON_INVALID_SPEC, "spec.template.spec.securityContext"),
+        ("py-stringy", crds.REASON_INVALID_SPEC, "containers[0].livenessProbe"),
         ("py-root", crds.REASON_POLICY_VIOLATION, "spec.template.spec.securityContext.runAsUser"),
     ],
 )
