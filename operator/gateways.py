@@ -535,6 +535,30 @@ async def delete_objects(client: kube.KubeClient, objects: list[dict[str, Any]])
                 raise kopf.TemporaryError(f"deleting {obj['kind']}: {error}", delay=2) from error
 
 
+def _has_other_kernel_namespaces(body: kopf.Body, **_: Any) -> bool:
+    return bool(gateway_objects.rbac_namespaces(body))
+
+
+@kopf.timer(
+    *GATEWAYS,
+    interval=namespace_consent.recheck_seconds(),
+    initial_delay=namespace_consent.recheck_seconds(),
+    when=_has_other_kernel_namespaces,
+)
+async def gateway_consent_recheck(
+    body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """Re-apply a gateway with kernel namespaces elsewhere, so that consent given or withdrawn
+    there (a Namespace annotation) takes effect without anyone editing the gateway. The
+    reconcile reads and compares; it writes only what changed."""
+    state = settings.runtime_of(memo)
+    meta = body["metadata"]
+    async with state.lock(crds.JUPYTER_GATEWAY.plural, meta["namespace"], meta["name"]):
+        fresh = await _fetch_gateway(state.client, meta["namespace"], meta["name"])
+        if fresh is not None and not fresh["metadata"].get("deletionTimestamp"):
+            await reconcile(state.client, fresh, logger)
+
+
 @kopf.on.delete(*GATEWAYS, when=_has_external_objects)
 async def gateway_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Remove what garbage collection cannot: RBAC in other namespaces, and a cluster-wide

@@ -14,7 +14,9 @@ to consent, in one of two ways a tenant cannot forge:
 
 Without either, the operator creates nothing in the target namespace and the gateway's status
 says ``NamespaceNotAccepted`` with the annotation to add. The gateway's own namespace always
-accepts its gateway.
+accepts its gateway. Consent is re-checked at every reconcile of the gateway and, for gateways
+with other kernel namespaces, every ``ELASTIC_JUPYTER_CONSENT_RECHECK_SECONDS`` (30): a
+withdrawn consent removes the gateway's Role and RoleBinding there.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any, Final
 from elastic_jupyter import crds
 
 ENV_GRANTS: Final = "ELASTIC_JUPYTER_KERNEL_NAMESPACE_GRANTS"
+ENV_RECHECK: Final = "ELASTIC_JUPYTER_CONSENT_RECHECK_SECONDS"
+DEFAULT_RECHECK_SECONDS: Final = 30.0
 ANY: Final = "*"
 
 
@@ -46,6 +50,16 @@ def parse_grants(text: str | None) -> dict[str, frozenset[str]]:
 def admin_grants(env: Mapping[str, str] | None = None) -> dict[str, frozenset[str]]:
     """The operator admin's grants (from ``env``, default this process's environment)."""
     return parse_grants((os.environ if env is None else env).get(ENV_GRANTS))
+
+
+def recheck_seconds(env: Mapping[str, str] | None = None) -> float:
+    """How often a gateway with other kernel namespaces re-checks their consent (seconds)."""
+    text = (os.environ if env is None else env).get(ENV_RECHECK, "")
+    try:
+        value = float(text) if text.strip() else DEFAULT_RECHECK_SECONDS
+    except ValueError:
+        return DEFAULT_RECHECK_SECONDS
+    return value if value > 0 else DEFAULT_RECHECK_SECONDS
 
 
 def accepted_sources(namespace: Mapping[str, Any] | None) -> frozenset[str]:

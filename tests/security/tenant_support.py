@@ -33,7 +33,9 @@ def policy_operator(
     sandbox: SandboxCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     tmp = tmp_path_factory.mktemp("tenant-policy")
-    with run_operator(sandbox, tmp, "--namespace", f"{PREFIX}*") as proc:
+    # Consent re-checked every 2 s (default 30) so that withdrawn consent shows quickly.
+    env = {"ELASTIC_JUPYTER_CONSENT_RECHECK_SECONDS": "2"}
+    with run_operator(sandbox, tmp, "--namespace", f"{PREFIX}*", env=env) as proc:
         yield proc
 
 
