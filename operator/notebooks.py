@@ -96,6 +96,9 @@ async def _copy_gateway_token(
     if current is None:
         await gateways.ensure(client, copy)
     elif current != token:  # the gateway's token was replaced
+        existing = await gateways.get_or_none(client, gateways.object_path(copy))
+        if existing is not None and not ownership.is_ours(existing, copy):
+            raise ownership.NameConflictError("Secret", meta["namespace"], meta["name"])
         await client.request("PUT", gateways.object_path(copy), copy)
 
 

@@ -86,3 +86,28 @@ def test_kernelspec_does_not_adopt_or_delete_a_foreign_configmap(
     sandbox.kubectl("delete", "-n", tenant_ns, "jupyterkernelspec", "python")
     time.sleep(1.5)  # garbage collection would have run by now
     assert exists(sandbox, cm_path)
+
+
+def test_gateway_named_like_a_service_keeps_its_selector(
+    sandbox: SandboxCluster, tenant_ns: str
+) -> None:
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "team-web"}, "ports": [{"port": 80}]},
+    }
+    kubectl_apply(sandbox, tenant_ns, service)
+    gateway = {
+        "apiVersion": crds.API_VERSION,
+        "kind": crds.JUPYTER_GATEWAY.kind,
+        "metadata": {"name": "web"},
+        "spec": {},
+    }
+    kubectl_apply(sandbox, tenant_ns, gateway)
+    path = custom(crds.JUPYTER_GATEWAY.plural, tenant_ns, "web")
+    cond = wait_condition(sandbox, path, crds.CONDITION_VALID, crds.REASON_NAME_CONFLICT)
+    assert f"Service {tenant_ns}/web" in cond["message"]
+    current = get(sandbox, f"/api/v1/namespaces/{tenant_ns}/services/web") or {}
+    assert current["spec"]["selector"] == {"app": "team-web"}
+    assert [p["port"] for p in current["spec"]["ports"]] == [80]
