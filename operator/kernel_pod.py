@@ -207,6 +207,19 @@ def build_pod(kernel: Mapping[str, Any]) -> dict[str, Any]:
             container["env"] = _kernel_env(list(container.get("env") or []))
         new_containers.append(container)
     pod_spec["containers"] = new_containers
+    if isinstance(pod_spec.get("initContainers"), list):
+        # Init containers get the same restricted defaults (Pod Security checks them too).
+        pod_spec["initContainers"] = [
+            {
+                **container,
+                "securityContext": _with_defaults(
+                    container.get("securityContext"), DEFAULT_CONTAINER_SECURITY_CONTEXT
+                ),
+            }
+            if isinstance(container, Mapping)
+            else container
+            for container in pod_spec["initContainers"]
+        ]
     pod_spec["securityContext"] = _with_defaults(
         pod_spec.get("securityContext"), DEFAULT_POD_SECURITY_CONTEXT
     )

@@ -43,6 +43,14 @@ def test_defaults_pass_restricted_and_disable_the_token() -> None:
     spec = rendered()
     assert pod_policy.violations(spec, RESTRICTED) == []
     assert spec["automountServiceAccountToken"] is False
+    with_init = rendered(initContainers=[{"name": "fetch", "image": "busybox"}])
+    assert pod_policy.violations(with_init, RESTRICTED) == []
+    privileged_init = rendered(
+        initContainers=[{"name": "fetch", "securityContext": {"privileged": True}}]
+    )
+    assert fields(pod_policy.violations(privileged_init, RESTRICTED)) == [
+        "spec.template.spec.initContainers[0].securityContext.privileged"
+    ]
 
 
 @pytest.mark.parametrize(
