@@ -138,6 +138,16 @@ REASON_NO_CONTAINERS = "NoContainers"  # a pod template without containers
 REASON_MISPLACED_TEMPLATE_METADATA = "MisplacedTemplateMetadata"
 REASON_KERNELSPEC_NOT_FOUND = "KernelSpecNotFound"  # gateway: a `kernels` name has no CR
 REASON_GATEWAY_NOT_FOUND = "GatewayNotFound"  # notebook: spec.gateway names no JupyterGateway
+# Tenancy (docs/security.md). A kernel pod or template the admin's pod policy forbids (Pod
+# Security "restricted", service-account allow-list, token automount): never rendered.
+REASON_POLICY_VIOLATION = "PolicyViolation"
+# An object we would create exists already without our controller owner reference: never
+# patched or adopted (e.g. a JupyterGateway named like the namespace's RoleBinding "edit").
+REASON_NAME_CONFLICT = "NameConflict"
+# A kernel namespace that did not opt in to kernels from the gateway's namespace.
+REASON_NAMESPACE_NOT_ACCEPTED = "NamespaceNotAccepted"
+# A kernelspec whose process proxy is not on the admin's allow-list.
+REASON_PROCESS_PROXY_NOT_ALLOWED = "ProcessProxyNotAllowed"
 
 IMAGE_PULL_FAILURE_REASONS = frozenset(
     {
@@ -162,6 +172,9 @@ KERNEL_LAUNCH_FAILURE_REASONS = IMAGE_PULL_FAILURE_REASONS | frozenset(
         REASON_EVICTED,
         REASON_POD_DELETED,
         REASON_POD_CREATE_FAILED,
+        REASON_POLICY_VIOLATION,
+        REASON_INVALID_SPEC,
+        REASON_NAME_CONFLICT,
     }
 )
 
@@ -219,6 +232,13 @@ FINALIZER = f"{KOPF_ANNOTATION_PREFIX}/finalizer"
 ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
 # On a kernel pod: the JupyterKernel metadata.generation the pod was built from.
 ANNOTATION_KERNEL_GENERATION = f"{GROUP}/kernel-generation"
+# On a Namespace: the namespaces whose gateways may run kernels here (comma-separated, "*" for
+# any). Only who may edit Namespaces (cluster admins) can write it: a tenant cannot consent for
+# another namespace.
+ANNOTATION_ACCEPT_KERNELS_FROM = f"{GROUP}/accept-kernels-from"
+# On objects the operator writes in other namespaces (no owner reference can cross namespaces):
+# "<namespace>/<name>/<uid>" of the custom resource they belong to.
+ANNOTATION_OWNER = f"{GROUP}/owner"
 # On a JupyterKernel: "<namespace>/<name>" of the JupyterKernelTemplate it was built from.
 ANNOTATION_KERNEL_TEMPLATE = f"{GROUP}/kernel-template"
 

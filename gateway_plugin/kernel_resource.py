@@ -45,6 +45,7 @@ from typing import Any
 from elastic_jupyter import crds
 from elastic_jupyter.kernel_launcher import env as launcher_env
 
+from . import client_limits
 from .settings import GatewaySettings, is_dns_label
 
 Obj = dict[str, Any]
@@ -155,6 +156,8 @@ class KernelPlan:
     run_as_user: int | None = None
     run_as_group: int | None = None
     service_account: str | None = None
+    #: The client's own resource env (``KERNEL_CPUS``…), judged against the template's limits.
+    client_resources: tuple[tuple[str, str], ...] = ()
 
 
 # --- names and labels -----------------------------------------------------------------------
@@ -292,6 +295,12 @@ def _client_id(
             "template (the gateway's admin can allow client ids with "
             "EJ_ALLOW_KERNEL_UID_GID=true); remove it from the kernel start request's env",
         )
+    if name == "KERNEL_UID":
+        refusal = client_limits.id_refusal(name, value, settings.uid_range, "EJ_KERNEL_UID_RANGE")
+    else:
+        refusal = client_limits.id_refusal(name, value, settings.gid_range, "EJ_KERNEL_GID_RANGE")
+    if refusal:
+        raise KernelRequestError(403, refusal)
     return value
 
 
@@ -464,6 +473,10 @@ def plan_kernel(inp: LaunchInput, settings: GatewaySettings) -> KernelPlan:
     service_account = _client_service_account(inp, settings)
 
     resources = merge_resources(inp.resources, resources_from_env(env))
+    caps = client_limits.maximum("the kernelspec's resources.limits", inp.resources)
+    refusal = client_limits.resource_refusal(inp.client_env, caps, _quantity)
+    if refusal:
+        raise KernelRequestError(403, refusal)
     language = env.get(launcher_env.KERNEL_LANGUAGE) or inp.kernelspec_language.lower()
     suffix = inp.name_suffix or new_name_suffix()
     name = kernel_resource_name(inp.kernel_id, username, suffix)
@@ -517,6 +530,11 @@ def plan_kernel(inp: LaunchInput, settings: GatewaySettings) -> KernelPlan:
         run_as_user=run_as_user,
         run_as_group=run_as_group,
         service_account=service_account,
+        client_resources=tuple(
+            (var, inp.client_env[var])
+            for var, _ in client_limits.RESOURCE_OF_VAR
+            if inp.client_env.get(var)
+        ),
     )
 
 
@@ -604,6 +622,11 @@ def build_kernel_manifest(
     # template's; with neither, the operator puts its default kernel image on the pod.
     if plan.image:
         container["image"] = plan.image
+    # The template's own limits are a maximum too (checked here: the plan has no template).
+    caps = client_limits.maximum("the kernel template's limits", container.get("resources"))
+    refusal = client_limits.resource_refusal(dict(plan.client_resources), caps, _quantity)
+    if refusal:
+        raise KernelRequestError(403, refusal)
     container["env"] = _merge_env(container.get("env") or [], plan.container_env)
     _apply_identity(pod["spec"], container, plan)
     if plan.resources:

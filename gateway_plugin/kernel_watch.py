@@ -85,6 +85,9 @@ _HINTS = {
     "ErrImageNeverPull": "the image is not on the node and imagePullPolicy is Never",
     "CreateContainerConfigError": "a Secret or ConfigMap the kernel template uses is missing",
     UNSCHEDULABLE: "no node has room for the kernel's resources (KERNEL_CPUS/MEMORY/GPUS)",
+    crds.REASON_POLICY_VIOLATION: "the kernel template asks for more than kernel pods may have: "
+    "fix the JupyterKernelTemplate (see kubectl describe jkt)",
+    crds.REASON_INVALID_SPEC: "fix the field named in the JupyterKernelTemplate",
 }
 
 

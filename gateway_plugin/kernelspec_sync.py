@@ -58,6 +58,7 @@ INITIAL_SYNC_TIMEOUT = 10.0
 LEGACY_DEFAULT_KERNEL = crds.LEGACY_DEFAULT_KERNEL
 DEFAULT_KERNEL_ENV = "EG_DEFAULT_KERNEL_NAME"
 STARTUP_DEFAULT_DELAY = 1.0
+ALLOWED_PROXIES_ENV = "EJ_ALLOWED_PROCESS_PROXIES"
 
 # --- Pure part -------------------------------------------------------------------------------
 
@@ -101,17 +102,52 @@ def builtin_kernel_json() -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
-def desired_files(configmaps: Iterable[Mapping[str, Any]], wanted: Sequence[str]) -> dict[str, str]:
+def allowed_process_proxies(env: Mapping[str, str]) -> frozenset[str]:
+    """Process-proxy classes a served kernel.json may name: ours, the original's name for it,
+    and the admin's extra classes in ``EJ_ALLOWED_PROCESS_PROXIES`` (comma-separated)."""
+    extra = {part.strip() for part in env.get(ALLOWED_PROXIES_ENV, "").split(",") if part.strip()}
+    return frozenset({crds.DEFAULT_PROCESS_PROXY_CLASS}) | crds.LEGACY_PROCESS_PROXY_CLASSES | extra
+
+
+def owned_by_kernelspec(configmap: Mapping[str, Any]) -> bool:
+    """Whether a ConfigMap was rendered by the operator: controlled by a JupyterKernelSpec.
+
+    Anyone who may create ConfigMaps in the namespace can put the kernelspec label on one; only
+    the operator's carry a controller owner reference to a JupyterKernelSpec.
+    """
+    refs = (configmap.get("metadata") or {}).get("ownerReferences") or []
+    return any(
+        ref.get("controller")
+        and ref.get("kind") == crds.JUPYTER_KERNEL_SPEC.kind
+        and str(ref.get("apiVersion") or "").split("/")[0] == crds.GROUP
+        for ref in refs
+    )
+
+
+def _process_proxy(document: Any) -> str:
+    metadata = document.get("metadata") if isinstance(document, Mapping) else None
+    proxy = metadata.get("process_proxy") if isinstance(metadata, Mapping) else None
+    return str(proxy.get("class_name") or "") if isinstance(proxy, Mapping) else ""
+
+
+def desired_files(
+    configmaps: Iterable[Mapping[str, Any]],
+    wanted: Sequence[str],
+    allowed_proxies: frozenset[str] | None = None,
+) -> dict[str, str]:
     """Kernel name → kernel.json text for the kernelspecs to serve.
 
-    ConfigMaps without a parsable ``kernel.json`` are skipped (the operator reports them on the
-    JupyterKernelSpec); names in ``wanted`` without a ConfigMap are simply absent. A gateway
-    that names no kernels, in a namespace without any kernelspec ConfigMap (every
-    JupyterKernelSpec has one), serves the built-in :data:`crds.BUILTIN_KERNELSPEC`, so that
-    the article's bare JupyterGateway runs Python kernels.
+    Served: ConfigMaps owned by a JupyterKernelSpec whose ``kernel.json`` parses and names an
+    allowed process proxy (``allowed_proxies``, default ours only). A kernel.json without one
+    would run its ``argv`` inside the gateway pod (EG's local launch), so it is never served.
+    Skipped ones are logged; the operator reports them on the JupyterKernelSpec. Names in
+    ``wanted`` without a ConfigMap are simply absent. A gateway that names no kernels, in a
+    namespace without any JupyterKernelSpec's ConfigMap, serves the built-in
+    :data:`crds.BUILTIN_KERNELSPEC`, so that the article's bare JupyterGateway runs Python kernels.
     """
+    allowed = allowed_proxies if allowed_proxies is not None else allowed_process_proxies({})
     configmaps = list(configmaps)
-    if not wanted and not any(kernel_name(cm) for cm in configmaps):
+    if not wanted and not any(kernel_name(cm) and owned_by_kernelspec(cm) for cm in configmaps):
         return {crds.BUILTIN_KERNELSPEC: builtin_kernel_json()}
     selected = set(wanted)
     files: dict[str, str] = {}
@@ -120,10 +156,22 @@ def desired_files(configmaps: Iterable[Mapping[str, Any]], wanted: Sequence[str]
         text = (cm.get("data") or {}).get(KERNEL_JSON)
         if not name or not text or (selected and name not in selected):
             continue
+        if not owned_by_kernelspec(cm):
+            log.warning("kernelspec %s: ConfigMap not owned by a JupyterKernelSpec; ignored", name)
+            continue
         try:
-            json.loads(text)
+            document = json.loads(text)
         except ValueError:
             log.warning("kernelspec %s: kernel.json is not JSON; not served", name)
+            continue
+        proxy = _process_proxy(document)
+        if proxy not in allowed:
+            log.warning(
+                "kernelspec %s: process proxy %r is not allowed (%s); not served",
+                name,
+                proxy,
+                ALLOWED_PROXIES_ENV,
+            )
             continue
         files[name] = text
     return files
@@ -320,7 +368,8 @@ class KernelSpecSync:
         if self._configmaps is None or not self._gateway_known:
             return  # wait for both initial listings: never serve a wrong selection
         wanted = wanted_kernels(self._gateway) if self.gateway_name else self._fixed_kernels
-        files = desired_files(self._configmaps.values(), wanted)
+        allowed = allowed_process_proxies(os.environ)
+        files = desired_files(self._configmaps.values(), wanted, allowed)
         for change in apply_files(self.kernels_dir, files):
             log.info("kernelspec sync: %s", change)
         self.served = sorted(files)

@@ -46,6 +46,10 @@ variable                                  default                meaning
                                                                  the orphan grace is never swept
 ``EG_PROHIBITED_UIDS``, ``_GIDS``         ``0``                  EG's own lists (comma-separated);
                                                                  the builder refuses them too
+``EJ_KERNEL_UID_RANGE``, ``_GID_RANGE``   ``1000-65535``,        the ids a client's ``KERNEL_UID``/
+                                          ``100-65535``          ``KERNEL_GID`` may ask for (403)
+``EJ_ALLOWED_PROCESS_PROXIES``            (empty)                extra process-proxy classes a
+                                                                 served kernel.json may name
 ``EJ_ALLOWED_KERNEL_SERVICE_ACCOUNTS``    (empty)                service accounts a client's
                                                                  ``KERNEL_SERVICE_ACCOUNT_NAME``
                                                                  may name (comma-separated globs,
@@ -58,6 +62,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from . import client_limits
 
 USER_AGENT = "elastic-jupyter-gateway/0.1"
 DEFAULT_GATEWAY_NAME = "enterprise-gateway"
@@ -119,6 +125,13 @@ def _ids(env: Mapping[str, str], name: str) -> frozenset[int]:
     return frozenset(ids)
 
 
+def _range(env: Mapping[str, str], name: str, default: tuple[int, int]) -> tuple[int, int]:
+    try:
+        return client_limits.parse_range(env.get(name, ""), default)
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}") from None
+
+
 def _dns_label(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, "").strip() or default
     if not is_dns_label(value):
@@ -153,6 +166,8 @@ class GatewaySettings:
     prohibited_gids: frozenset[int] = frozenset({0})
     allowed_service_accounts: tuple[str, ...] = ()
     kernel_launch_timeout: float = 30.0
+    uid_range: tuple[int, int] = client_limits.DEFAULT_UID_RANGE
+    gid_range: tuple[int, int] = client_limits.DEFAULT_GID_RANGE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
@@ -184,6 +199,8 @@ class GatewaySettings:
             prohibited_gids=_ids(env, "EG_PROHIBITED_GIDS"),
             allowed_service_accounts=_list(env, "EJ_ALLOWED_KERNEL_SERVICE_ACCOUNTS"),
             kernel_launch_timeout=_seconds(env, "EG_KERNEL_LAUNCH_TIMEOUT", 30.0),
+            uid_range=_range(env, "EJ_KERNEL_UID_RANGE", client_limits.DEFAULT_UID_RANGE),
+            gid_range=_range(env, "EJ_KERNEL_GID_RANGE", client_limits.DEFAULT_GID_RANGE),
         )
 
     @property

@@ -9,6 +9,26 @@ from typing import Any
 from elastic_jupyter import crds
 
 
+class Problem(str):
+    """A problem message (a ``str``) that carries its own condition reason.
+
+    Plain strings report as ``InvalidSpec``; namespace consent and name conflicts have reasons
+    of their own (``NamespaceNotAccepted``, ``NameConflict``).
+    """
+
+    reason: str
+
+    def __new__(cls, message: str, reason: str) -> Problem:
+        obj = super().__new__(cls, message)
+        obj.reason = reason
+        return obj
+
+
+def problem_reason(problems: Sequence[str]) -> str:
+    """The reason of the first problem (``InvalidSpec`` for a plain string)."""
+    return str(getattr(problems[0], "reason", crds.REASON_INVALID_SPEC))
+
+
 def condition(
     type_: str,
     ok: bool,
@@ -86,7 +106,7 @@ def valid_condition(
     return condition(
         crds.CONDITION_VALID,
         not problems,
-        crds.REASON_INVALID_SPEC if problems else crds.REASON_SPEC_VALID,
+        problem_reason(problems) if problems else crds.REASON_SPEC_VALID,
         "; ".join(problems) if problems else "spec is valid",
         now,
         previous,

@@ -296,10 +296,13 @@ def role_binding(gateway: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _kernel_namespace_metadata(gateway: Mapping[str, Any], namespace: str) -> dict[str, Any]:
+    # No owner reference can cross namespaces: the owner annotation says whose these are, so
+    # that a namesake somebody else made is never patched or deleted.
     return {
         "name": kernel_namespace_role_name(gateway),
         "namespace": namespace,
         "labels": labels(gateway["metadata"]["name"]),
+        "annotations": {crds.ANNOTATION_OWNER: ownership.owner_annotation(gateway)},
     }
 
 
@@ -582,7 +585,7 @@ def status(
     if is_ready:
         ready_reason, ready_message = "GatewayReady", "Enterprise Gateway serves the current spec"
     elif problems:
-        ready_reason, ready_message = crds.REASON_INVALID_SPEC, "; ".join(problems)
+        ready_reason, ready_message = conditions.problem_reason(problems), "; ".join(problems)
     elif deployment_obj is None:
         ready_reason, ready_message = (
             "DeploymentMissing",

@@ -38,7 +38,14 @@ from typing import Any, Final
 import kopf
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import gateway_objects, kube, settings
+from elastic_jupyter.operator import (
+    conditions,
+    gateway_objects,
+    kube,
+    namespace_consent,
+    ownership,
+    settings,
+)
 
 GATEWAYS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_GATEWAY.plural)
 KERNELSPECS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_KERNEL_SPEC.plural)
@@ -127,6 +134,10 @@ async def ensure(client: kube.KubeClient, desired: Mapping[str, Any]) -> str:
     * Deployment: replaced when the spec-hash annotation differs (this is the rollout).
     * Service: merge-patched when the spec-hash annotation differs (clusterIP is kept).
     * Role: rules patched when they differ. RoleBinding: subjects patched when they differ.
+
+    An existing object that is not ours (:func:`ownership.is_ours`: no controller owner reference
+    to the same resource, nor our owner annotation) is never patched, replaced or adopted:
+    :class:`ownership.NameConflictError` says so instead.
     """
     path = object_path(desired)
     kind = str(desired["kind"])
@@ -136,6 +147,9 @@ async def ensure(client: kube.KubeClient, desired: Mapping[str, Any]) -> str:
             collection = path.rsplit("/", 1)[0]
             await client.create(collection, desired)
             return "created"
+        if not ownership.is_ours(current, desired):
+            meta = desired["metadata"]
+            raise ownership.NameConflictError(kind, meta.get("namespace"), str(meta["name"]))
         if kind in ("Secret", "ServiceAccount"):
             return "unchanged"
         if kind == "Deployment":
@@ -235,26 +249,84 @@ async def _ensure_secret(client: kube.KubeClient, gateway: Mapping[str, Any]) ->
     current = await get_or_none(client, object_path(secret))
     if current is None:
         await ensure(client, secret)
+    elif not ownership.is_ours(current, secret):
+        meta = secret["metadata"]
+        raise ownership.NameConflictError("Secret", meta["namespace"], meta["name"])
+
+
+async def _refused_namespaces(client: kube.KubeClient, gateway: Mapping[str, Any]) -> list[str]:
+    """The gateway's other kernel namespaces that did not accept kernels from its namespace."""
+    source = gateway["metadata"]["namespace"]
+    grants = namespace_consent.admin_grants()
+    refused = []
+    for target in gateway_objects.rbac_namespaces(gateway):
+        try:
+            namespace = await get_or_none(
+                client, collection_path("v1", "namespaces", None) + "/" + target
+            )
+        except kube.ApiError as error:
+            raise kopf.TemporaryError(f"reading namespace {target}: {error}", delay=2) from error
+        if not namespace_consent.accepts(namespace, target, source, grants):
+            refused.append(target)
+    return refused
+
+
+async def _problems(client: kube.KubeClient, gateway: Mapping[str, Any]) -> list[str]:
+    """Everything wrong with a gateway: its spec, namespace consent, name conflicts."""
+    problems: list[str] = list(gateway_objects.validate(gateway.get("spec") or {}))
+    source = gateway["metadata"]["namespace"]
+    for target in await _refused_namespaces(client, gateway):
+        problems.append(
+            conditions.Problem(
+                namespace_consent.refusal_message(target, source),
+                crds.REASON_NAMESPACE_NOT_ACCEPTED,
+            )
+        )
+    problems.extend(ownership.CONFLICTS.get(str(gateway["metadata"].get("uid")), []))
+    return problems
 
 
 async def reconcile(client: kube.KubeClient, gateway: Mapping[str, Any], logger: Any) -> None:
-    """Render and apply a gateway's objects, then refresh its status."""
+    """Render and apply a gateway's objects, then refresh its status.
+
+    Kernel-namespace RBAC goes only to namespaces that accepted this gateway's namespace
+    (:mod:`namespace_consent`); one that withdrew loses ours. An object named like ours but not
+    ours stops the reconcile and shows as ``NameConflict`` in the status.
+    """
     spec = gateway.get("spec") or {}
+    uid = str(gateway["metadata"].get("uid"))
+    ownership.CONFLICTS.pop(uid, None)
     problems = gateway_objects.validate(spec)
     if not problems:
-        await _ensure_secret(client, gateway)
-        for desired in gateway_objects.owned_objects(gateway):
-            result = await ensure(client, desired)
-            if result != "unchanged":
-                logger.info("%s %s %s", desired["kind"], desired["metadata"]["name"], result)
-                if desired["kind"] == "Deployment" and result == "updated":
-                    kopf.event(
-                        event_ref(gateway),
-                        type="Normal",
-                        reason="RollingOut",
-                        message="the gateway spec changed: rolling out a new gateway pod",
-                    )
-    await refresh_status(client, gateway, problems)
+        refused = set(await _refused_namespaces(client, gateway))
+        external = gateway_objects.external_objects(gateway)
+        await delete_objects(client, [o for o in external if o["metadata"]["namespace"] in refused])
+        try:
+            await _apply(client, gateway, refused, logger)
+        except ownership.NameConflictError as error:
+            ownership.CONFLICTS[uid] = [
+                conditions.Problem(error.message, crds.REASON_NAME_CONFLICT)
+            ]
+    await refresh_status(client, gateway)
+
+
+async def _apply(
+    client: kube.KubeClient, gateway: Mapping[str, Any], refused: set[str], logger: Any
+) -> None:
+    await _ensure_secret(client, gateway)
+    for desired in gateway_objects.owned_objects(gateway):
+        if desired["metadata"].get("namespace") in refused:
+            continue
+        result = await ensure(client, desired)
+        if result != "unchanged":
+            logger.info("%s %s %s", desired["kind"], desired["metadata"]["name"], result)
+            if desired["kind"] == "Deployment" and result == "updated":
+                kopf.event(
+                    event_ref(gateway),
+                    type="Normal",
+                    reason="RollingOut",
+                    message="the gateway spec changed: rolling out a new gateway pod",
+                )
 
 
 async def refresh_status(
@@ -264,9 +336,8 @@ async def refresh_status(
 ) -> None:
     """Recompute and write a gateway's status; post Warning Events for new problems."""
     meta = gateway["metadata"]
-    spec = gateway.get("spec") or {}
     if problems is None:
-        problems = gateway_objects.validate(spec)
+        problems = await _problems(client, gateway)
     deployment_path = (
         collection_path("apps/v1", "deployments", meta["namespace"]) + "/" + meta["name"]
     )
@@ -450,13 +521,42 @@ def _has_external_objects(body: kopf.Body, **_: Any) -> bool:
 
 
 async def delete_objects(client: kube.KubeClient, objects: list[dict[str, Any]]) -> None:
-    """Delete objects (bindings first); already gone is fine."""
+    """Delete objects (bindings first); already gone is fine. An object carrying an owner mark
+    (external RBAC) is deleted only when it is ours: a namesake is somebody else's."""
     for obj in reversed(objects):
         try:
+            if (obj["metadata"].get("annotations") or {}).get(crds.ANNOTATION_OWNER):
+                current = await get_or_none(client, object_path(obj))
+                if current is None or not ownership.is_ours(current, obj):
+                    continue
             await client.request("DELETE", object_path(obj))
         except kube.ApiError as error:
             if error.status != 404:
                 raise kopf.TemporaryError(f"deleting {obj['kind']}: {error}", delay=2) from error
+
+
+def _has_other_kernel_namespaces(body: kopf.Body, **_: Any) -> bool:
+    return bool(gateway_objects.rbac_namespaces(body))
+
+
+@kopf.timer(
+    *GATEWAYS,
+    interval=namespace_consent.recheck_seconds(),
+    initial_delay=namespace_consent.recheck_seconds(),
+    when=_has_other_kernel_namespaces,
+)
+async def gateway_consent_recheck(
+    body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """Re-apply a gateway with kernel namespaces elsewhere, so that consent given or withdrawn
+    there (a Namespace annotation) takes effect without anyone editing the gateway. The
+    reconcile reads and compares; it writes only what changed."""
+    state = settings.runtime_of(memo)
+    meta = body["metadata"]
+    async with state.lock(crds.JUPYTER_GATEWAY.plural, meta["namespace"], meta["name"]):
+        fresh = await _fetch_gateway(state.client, meta["namespace"], meta["name"])
+        if fresh is not None and not fresh["metadata"].get("deletionTimestamp"):
+            await reconcile(state.client, fresh, logger)
 
 
 @kopf.on.delete(*GATEWAYS, when=_has_external_objects)

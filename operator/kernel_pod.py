@@ -21,6 +21,7 @@ What the builder adds to the CR's ``spec.template``:
   launcher's ``KERNEL_POD_IP``) unless the template already sets those names;
 * the operator's default kernel image (``--default-kernel-image``) on the kernel container when
   neither the kernelspec nor the template gave it one;
+* ``automountServiceAccountToken: false`` unless the template sets it;
 * a non-root security context by default (pod: ``runAsNonRoot``, uid 1000, gid 100, seccomp
   ``RuntimeDefault``; each container: no privilege escalation, all capabilities dropped). Every
   key the template sets wins over the default.
@@ -213,10 +214,26 @@ def build_pod(kernel: Mapping[str, Any], default_image: str | None = None) -> di
             container["env"] = _kernel_env(list(container.get("env") or []))
         new_containers.append(container)
     pod_spec["containers"] = new_containers
+    if isinstance(pod_spec.get("initContainers"), list):
+        # Init containers get the same restricted defaults (Pod Security checks them too).
+        pod_spec["initContainers"] = [
+            {
+                **container,
+                "securityContext": _with_defaults(
+                    container.get("securityContext"), DEFAULT_CONTAINER_SECURITY_CONTEXT
+                ),
+            }
+            if isinstance(container, Mapping)
+            else container
+            for container in pod_spec["initContainers"]
+        ]
     pod_spec["securityContext"] = _with_defaults(
         pod_spec.get("securityContext"), DEFAULT_POD_SECURITY_CONTEXT
     )
     pod_spec["restartPolicy"] = "Never"
+    # A kernel runs users' code: no API credentials in it unless the template asks (and the
+    # admin's pod policy, checked by the caller, allows it).
+    pod_spec.setdefault("automountServiceAccountToken", False)
 
     return {
         "apiVersion": "v1",

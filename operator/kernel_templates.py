@@ -22,7 +22,7 @@ from typing import Any, Final
 import kopf
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import kernel_pod, kernelspecs, runtime, settings
+from elastic_jupyter.operator import kernel_pod, kernelspecs, pod_policy, runtime, settings
 from elastic_jupyter.operator import kernelspec_configmap as render_mod
 
 TEMPLATES: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_KERNEL_TEMPLATE.plural)
@@ -49,8 +49,12 @@ class Validity:
         return (self.valid, self.reason, self.message)
 
 
-def validate(template_object: Mapping[str, Any]) -> Validity:
-    """Check a JupyterKernelTemplate body: a pod template with at least one well-named container.
+def validate(
+    template_object: Mapping[str, Any], policy: pod_policy.PodPolicy | None = None
+) -> Validity:
+    """Check a JupyterKernelTemplate body: a pod template with at least one well-named container,
+    fields of the right types (``InvalidSpec``), and a pod the admin's policy allows
+    (``PolicyViolation``; ``policy`` defaults to this operator's).
 
     Labels written directly under ``spec.template.metadata`` (the original's sample) do not make
     the template invalid — the pod just would not get them — but the reason says so.
@@ -82,6 +86,12 @@ def validate(template_object: Mapping[str, Any]) -> Validity:
                 False, REASON_DUPLICATE_CONTAINER_NAME, f"two containers are named {name!r}"
             )
         seen.add(name)
+    checked = pod_policy.check_template(template, policy or pod_policy.admin_policy())
+    if checked:
+        reason, problems = checked
+        invalid = reason == crds.REASON_INVALID_SPEC
+        what = "invalid pod template" if invalid else "refused by the kernel pod policy"
+        return Validity(False, reason, f"{what}: {pod_policy.describe(problems)}")
     misplaced = kernel_pod.misplaced_template_metadata(template)
     if misplaced:
         return Validity(

@@ -45,7 +45,7 @@ import aiohttp
 import kopf
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import kernel_pod, kernel_status, kube, runtime, settings
+from elastic_jupyter.operator import kernel_pod, kernel_status, kube, pod_policy, runtime, settings
 
 #: Seconds a plain Pending status is held back (see the module docstring).
 PENDING_STATUS_GRACE: Final = 1.5
@@ -256,23 +256,40 @@ def _recheck_later(
 
 
 async def _fail_creation(
-    state: runtime.Runtime, record: runtime.KernelRecord, message: str, logger: Any
+    state: runtime.Runtime,
+    record: runtime.KernelRecord,
+    message: str,
+    logger: Any,
+    reason: str = kernel_status.REASON_POD_CREATE_FAILED,
 ) -> None:
     state.metrics.reconcile_errors.labels(crds.JUPYTER_KERNEL.kind).inc()
     logger.error("Cannot create the pod of %s/%s: %s", record.namespace, record.name, message)
     async with record.lock:
-        new = kernel_status.failed_status(
-            kernel_status.REASON_POD_CREATE_FAILED, message, record.status, _now()
-        )
+        new = kernel_status.failed_status(reason, message, record.status, _now())
         await _write_status(state, record, new, logger)
 
 
 async def _ensure_pod(state: runtime.Runtime, record: runtime.KernelRecord, logger: Any) -> None:
-    """Create the kernel's pod; 409 AlreadyExists means it is there already (adopted)."""
+    """Create the kernel's pod; 409 AlreadyExists means it is there already (adopted).
+
+    A kernel whose template has the wrong shape (``InvalidSpec``) or that the admin's pod policy
+    forbids (``PolicyViolation``) gets no pod: its status says which field, and the gateway
+    fails the launch with that message at once.
+    """
+    shapes = pod_policy.shape_problems((record.body.get("spec") or {}).get("template"))
+    if shapes:
+        message = f"invalid pod template: {pod_policy.describe(shapes)}"
+        await _fail_creation(state, record, message, logger, crds.REASON_INVALID_SPEC)
+        return
     try:
         manifest = kernel_pod.build_pod(record.body, settings.default_kernel_image())
     except kernel_pod.InvalidKernelError as error:
         await _fail_creation(state, record, str(error), logger)
+        return
+    refused = pod_policy.violations(manifest["spec"], pod_policy.admin_policy())
+    if refused:
+        message = f"refused by the kernel pod policy: {pod_policy.describe(refused)}"
+        await _fail_creation(state, record, message, logger, crds.REASON_POLICY_VIOLATION)
         return
     misplaced = kernel_pod.misplaced_template_metadata(
         (record.body.get("spec") or {}).get("template")

@@ -159,10 +159,35 @@ def owner_reference(kernelspec: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def render(kernelspec: Mapping[str, Any]) -> Rendering:
-    """The kernelspec's ConfigMap manifest, or why there is none."""
+def render(
+    kernelspec: Mapping[str, Any], allowed_proxies: frozenset[str] | None = None
+) -> Rendering:
+    """The kernelspec's ConfigMap manifest, or why there is none.
+
+    ``allowed_proxies``: the process-proxy classes the admin allows (None: any). Another class
+    (EG's ``LocalProcessProxy`` runs ``spec.command`` inside the gateway pod, with the
+    gateway's token and service account) renders nothing: reason ``ProcessProxyNotAllowed``.
+    """
     metadata = kernelspec.get("metadata") or {}
+    spec = kernelspec.get("spec") or {}
     template = template_ref(kernelspec)
+    proxy = process_proxy_class(spec)
+    if (
+        allowed_proxies is not None
+        and proxy not in allowed_proxies
+        and (str(spec.get("className") or "") not in allowed_proxies)
+    ):
+        return Rendering(
+            None,
+            template,
+            (
+                crds.REASON_PROCESS_PROXY_NOT_ALLOWED,
+                f"spec.className {proxy!r} is not an allowed process proxy (allowed: "
+                f"{', '.join(sorted(allowed_proxies))}; the cluster admin can add classes with "
+                "ELASTIC_JUPYTER_ALLOWED_PROCESS_PROXIES on the operator and "
+                "EJ_ALLOWED_PROCESS_PROXIES on the gateway)",
+            ),
+        )
     name = str(metadata.get("name") or "")
     document = kernel_json(kernelspec, template)
     configmap = {

@@ -29,7 +29,7 @@ import kopf
 
 from elastic_jupyter import crds
 from elastic_jupyter.operator import kernelspec_configmap as render_mod
-from elastic_jupyter.operator import kube, runtime, settings
+from elastic_jupyter.operator import kube, ownership, pod_policy, runtime, settings
 
 KERNELSPECS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_KERNEL_SPEC.plural)
 RETRY_DELAYS: Final = (1.0, 2.0, 4.0, 8.0)
@@ -109,6 +109,10 @@ async def _ensure_configmap(state: runtime.Runtime, desired: dict[str, Any], log
             if error.status != 409:
                 raise
             current = await state.client.get(kube.configmaps_path(namespace, name))
+    if current is not None and not ownership.is_ours(current, desired):
+        # Somebody else's ConfigMap of that name: never adopted (adopting it would also have it
+        # garbage-collected with the kernelspec).
+        raise ownership.NameConflictError("ConfigMap", namespace, name)
     if current is not None and render_mod.configmap_differs(current, desired):
         patch = {
             "metadata": {
@@ -140,11 +144,16 @@ async def reconcile(
         }
     )
     async with state.lock(crds.JUPYTER_KERNEL_SPEC.plural, namespace, name):
-        rendering = render_mod.render(body)
+        allowed = pod_policy.admin_policy().allowed_process_proxies()
+        rendering = render_mod.render(body, allowed)
         configmap_name = None
         try:
             if rendering.configmap is not None:
-                configmap_name = await _ensure_configmap(state, rendering.configmap, logger)
+                try:
+                    configmap_name = await _ensure_configmap(state, rendering.configmap, logger)
+                except ownership.NameConflictError as error:
+                    problem = (crds.REASON_NAME_CONFLICT, error.message)
+                    rendering = render_mod.Rendering(None, rendering.template, problem)
             template = rendering.template
             validity = (
                 _first(templates.get((template.namespace, template.name))) if template else None

@@ -427,7 +427,7 @@ def status(
     if is_ready:
         ready_reason, ready_message = "NotebookReady", "the notebook server is ready"
     elif problems:
-        ready_reason, ready_message = crds.REASON_INVALID_SPEC, "; ".join(problems)
+        ready_reason, ready_message = conditions.problem_reason(problems), "; ".join(problems)
     elif deployment_obj is None:
         ready_reason, ready_message = "DeploymentMissing", "the notebook Deployment is not created"
     else:

@@ -35,7 +35,14 @@ from typing import Any, Final
 import kopf
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import gateways, kube, notebook_objects, settings
+from elastic_jupyter.operator import (
+    conditions,
+    gateways,
+    kube,
+    notebook_objects,
+    ownership,
+    settings,
+)
 
 NOTEBOOKS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_NOTEBOOK.plural)
 NOTEBOOK_DEPLOYMENT_LABELS: Final = {
@@ -89,6 +96,9 @@ async def _copy_gateway_token(
     if current is None:
         await gateways.ensure(client, copy)
     elif current != token:  # the gateway's token was replaced
+        existing = await gateways.get_or_none(client, gateways.object_path(copy))
+        if existing is not None and not ownership.is_ours(existing, copy):
+            raise ownership.NameConflictError("Secret", meta["namespace"], meta["name"])
         await client.request("PUT", gateways.object_path(copy), copy)
 
 
@@ -101,6 +111,8 @@ async def _apply_config_map(client: kube.KubeClient, desired: Mapping[str, Any])
     if current is None:
         await client.create(collection, desired)
         return "created"
+    if not ownership.is_ours(current, desired):
+        raise ownership.NameConflictError("ConfigMap", meta["namespace"], meta["name"])
     if current.get("data") == desired["data"]:
         return "unchanged"
     await client.merge_patch(f"{collection}/{meta['name']}", {"data": desired["data"]})
@@ -113,6 +125,8 @@ async def reconcile(client: kube.KubeClient, notebook: Mapping[str, Any], logger
     problems = notebook_objects.validate(spec)
     ref = notebook_objects.gateway_ref(notebook)
     gateway = None
+    uid = str(meta.get("uid"))
+    ownership.CONFLICTS.pop(uid, None)
     try:
         if ref is not None:
             gateway = await gateways.get_or_none(
@@ -136,6 +150,10 @@ async def reconcile(client: kube.KubeClient, notebook: Mapping[str, Any], logger
                     logger.info("%s %s %s", desired["kind"], desired["metadata"]["name"], result)
     except kube.ApiError as error:
         raise kopf.TemporaryError(f"notebook {meta['name']}: {error}", delay=2) from error
+    except ownership.NameConflictError as error:
+        conflict = conditions.Problem(error.message, crds.REASON_NAME_CONFLICT)
+        ownership.CONFLICTS[uid] = [conflict]
+        problems = [*problems, conflict]
     misplaced = notebook_objects.misplaced_template_metadata(spec)
     if misplaced:
         kopf.event(
@@ -160,6 +178,7 @@ async def refresh_status(
     meta, spec = notebook["metadata"], notebook.get("spec") or {}
     if problems is None:
         problems = notebook_objects.validate(spec)
+        problems += ownership.CONFLICTS.get(str(meta.get("uid")), [])
     ref = notebook_objects.gateway_ref(notebook)
     try:
         if gateway_found is None and ref is not None:

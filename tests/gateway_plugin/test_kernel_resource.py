@@ -435,7 +435,9 @@ def test_client_ids_can_be_turned_off_and_prohibited_lists_changed() -> None:
     with pytest.raises(KernelRequestError) as err:
         plan_kernel(launch(env=env, client_env=env), off)
     assert err.value.status == 403 and "EJ_ALLOW_KERNEL_UID_GID" in err.value.message
-    settings = GatewaySettings.from_env({"EG_PROHIBITED_UIDS": "0, 1234", "EG_PROHIBITED_GIDS": ""})
+    settings = GatewaySettings.from_env(
+        {"EG_PROHIBITED_UIDS": "0, 1234", "EG_PROHIBITED_GIDS": "", "EJ_KERNEL_GID_RANGE": "0-99"}
+    )
     assert settings.prohibited_uids == {0, 1234} and settings.prohibited_gids == frozenset()
     with pytest.raises(KernelRequestError, match="EG_PROHIBITED_UIDS"):
         plan_kernel(launch(env=env, client_env=env), settings)

@@ -18,9 +18,25 @@ from elastic_jupyter.gateway_plugin import kernelspec_sync as ks
 
 
 def configmap(name: str, display: str = "X", label: str | None = None) -> dict[str, Any]:
-    spec = {"argv": ["kubeflow-launcher"], "display_name": display, "language": "python"}
+    spec = {
+        "argv": ["kubeflow-launcher"],
+        "display_name": display,
+        "language": "python",
+        "metadata": {"process_proxy": {"class_name": crds.DEFAULT_PROCESS_PROXY_CLASS}},
+    }
+    owner = {
+        "apiVersion": crds.API_VERSION,
+        "kind": crds.JUPYTER_KERNEL_SPEC.kind,
+        "name": name,
+        "uid": f"uid-{name}",
+        "controller": True,
+    }
     return {
-        "metadata": {"name": name, "labels": {crds.LABEL_KERNELSPEC: label or name}},
+        "metadata": {
+            "name": name,
+            "labels": {crds.LABEL_KERNELSPEC: label or name},
+            "ownerReferences": [owner],
+        },
         "data": {"kernel.json": json.dumps(spec)},
     }
 
@@ -29,8 +45,13 @@ def test_desired_files_filters_by_gateway_kernels() -> None:
     cms = [configmap("a"), configmap("b"), configmap("c")]
     assert set(ks.desired_files(cms, [])) == {"a", "b", "c"}
     assert set(ks.desired_files(cms, ["b", "missing"])) == {"b"}
-    broken = {"metadata": {"name": "d", "labels": {}}, "data": {"kernel.json": "{not json"}}
+    # An owned ConfigMap with a broken kernel.json is not served (and, being a JupyterKernelSpec's,
+    # it stands for a kernelspec: the built-in one is not served in its place either).
+    broken = {**configmap("d"), "data": {"kernel.json": "{not json"}}
     assert ks.desired_files([broken], []) == {}
+    # A ConfigMap nobody's JupyterKernelSpec owns is no kernelspec: the built-in one is served.
+    foreign = {"metadata": {"name": "e", "labels": {crds.LABEL_KERNELSPEC: "e"}}, "data": {}}
+    assert list(ks.desired_files([foreign], [])) == [crds.BUILTIN_KERNELSPEC]
 
 
 def test_builtin_python_kernelspec_when_the_namespace_has_none(tmp_path: Path) -> None:

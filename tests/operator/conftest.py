@@ -58,7 +58,11 @@ class OperatorProcess:
 
 @contextlib.contextmanager
 def run_operator(
-    sandbox: SandboxCluster, tmp: Path, *args: str, name: str = "operator"
+    sandbox: SandboxCluster,
+    tmp: Path,
+    *args: str,
+    name: str = "operator",
+    env: dict[str, str] | None = None,
 ) -> Iterator[OperatorProcess]:
     """Start the operator CLI against the sandbox; stop it (SIGTERM, then SIGKILL) afterwards."""
     live, metrics = free_port(), free_port()
@@ -76,7 +80,7 @@ def run_operator(
                 str(metrics),
                 *args,
             ],
-            env=sandbox.env(),
+            env={**sandbox.env(), **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

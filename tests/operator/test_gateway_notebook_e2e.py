@@ -523,6 +523,10 @@ def test_rbac_outside_the_namespace_follows_the_gateway(
             ),
         )
         assert all(exists(path) for path in legacy)
+        # Both kernel namespaces accept kernels from the gateway's (docs/security.md).
+        for namespace in (kernels, extra):
+            accept = f"{crds.ANNOTATION_ACCEPT_KERNELS_FROM}={home}"
+            sandbox.kubectl("annotate", "namespace", namespace, accept)
         gateway = {
             "apiVersion": crds.API_VERSION,
             "kind": "JupyterGateway",

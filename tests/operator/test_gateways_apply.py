@@ -130,6 +130,11 @@ def test_deleting_external_objects_tolerates_absence() -> None:
     client = FakeClient()
     objs = gateway_objects.external_objects(gateway(kernelNamespace="k"))
     asyncio.run(gateways.delete_objects(client, objs))  # type: ignore[arg-type]
+    # Objects in other namespaces are read first (only ours are deleted): absent, no DELETE.
+    assert client.writes == []
+    for obj in objs:
+        client.objects[gateways.object_path(obj)] = copy.deepcopy(obj)
+    asyncio.run(gateways.delete_objects(client, objs))  # type: ignore[arg-type]
     assert [m for m, _ in client.writes] == ["DELETE", "DELETE"]
 
 
