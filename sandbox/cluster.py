@@ -85,7 +85,9 @@ class SandboxCluster:
         if apply_crds:
             crds = crds_dir()
             if crds is not None:
-                self._apply.insert(0, crds)
+                # the CRDs, and the operator's ServiceAccount and ClusterRoles (crds/rbac/)
+                rbac = crds / "rbac"
+                self._apply[:0] = [crds, rbac] if rbac.is_dir() else [crds]
         self._args = [
             "--node-cpu", node_cpu,
             "--node-memory", node_memory,

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from elastic_jupyter import crds
+from elastic_jupyter.operator.service_accounts import operator_kubeconfig
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 from tests.helpers import wait_for
 
@@ -60,7 +61,8 @@ class OperatorProcess:
 def run_operator(
     sandbox: SandboxCluster, tmp: Path, *args: str, name: str = "operator"
 ) -> Iterator[OperatorProcess]:
-    """Start the operator CLI against the sandbox; stop it (SIGTERM, then SIGKILL) afterwards."""
+    """Start the operator CLI against the sandbox, as its own ServiceAccount (crds/rbac/);
+    stop it (SIGTERM, then SIGKILL) afterwards."""
     live, metrics = free_port(), free_port()
     log = tmp / f"{name}-{uuid.uuid4().hex[:6]}.log"
     exe = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "elastic-jupyter-operator"
@@ -76,7 +78,7 @@ def run_operator(
                 str(metrics),
                 *args,
             ],
-            env=sandbox.env(),
+            env=sandbox.env(KUBECONFIG=str(operator_kubeconfig(sandbox))),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
