@@ -359,6 +359,7 @@ class ApiServer:
                 user_agent=user_agent_product(request.headers.get("User-Agent", "")),
                 status=status,
                 duration_ms=(time.perf_counter() - started) * 1000.0,
+                user=user.name if (user := request.get(USER)) is not None else "",
             )
         )
 

@@ -86,8 +86,8 @@ class SandboxCluster:
             crds = crds_dir()
             if crds is not None:
                 # the CRDs, and the operator's ServiceAccount and ClusterRoles (crds/rbac/)
-                rbac = crds / "rbac"
-                self._apply[:0] = [crds, rbac] if rbac.is_dir() else [crds]
+                rbac_dir = crds / "rbac"
+                self._apply[:0] = [crds, rbac_dir] if rbac_dir.is_dir() else [crds]
         self._args = [
             "--node-cpu", node_cpu,
             "--node-memory", node_memory,
