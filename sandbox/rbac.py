@@ -167,6 +167,35 @@ class Rule:
         return out
 
 
+class RuleSet:
+    """Rules indexed by ``(apiGroup, resource)`` (``*`` included) so one authorization is a
+    handful of dictionary lookups however many rules a user holds."""
+
+    def __init__(self, rules: tuple[Rule, ...]) -> None:
+        self.rules = rules
+        self.urls = [r for r in rules if r.urls]
+        self.by_key: dict[tuple[str, str], list[Rule]] = {}
+        for rule in rules:
+            for group in rule.api_groups:
+                for resource in rule.resources:
+                    self.by_key.setdefault((group, resource), []).append(rule)
+
+    def allows(self, a: Attributes) -> bool:
+        if not a.resource_request:
+            return any(rule.allows(a) for rule in self.urls)
+        combined = f"{a.resource}/{a.subresource}" if a.subresource else a.resource
+        keys = [(a.group, combined), ("*", combined), (a.group, "*"), ("*", "*")]
+        if a.subresource:
+            keys += [(a.group, f"*/{a.subresource}"), ("*", f"*/{a.subresource}")]
+        for key in keys:
+            for rule in self.by_key.get(key, ()):
+                if ("*" in rule.verbs or a.verb in rule.verbs) and (
+                    not rule.resource_names or a.name in rule.resource_names
+                ):
+                    return True
+        return False
+
+
 def rules_of(role: JsonObj | None) -> tuple[Rule, ...]:
     if role is None:
         return ()
@@ -198,7 +227,7 @@ class _Index:
     cluster: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     # (namespace, subject) → (roleRef kind, name)
     local: dict[tuple[str, tuple[str, str]], list[tuple[str, str]]] = field(default_factory=dict)
-    rules: dict[tuple[str, tuple[str, ...], str], tuple[Rule, ...]] = field(default_factory=dict)
+    rules: dict[tuple[str, tuple[str, ...], str], RuleSet] = field(default_factory=dict)
 
 
 class Authorizer:
@@ -209,7 +238,13 @@ class Authorizer:
         self._index = _Index()
 
     def _current(self) -> _Index:
-        generation = sum(self.store.changes.get(key, 0) for key in RBAC_KEYS)
+        changes = self.store.changes
+        generation = (
+            changes.get(ROLES, 0)
+            + changes.get(ROLE_BINDINGS, 0)
+            + changes.get(CLUSTER_ROLES, 0)
+            + changes.get(CLUSTER_ROLE_BINDINGS, 0)
+        )
         if generation == self._index.generation:
             return self._index
         index = _Index(generation)
@@ -230,6 +265,9 @@ class Authorizer:
 
     def rules_for(self, user: UserInfo, namespace: str) -> tuple[Rule, ...]:
         """Every rule ``user`` holds in ``namespace`` ("": cluster-wide rules only)."""
+        return self._rule_set(user, namespace).rules
+
+    def _rule_set(self, user: UserInfo, namespace: str) -> RuleSet:
         index = self._current()
         cache_key = (user.name, user.groups, namespace)
         cached = index.rules.get(cache_key)
@@ -252,14 +290,14 @@ class Authorizer:
                     rules += rules_of(self.store.get(CLUSTER_ROLES, "", name))
                 elif kind == "Role":
                     rules += rules_of(self.store.get(ROLES, namespace, name))
-        result = tuple(rules)
+        result = RuleSet(tuple(rules))
         index.rules[cache_key] = result
         return result
 
     def authorize(self, user: UserInfo, attrs: Attributes) -> bool:
         if user.is_superuser:
             return True
-        return any(rule.allows(attrs) for rule in self.rules_for(user, attrs.namespace))
+        return self._rule_set(user, attrs.namespace).allows(attrs)
 
     # --- escalation prevention -------------------------------------------------------------
     def not_held(self, user: UserInfo, namespace: str, wanted: Iterable[Rule]) -> list[Rule]:
