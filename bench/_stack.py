@@ -40,6 +40,7 @@ from gateway_start import (
 from operator_throughput import OPERATOR_AGENTS, WRITE_VERBS
 
 from elastic_jupyter.gateway_plugin.kube import kernels_path
+from elastic_jupyter.operator.service_accounts import gateway_kubeconfig, operator_kubeconfig
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 
 HERE = Path(__file__).resolve().parent
@@ -233,7 +234,7 @@ class Stack:
                     "--metrics-port",
                     "0",
                 ],
-                env=self.sandbox.env(),
+                env=self.sandbox.env(KUBECONFIG=str(operator_kubeconfig(self.sandbox))),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -250,6 +251,7 @@ class Stack:
                 "JUPYTER_PATH": str(share),
                 "JUPYTER_DATA_DIR": str(self.workdir / "data"),
                 "JUPYTER_RUNTIME_DIR": str(self.workdir / "runtime"),
+                "KUBECONFIG": str(gateway_kubeconfig(self.sandbox, self.namespace, "bench")),
                 "EG_NAME": "bench",
                 "EG_NAMESPACE": self.namespace,
                 "EG_SHARED_NAMESPACE": "true",
@@ -347,7 +349,8 @@ class Stack:
         url = f"{self.sandbox.url}/api/v1/namespaces/{self.namespace}/pods"
         seen: set[tuple[str, str]] = set()
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-        async with session.get(url, params={"watch": "1"}, timeout=timeout) as resp:
+        auth = self.sandbox.auth_headers
+        async with session.get(url, params={"watch": "1"}, timeout=timeout, headers=auth) as resp:
             async for line in resp.content:
                 if not line.strip():
                     continue
@@ -373,7 +376,8 @@ class Stack:
         """The last lines of a pod's log (``kubectl logs``), if the pod still exists."""
         url = f"{self.sandbox.url}/api/v1/namespaces/{self.namespace}/pods/{pod}/log"
         try:
-            async with session.get(url, params={"tailLines": "4"}) as resp:
+            params = {"tailLines": "4"}
+            async with session.get(url, params=params, headers=self.sandbox.auth_headers) as resp:
                 return (await resp.text())[-600:] if resp.status == 200 else f"HTTP {resp.status}"
         except aiohttp.ClientError as err:
             return f"{type(err).__name__}: {err}"

@@ -248,13 +248,14 @@ def delete_kernel(base: str, kernel_id: str) -> None:
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from elastic_jupyter.operator.service_accounts import gateway_kubeconfig, operator_kubeconfig
     from elastic_jupyter.sandbox.cluster import SandboxCluster
 
     with SandboxCluster(apply_crds=True) as sandbox:
         env = sandbox.env()
         operator = subprocess.Popen(
             [str(BIN / "elastic-jupyter-operator"), "--liveness", "none", "--metrics-port", "0"],
-            env=env,
+            env={**env, "KUBECONFIG": str(operator_kubeconfig(sandbox))},
             stdout=(workdir / "operator.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
@@ -270,6 +271,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "JUPYTER_PATH": str(share),
                 "JUPYTER_DATA_DIR": str(workdir / "data"),
                 "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
+                "KUBECONFIG": str(gateway_kubeconfig(sandbox, namespace, "bench")),
                 "EG_NAME": "bench",
                 "EG_NAMESPACE": namespace,
                 "EG_SHARED_NAMESPACE": "true",

@@ -714,7 +714,7 @@ def measure_start_latency(count: int) -> list[float]:
     with SandboxCluster(node_gpus=2) as cluster:
         cluster.create_namespace(namespace)
         log = cluster.state_dir / "operator.log"
-        with demo.operator_process(cluster.env(), namespace, log):
+        with demo.operator_process(demo.operator_env(cluster), namespace, log):
             kubectl = demo.Kubectl(str(cluster.kubeconfig), namespace)
             path = demo.UserPath(kubectl, say=lambda _line: None)
             directory = demo.GPU_EXAMPLE

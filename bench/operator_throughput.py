@@ -50,6 +50,7 @@ import aiohttp
 
 from elastic_jupyter import crds
 from elastic_jupyter.operator import kernel_pod
+from elastic_jupyter.operator.service_accounts import operator_kubeconfig
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 
 REPO = Path(__file__).resolve().parent.parent
@@ -159,7 +160,7 @@ def operator_writes(stats: dict[str, Any]) -> dict[str, int]:
 
 
 async def _run_burst(
-    url: str, total: int, concurrency: int, timeout: float
+    url: str, total: int, concurrency: int, timeout: float, auth: dict[str, str]
 ) -> tuple[float, dict[str, float], dict[str, float], dict[str, float], dict[str, float]]:
     """Create the kernels and watch them.
 
@@ -174,7 +175,7 @@ async def _run_burst(
     done = asyncio.Event()
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=concurrency + 4),
-        headers={"User-Agent": "bench-client"},
+        headers={"User-Agent": "bench-client", **auth},
     ) as session:
         async with session.get(base) as response:
             listing = await response.json()
@@ -243,7 +244,9 @@ async def _run_burst(
     return started, sent, running, pods_running, pods_created
 
 
-async def _run_baseline(url: str, total: int, concurrency: int, timeout: float) -> float:
+async def _run_baseline(
+    url: str, total: int, concurrency: int, timeout: float, auth: dict[str, str]
+) -> float:
     """Create the operator's pods directly (no operator); seconds until all are Running.
 
     The ceiling the sandbox's kubelet and API server set for the end-to-end number.
@@ -262,7 +265,7 @@ async def _run_baseline(url: str, total: int, concurrency: int, timeout: float) 
             return str(obj["metadata"]["name"])
         return None
 
-    return await _timed_burst(base, base, total, concurrency, timeout, pod, running_name)
+    return await _timed_burst(base, base, total, concurrency, timeout, pod, running_name, auth)
 
 
 async def _timed_burst(
@@ -273,6 +276,7 @@ async def _timed_burst(
     timeout: float,
     make: Callable[[int], dict[str, Any]],
     counted: Callable[[dict[str, Any]], str | None],
+    auth: dict[str, str],
 ) -> float:
     """POST ``make(i)`` for ``total`` objects from ``concurrency`` workers to ``create_url``.
 
@@ -283,7 +287,7 @@ async def _timed_burst(
     done = asyncio.Event()
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=concurrency + 4),
-        headers={"User-Agent": "bench-client"},
+        headers={"User-Agent": "bench-client", **auth},
     ) as session:
 
         async def watch() -> None:
@@ -347,7 +351,7 @@ def _start_operator(
                 "--metrics-port",
                 str(metrics_port),
             ],
-            env=sandbox.env(),
+            env=sandbox.env(KUBECONFIG=str(operator_kubeconfig(sandbox))),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -371,7 +375,9 @@ def _stop(operator: subprocess.Popen[bytes]) -> None:
         operator.kill()
 
 
-async def _run_creations(url: str, total: int, concurrency: int, timeout: float) -> float:
+async def _run_creations(
+    url: str, total: int, concurrency: int, timeout: float, auth: dict[str, str]
+) -> float:
     """Create the kernels; seconds until the operator has created all their pods."""
     base = f"{url}/apis/{crds.GROUP}/{crds.VERSION}/namespaces/{NAMESPACE}/jupyterkernels"
     pods = f"{url}/api/v1/namespaces/{NAMESPACE}/pods"
@@ -380,7 +386,7 @@ async def _run_creations(url: str, total: int, concurrency: int, timeout: float)
         name = (obj.get("metadata") or {}).get("name")
         return str(name) if name else None
 
-    return await _timed_burst(base, pods, total, concurrency, timeout, _kernel, pod_name)
+    return await _timed_burst(base, pods, total, concurrency, timeout, _kernel, pod_name, auth)
 
 
 def operator_only(kernels: int, concurrency: int, timeout: float) -> dict[str, Any]:
@@ -395,7 +401,9 @@ def operator_only(kernels: int, concurrency: int, timeout: float) -> dict[str, A
         operator = _start_operator(sb, state_dir)
         try:
             sb.create_namespace(NAMESPACE)
-            seconds = asyncio.run(_run_creations(sb.url, kernels, concurrency, timeout))
+            seconds = asyncio.run(
+                _run_creations(sb.url, kernels, concurrency, timeout, sb.auth_headers)
+            )
         finally:
             _stop(operator)
         sb.delete_namespace(NAMESPACE)
@@ -407,7 +415,9 @@ def baseline(kernels: int, concurrency: int, timeout: float) -> dict[str, Any]:
     with _sandbox(kernels) as sandbox:
         sandbox.create_namespace(NAMESPACE)
         before = _proc_stats(sandbox.process.pid) if sandbox.process else {}
-        seconds = asyncio.run(_run_baseline(sandbox.url, kernels, concurrency, timeout))
+        seconds = asyncio.run(
+            _run_baseline(sandbox.url, kernels, concurrency, timeout, sandbox.auth_headers)
+        )
         after = _proc_stats(sandbox.process.pid) if sandbox.process else {}
         sandbox.delete_namespace(NAMESPACE)
     return {
@@ -494,7 +504,7 @@ def run(
             sandbox.reset_stats()
             clock_offset = time.time() - time.perf_counter()
             started, sent, running, pods_running, pods_created = asyncio.run(
-                _run_burst(sandbox.url, kernels, concurrency, timeout)
+                _run_burst(sandbox.url, kernels, concurrency, timeout, sandbox.auth_headers)
             )
             elapsed = max(running.values()) - started
             busy = _proc_stats(operator.pid)

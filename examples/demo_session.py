@@ -919,6 +919,13 @@ class UserPath:
 DEMO_NAMESPACE = "demo"
 
 
+def operator_env(cluster: Any) -> dict[str, str]:
+    """The environment of an operator running as its own ServiceAccount (``crds/rbac/``)."""
+    from elastic_jupyter.operator.service_accounts import operator_kubeconfig
+
+    return dict(cluster.env(KUBECONFIG=str(operator_kubeconfig(cluster))))
+
+
 @contextlib.contextmanager
 def operator_process(env: Mapping[str, str], namespace: str, log: Path) -> Iterator[int]:
     """Run ``elastic-jupyter-operator --namespace <ns>`` until the block ends; yield its pid.
@@ -1008,7 +1015,7 @@ def _session(cluster: Any, args: argparse.Namespace) -> int:
     cluster.kubectl("create", "namespace", DEMO_NAMESPACE, check=False)
     print(f"==> Starting the operator: elastic-jupyter-operator --namespace {DEMO_NAMESPACE}")
     log = cluster.state_dir / "operator.log"
-    with operator_process(cluster.env(), DEMO_NAMESPACE, log):
+    with operator_process(operator_env(cluster), DEMO_NAMESPACE, log):
         path = UserPath(kubectl)
         try:
             run_script(path, not args.no_gpu, args.example, args.gpu_example)

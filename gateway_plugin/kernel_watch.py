@@ -25,13 +25,13 @@ namespace its kernels may run in** - the gateway's own included when clients may
 namespaced Role + RoleBinding (or a RoleBinding to a shared ClusterRole; never a
 ClusterRoleBinding):
 
-* ``kubeflow.tkestack.io`` ``jupyterkernels``: get, list, watch, create, delete (in the
-  gateway's own namespace the operator's Role also grants update and patch);
+* ``kubeflow.tkestack.io`` ``jupyterkernels``: get, list, watch, create, delete (never update
+  or patch: a kernel's status is the operator's);
 * ``kubeflow.tkestack.io`` ``jupyterkerneltemplates``: get, where templates live.
 
 Besides, in its own namespace only: ``jupytergateways`` get (its own object, for owner
-references; list/watch for the kernelspec sync) and ``configmaps`` get/list/watch (kernelspec
-sync). The plugin reads no pods and writes no events.
+references; list/watch with a name field selector for the kernelspec sync) and ``configmaps``
+list/watch (kernelspec sync). The plugin reads no pods, no Secrets and writes no events.
 
 A namespace the gateway may not list/watch is retried with back-off and logged; a launch there
 fails at create time with a 403 that names the namespace. With ``EJ_KERNEL_NAMESPACES`` empty,

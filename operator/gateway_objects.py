@@ -6,8 +6,9 @@ compare and write them.
 
 A gateway ``<name>`` in namespace ``<ns>`` owns, all named ``<name>`` unless noted:
 
-* ServiceAccount, Role and RoleBinding: least privilege for the plugin (JupyterKernels CRUD and
-  watch, templates read, its own JupyterGateway read, kernelspec ConfigMaps read). The plugin
+* ServiceAccount, Role and RoleBinding: least privilege for the plugin (JupyterKernels create,
+  get, list, watch, delete; templates get; its own JupyterGateway read; kernelspec ConfigMaps
+  list/watch), pinned by ``tests/security/test_component_rbac.py``. The plugin
   reads no pods and writes no events (it reads JupyterKernel status), so neither is granted.
   Never cluster-admin, never pod creation, nothing cluster-wide: the plugin runs one
   JupyterKernel list+watch per namespace (``gateway_plugin/kernel_watch.py``), so each other
@@ -56,11 +57,11 @@ KERNELSPEC_DIR = "/var/lib/elastic-jupyter/kernelspecs"
 RUN_AS_USER = 1000
 RUN_AS_GROUP = 100
 
-# What the plugin may do with JupyterKernels in the gateway's own namespace.
-KERNEL_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
-# In another kernel namespace only what the plugin does there (kernel_watch.py): list+watch its
-# kernels, create, read and delete them. It never updates or patches one.
-REMOTE_KERNEL_VERBS = ["get", "list", "watch", "create", "delete"]
+# What the plugin does with JupyterKernels in every namespace its kernels run in: list+watch
+# them (kernel_watch.py), create one per start, read one by name, delete it (launcher.py). It
+# never updates or patches one: their status is the operator's.
+KERNEL_VERBS = ["get", "list", "watch", "create", "delete"]
+REMOTE_KERNEL_VERBS = KERNEL_VERBS
 READ_VERBS = ["get", "list", "watch"]
 
 
@@ -234,39 +235,39 @@ def service_account(gateway: Mapping[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(gateway)}
 
 
+def rule(
+    group: str, resource: str, verbs: Sequence[str], names: Sequence[str] = ()
+) -> dict[str, Any]:
+    """One PolicyRule (``names``: only these objects; list/watch then need a name selector)."""
+    out: dict[str, Any] = {"apiGroups": [group], "resources": [resource], "verbs": list(verbs)}
+    if names:
+        out["resourceNames"] = list(names)
+    return out
+
+
 def _kernel_rules(kernel_verbs: list[str]) -> list[dict[str, Any]]:
     return [
-        {
-            "apiGroups": [crds.GROUP],
-            "resources": [crds.JUPYTER_KERNEL.plural],
-            "verbs": list(kernel_verbs),
-        },
-        {
-            "apiGroups": [crds.GROUP],
-            "resources": [crds.JUPYTER_KERNEL_TEMPLATE.plural],
-            "verbs": list(READ_VERBS),
-        },
+        rule(crds.GROUP, crds.JUPYTER_KERNEL.plural, kernel_verbs),
+        # Read by name when a kernelspec names one (launcher.py); never listed.
+        rule(crds.GROUP, crds.JUPYTER_KERNEL_TEMPLATE.plural, ["get"]),
     ]
 
 
 def role(gateway: Mapping[str, Any]) -> dict[str, Any]:
-    """What the plugin in the gateway pod may do in its namespace, and nothing more."""
+    """What the plugin in the gateway pod may do in its namespace, and nothing more.
+
+    One line per rule; a feature that makes the plugin call something new adds its line here
+    (and a row to the can-i matrix in ``tests/security/test_component_rbac.py``).
+    """
     name = gateway["metadata"]["name"]
     rules = [
         *_kernel_rules(KERNEL_VERBS),
-        {
-            # Only its own gateway: owner of its kernels, source of spec.kernels.
-            "apiGroups": [crds.GROUP],
-            "resources": [crds.JUPYTER_GATEWAY.plural],
-            "resourceNames": [name],
-            "verbs": READ_VERBS,
-        },
-        {
-            # Kernelspec ConfigMaps rendered by the operator (kernelspec hot reload).
-            "apiGroups": [""],
-            "resources": ["configmaps"],
-            "verbs": READ_VERBS,
-        },
+        # Only its own gateway (owner of its kernels, source of spec.kernels): read by name
+        # and watched with a metadata.name field selector (kernelspec_sync.py).
+        rule(crds.GROUP, crds.JUPYTER_GATEWAY.plural, READ_VERBS, [name]),
+        # Kernelspec ConfigMaps rendered by the operator, found by label (kernelspec hot
+        # reload): list+watch, so not narrowed by name.
+        rule("", "configmaps", ["list", "watch"]),
     ]
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",

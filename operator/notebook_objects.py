@@ -321,6 +321,10 @@ def pod_template(
     pod_spec["volumes"] = volumes
     pod_spec.setdefault("restartPolicy", "Always")
     pod_spec.setdefault("enableServiceLinks", False)
+    # jupyter_server never calls the Kubernetes API: the pod gets no credentials (a terminal
+    # in JupyterLab would otherwise hand the namespace's "default" token to every user).
+    # A template that needs them sets serviceAccountName and automountServiceAccountToken.
+    pod_spec.setdefault("automountServiceAccountToken", False)
     if "securityContext" not in pod_spec and not runs_as_root:
         pod_spec["securityContext"] = {
             "runAsNonRoot": True,

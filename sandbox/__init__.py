@@ -11,6 +11,10 @@ API server modules, by concern:
   :func:`~.apiserver.start_apiserver` and :func:`~.apiserver.create_app` are the entry points.
 * :mod:`.state` - semantics: writes, status isolation, deletion, GC, namespaces, CRDs.
 * :mod:`.store` - objects, the global resourceVersion, indexes, watch history and fan-out.
+* :mod:`.access` / :mod:`.rbac` / :mod:`.rbac_defaults` - bearer-token authentication,
+  impersonation, RBAC authorization and escalation checks, access reviews, TokenRequest, the
+  default ClusterRoles; :mod:`.tls` - the serving certificate kubectl needs to send tokens;
+  :mod:`.podtoken` - the kubelet's mount of a pod's ServiceAccount token.
 * :mod:`.resources` / :mod:`.discovery` - served resources and discovery/OpenAPI documents.
 * :mod:`.schema` / :mod:`.validation` - CRD schema pruning, defaulting, validation; names.
 * :mod:`.selectors`, :mod:`.patching`, :mod:`.tables`, :mod:`.protobuf`, :mod:`.errors`,

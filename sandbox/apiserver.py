@@ -9,9 +9,14 @@ watch fan-out); this module translates URLs and query parameters, encodes respon
 (JSON, ``Table`` for kubectl), streams watches and proxies ``pods/log`` to the kubelet named by
 the pod's Node (``status.addresses`` InternalIP + ``status.daemonEndpoints.kubeletEndpoint``).
 
-Extra endpoints for benchmarks and reliability tests (not part of Kubernetes):
+Every request is authenticated and authorized first (:mod:`.access`, :mod:`.rbac`): bearer
+tokens, impersonation headers, RBAC with kube-apiserver's 403 wording, escalation checks on
+RBAC writes, and the access-review and TokenRequest APIs. ``create_app(rbac=False)`` turns that
+off (debugging only: every request then acts as a superuser).
+
+Extra endpoints for benchmarks and reliability tests (not part of Kubernetes; admin only):
 ``GET /sandbox/stats``, ``POST /sandbox/stats/reset``, ``GET /sandbox/requests?limit=N``,
-``GET|POST /sandbox/faults``.
+``GET|POST /sandbox/faults``, ``POST /sandbox/tokens`` (a token for a named user).
 """
 
 from __future__ import annotations
@@ -30,15 +35,18 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from . import discovery, errors, protobuf, tables
+from . import discovery, errors, protobuf, rbac_defaults, tables
+from .access import ANONYMOUS_USER, REVIEW_PLURALS, Access, forbidden, unauthorized
 from .errors import ApiError
 from .patching import SUPPORTED as PATCH_TYPES
 from .patching import apply_patch
+from .rbac import Attributes, UserInfo
 from .resources import ResourceType
 from .selectors import Selector, make_filter
 from .state import NAMESPACES, ApiState
 from .stats import FaultConfig, RequestRecord, RequestStats, user_agent_product
 from .store import Event, Watcher
+from .tls import ServingCert
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,7 @@ _SUBRESOURCE_METHODS = {
     "binding": ("POST",),
     "log": ("GET",),
     "finalize": ("PUT",),
+    "token": ("POST",),
 }
 
 _STATUS_REASONS = {
@@ -122,6 +131,24 @@ def parse_path(path: str) -> PathInfo | None:
 
 
 PATH_INFO: web.RequestKey[PathInfo | None] = web.RequestKey("sandbox_path_info", object)  # type: ignore[arg-type]
+USER: web.RequestKey[UserInfo] = web.RequestKey("sandbox_user", UserInfo)
+
+
+def request_attributes(path: str, info: PathInfo | None, verb: str, query: Any) -> Attributes:
+    """What RBAC is asked about one request (kube-apiserver's RequestInfo)."""
+    if info is None or not info.is_resource:
+        return Attributes(verb, path=path)
+    name = info.name or ""
+    namespace = info.namespace or ""
+    if info.plural == "namespaces" and name and not namespace:
+        namespace = name  # a namespace is authorized within itself
+    if not name and verb in ("list", "watch"):
+        # a list or watch of one object by name is authorized as that object
+        selector = str(query.get("fieldSelector") or "")
+        key, sep, value = selector.partition("=")
+        if sep and key == "metadata.name" and "," not in value and not value.startswith("="):
+            name = value
+    return Attributes(verb, namespace, info.group, info.plural, info.subresource or "", name)
 
 
 def _truthy(value: str | None) -> bool:
@@ -219,9 +246,21 @@ class ApiServer:
     """Request handlers over one :class:`ApiState`; stored in the app as ``app[SERVER]``."""
 
     def __init__(
-        self, state: ApiState, stats: RequestStats, faults: FaultConfig, bookmark_interval: float
+        self,
+        state: ApiState,
+        stats: RequestStats,
+        faults: FaultConfig,
+        bookmark_interval: float,
+        rbac: bool = True,
     ) -> None:
         self.state = state
+        self.access = Access(state.store, enabled=rbac)
+        for role in rbac_defaults.cluster_roles():
+            state.create(state.rt(("rbac.authorization.k8s.io", "clusterroles")), None, role)
+        for binding in rbac_defaults.cluster_role_bindings():
+            state.create(
+                state.rt(("rbac.authorization.k8s.io", "clusterrolebindings")), None, binding
+            )
         self.stats = stats
         self.faults = faults
         self.bookmark_interval = bookmark_interval
@@ -250,6 +289,7 @@ class ApiServer:
             )
         status = 500
         try:
+            request[USER] = self._authorize(request, info, verb)
             if info is not None and info.is_resource and self.faults.should_fail(info.plural):
                 code = self.faults.error_code
                 raise ApiError(
@@ -284,6 +324,23 @@ class ApiServer:
             if not request.path.startswith("/sandbox/"):
                 self._record(request, info, verb, status, started)
 
+    def _authorize(self, request: web.Request, info: PathInfo | None, verb: str) -> UserInfo:
+        """Authenticate, impersonate, authorize: the user, or 401/403."""
+        access = self.access
+        user = access.authenticate(request)
+        if request.path.startswith("/sandbox/"):
+            if user is None:
+                raise unauthorized()
+            if not user.is_superuser:
+                raise forbidden(user, Attributes(verb, path=request.path))
+            return user
+        anonymous = user is None
+        user = ANONYMOUS_USER if user is None else access.impersonate(user, request)
+        attrs = request_attributes(request.path, info, verb, request.query)
+        if not access.authorizer.authorize(user, attrs):
+            raise unauthorized() if anonymous else forbidden(user, attrs)
+        return user
+
     def _record(
         self, request: web.Request, info: PathInfo | None, verb: str, status: int, started: float
     ) -> None:
@@ -302,6 +359,7 @@ class ApiServer:
                 user_agent=user_agent_product(request.headers.get("User-Agent", "")),
                 status=status,
                 duration_ms=(time.perf_counter() - started) * 1000.0,
+                user=user.name if (user := request.get(USER)) is not None else "",
             )
         )
 
@@ -355,6 +413,10 @@ class ApiServer:
         """``GET /sandbox/faults``."""
         return json_response(self.faults.to_json())
 
+    async def mint_token(self, request: web.Request) -> web.Response:
+        """``POST /sandbox/tokens``: a bearer token for a named user and groups."""
+        return json_response(self.access.mint_user(await request.json()), status=201)
+
     async def set_faults(self, request: web.Request) -> web.Response:
         """``POST /sandbox/faults`` with the new configuration (``{}`` turns faults off)."""
         try:
@@ -395,6 +457,12 @@ class ApiServer:
         ):
             raise errors.plain_not_found()
         method = request.method
+        if rt.key in REVIEW_PLURALS:
+            if method != "POST" or info.name:
+                raise errors.method_not_allowed(method)
+            body, _ = await self._body(request)
+            review = self.access.review(request[USER], rt.plural, info.namespace, body)
+            return json_response(view(self._typed(rt, review), rt), status=201)
         allowed = _SUBRESOURCE_METHODS.get(info.subresource or "")
         if allowed is not None and method not in allowed:
             raise errors.method_not_allowed(method)
@@ -450,6 +518,9 @@ class ApiServer:
 
     async def _post(self, request: web.Request, rt: ResourceType, info: PathInfo) -> web.Response:
         body, mode = await self._body(request)
+        if info.subresource == "token" and info.name:
+            token = self.access.token_request(info.namespace or "", info.name, body)
+            return json_response(token, status=201)
         if info.subresource == "binding" and info.name:
             return json_response(self.state.bind(info.namespace or "", info.name, body), status=201)
         if info.name:
@@ -457,7 +528,12 @@ class ApiServer:
         if rt.namespaced and info.namespace is None:
             raise errors.plain_not_found()
         result = self.state.create(
-            rt, info.namespace, body, dry_run=_dry_run(request), field_validation=mode
+            rt,
+            info.namespace,
+            body,
+            dry_run=_dry_run(request),
+            field_validation=mode,
+            admit=self._admit(request, rt),
         )
         return json_response(view(result.obj, rt), status=201, warnings=result.warnings)
 
@@ -488,6 +564,7 @@ class ApiServer:
                 subresource=_write_sub(sub),
                 dry_run=_dry_run(request),
                 field_validation=mode,
+                admit=self._admit(request, rt),
             )
         else:
             body, mode = await self._body(request)
@@ -506,8 +583,20 @@ class ApiServer:
                 subresource=_write_sub(sub),
                 dry_run=_dry_run(request),
                 field_validation=mode,
+                admit=self._admit(request, rt),
             )
         return json_response(view(result.obj, rt), warnings=result.warnings)
+
+    def _admit(self, request: web.Request, rt: ResourceType) -> Callable[[JsonObj], None] | None:
+        """The escalation check for RBAC writes (``None`` for every other resource)."""
+        if rt.group != "rbac.authorization.k8s.io":
+            return None
+        user = request[USER]
+        return lambda obj: self.access.admit_rbac(user, rt.plural, obj)
+
+    @staticmethod
+    def _typed(rt: ResourceType, obj: JsonObj) -> JsonObj:
+        return dict(obj, kind=rt.kind, apiVersion=rt.api_version)
 
     async def _delete(self, request: web.Request, rt: ResourceType, info: PathInfo) -> web.Response:
         q = request.query
@@ -842,11 +931,15 @@ SERVER: web.AppKey[ApiServer] = web.AppKey("sandbox_apiserver", ApiServer)
 
 
 def create_app(
-    *, faults: FaultConfig | None = None, history_size: int = 5000, bookmark_interval: float = 5.0
+    *,
+    faults: FaultConfig | None = None,
+    history_size: int = 5000,
+    bookmark_interval: float = 5.0,
+    rbac: bool = True,
 ) -> web.Application:
     """Build the aiohttp application (one in-memory cluster per app)."""
     server = ApiServer(
-        ApiState(history_size), RequestStats(), faults or FaultConfig(), bookmark_interval
+        ApiState(history_size), RequestStats(), faults or FaultConfig(), bookmark_interval, rbac
     )
     app = web.Application(middlewares=[server.middleware], client_max_size=64 * 1024 * 1024)
     app[SERVER] = server
@@ -866,6 +959,7 @@ def create_app(
     r.add_get("/sandbox/requests", server.get_requests)
     r.add_get("/sandbox/faults", server.get_faults)
     r.add_post("/sandbox/faults", server.set_faults)
+    r.add_post("/sandbox/tokens", server.mint_token)
     r.add_route("*", "/api", server.api)
     r.add_route("*", "/api/{tail:.*}", server.api)
     r.add_route("*", "/apis", server.api)
@@ -881,21 +975,31 @@ class ApiServerHandle:
     port: int
     app: web.Application
     runner: web.AppRunner
+    secure_url: str = ""  # the TLS listener (what kubeconfigs name: kubectl needs TLS)
 
     @property
     def state(self) -> ApiState:
         """Direct access to the cluster state (tests and in-process tools)."""
         return self.app[SERVER].state
 
+    @property
+    def access(self) -> Access:
+        """Tokens and RBAC: ``access.admin_token``, ``access.controller_tokens``."""
+        return self.app[SERVER].access
+
     async def stop(self) -> None:
         """Close watches and the listening socket."""
         await self.runner.cleanup()
 
 
-async def start_apiserver(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> ApiServerHandle:
-    """Start the API server on a loopback address (``port=0``: a free port).
+async def start_apiserver(
+    host: str = "127.0.0.1", port: int = 0, tls: ServingCert | None = None, **kwargs: Any
+) -> ApiServerHandle:
+    """Start the API server on a loopback address (``port=0``: a free port), plus a TLS
+    listener on another free port when ``tls`` is given.
 
-    ``kwargs`` go to :func:`create_app` (``faults``, ``history_size``, ``bookmark_interval``).
+    ``kwargs`` go to :func:`create_app` (``faults``, ``history_size``, ``bookmark_interval``,
+    ``rbac``).
     """
     if not ipaddress.ip_address(host).is_loopback:
         raise ValueError(f"the sandbox API server listens on loopback only, not {host}")
@@ -906,4 +1010,9 @@ async def start_apiserver(host: str = "127.0.0.1", port: int = 0, **kwargs: Any)
     await site.start()
     bound = runner.addresses[0][1]
     shown = f"[{host}]" if ":" in host else host
-    return ApiServerHandle(f"http://{shown}:{bound}", int(bound), app, runner)
+    secure_url = ""
+    if tls is not None:
+        secure = web.TCPSite(runner, host, 0, ssl_context=tls.server_context())
+        await secure.start()
+        secure_url = f"https://{shown}:{runner.addresses[1][1]}"
+    return ApiServerHandle(f"http://{shown}:{bound}", int(bound), app, runner, secure_url)

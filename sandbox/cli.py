@@ -6,7 +6,7 @@ the kubelet (:mod:`.kubelet`), scheduler (:mod:`.scheduler`), Deployment/Replica
 (:mod:`.deployments`) and the Service controller with its proxies and DNS (:mod:`.services`).
 It writes a kubeconfig, applies ``--apply`` files, prints one machine-readable line::
 
-    SANDBOX READY url=http://127.0.0.1:PORT kubeconfig=PATH
+    SANDBOX READY url=http://127.0.0.1:PORT kubeconfig=PATH secure_url=https://127.0.0.1:PORT2
 
 then how to use it, and runs until Ctrl-C or SIGTERM, when it kills every pod process, closes
 the proxies, removes its ``/etc/hosts`` block and exits. :class:`.cluster.SandboxCluster` runs
@@ -34,7 +34,8 @@ from typing import Any
 from .applier import Applier
 from .imagemap import KERNEL_VENV_ENV, ImageMap
 from .kubeclient import KubeClient
-from .kubeconfig import write_kubeconfig
+from .kubeconfig import token_of, write_kubeconfig
+from .tls import make_serving_cert
 
 log = logging.getLogger("elastic_jupyter.sandbox")
 READY_PREFIX = "SANDBOX READY"
@@ -95,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
         help="apply YAML like kubectl apply -f before reporting ready (repeatable)",
     )
     up.add_argument("--no-kubelet", action="store_true", help="API server and controllers only")
+    up.add_argument(
+        "--no-rbac",
+        action="store_true",
+        help="debugging only: authenticate nobody, authorize everything (RBAC is on by default)",
+    )
     up.add_argument(
         "--no-dns", action="store_true", help="do not publish Service names in /etc/hosts"
     )
@@ -158,12 +164,15 @@ async def _up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    api = await start_apiserver(args.host, args.port)
+    cert = make_serving_cert(state_dir / "pki")
+    api = await start_apiserver(args.host, args.port, tls=cert, rbac=not args.no_rbac)
+    tokens = api.access.controller_tokens
     components: list[Any] = []
     try:
-        write_kubeconfig(kubeconfig, api.url)
+        # the admin's kubeconfig: readable by this user only (it holds a superuser token)
+        write_kubeconfig(kubeconfig, api.secure_url, api.access.admin_token, ca_pem=cert.ca_pem)
         if args.apply:
-            client = KubeClient(api.url, user_agent="sandbox-apply")
+            client = KubeClient(api.url, user_agent="sandbox-apply", token=api.access.admin_token)
             try:
                 for line in await Applier(client).apply_paths([p.resolve() for p in args.apply]):
                     log.info("applied %s", line)
@@ -181,20 +190,35 @@ async def _up(args: argparse.Namespace) -> int:
                 image_map=image_map,
                 run_as_user=not args.no_run_as_user,
                 grant_traverse=not args.no_grant_traverse,
-                kubeconfig=kubeconfig,
+                token=tokens["kubelet"],
+                pod_api_url=api.secure_url,
+                pod_api_ca=cert.ca_pem,
                 crash_backoff_base=args.crash_backoff,
             )
             components.append(Kubelet(api.url, config))
-        components.append(Scheduler(api.url))
-        components.append(DeploymentControllers(api.url))
+        components.append(Scheduler(api.url, token=tokens["scheduler"]))
+        components.append(DeploymentControllers(api.url, token=tokens["controller-manager"]))
         components.append(
-            ServiceController(api.url, dns=not args.no_dns, hosts_tag=f"port={api.port}")
+            ServiceController(
+                api.url,
+                dns=not args.no_dns,
+                hosts_tag=f"port={api.port}",
+                token=tokens["controller-manager"],
+            )
         )
         for component in components:
             await component.start()
-        runtime = {"url": api.url, "kubeconfig": str(kubeconfig), "pid": os.getpid()}
+        runtime = {
+            "url": api.url,
+            "secure_url": api.secure_url,
+            "kubeconfig": str(kubeconfig),
+            "pid": os.getpid(),
+        }
         (state_dir / RUNTIME_FILE).write_text(json.dumps(runtime), encoding="utf-8")
-        print(f"{READY_PREFIX} url={api.url} kubeconfig={kubeconfig}", flush=True)
+        print(
+            f"{READY_PREFIX} url={api.url} kubeconfig={kubeconfig} secure_url={api.secure_url}",
+            flush=True,
+        )
         print(
             "\nThe elastic-jupyter sandbox is running (pods are local processes).\n"
             f"  export KUBECONFIG={kubeconfig}\n"
@@ -244,8 +268,9 @@ def _runtime(state_dir: Path) -> dict[str, Any]:
     return data
 
 
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as resp:
+def _get(url: str, token: str) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
         return json.loads(resp.read())
 
 
@@ -253,18 +278,19 @@ def _status(state_dir: Path) -> int:
     runtime = _runtime(state_dir)
     url = runtime["url"]
     print(f"sandbox: {url} (pid {runtime['pid']}), kubeconfig {runtime['kubeconfig']}")
-    for node in _get(url + "/api/v1/nodes").get("items") or []:
+    token = token_of(Path(runtime["kubeconfig"]))
+    for node in _get(url + "/api/v1/nodes", token).get("items") or []:
         alloc = node.get("status", {}).get("allocatable", {})
         print(
             f"node {node['metadata']['name']}: " + ", ".join(f"{k}={v}" for k, v in alloc.items())
         )
-    for pod in _get(url + "/api/v1/pods").get("items") or []:
+    for pod in _get(url + "/api/v1/pods", token).get("items") or []:
         status = pod.get("status") or {}
         print(
             f"pod {pod['metadata'].get('namespace')}/{pod['metadata']['name']}: "
             f"{status.get('phase')} {status.get('podIP', '')}"
         )
-    print(json.dumps(_get(url + "/sandbox/stats"), indent=2, sort_keys=True))
+    print(json.dumps(_get(url + "/sandbox/stats", token), indent=2, sort_keys=True))
     return 0
 
 

@@ -13,6 +13,11 @@ It runs ``python -m elastic_jupyter.sandbox up`` with a fresh state directory, w
 gone when it returns. The sandbox also gets SIGTERM if the thread that started it dies
 (``die_with_parent``), so a killed test run leaves nothing behind.
 The CRDs in the repository's ``crds/`` folder are applied before ready (``apply_crds=True``).
+
+RBAC is on (``rbac=False`` is for debugging only). :attr:`kubeconfig` is the admin's (a
+``system:masters`` member): use it for a test's own setup. Components run as themselves with
+:meth:`serviceaccount_kubeconfig` (a TokenRequest token of that account), and a test plays a
+person with :meth:`user_kubeconfig` (a named user and groups).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Any
 
 from .cli import READY_PREFIX
 from .imagemap import repo_root
+from .kubeconfig import token_of, write_kubeconfig
 
 
 def crds_dir() -> Path | None:
@@ -73,12 +79,15 @@ class SandboxCluster:
         python: str = sys.executable,
         startup_timeout: float = 60.0,
         die_with_parent: bool = True,
+        rbac: bool = True,
     ) -> None:
         self._apply = list(apply)
         if apply_crds:
             crds = crds_dir()
             if crds is not None:
-                self._apply.insert(0, crds)
+                # the CRDs, and the operator's ServiceAccount and ClusterRoles (crds/rbac/)
+                rbac_dir = crds / "rbac"
+                self._apply[:0] = [crds, rbac_dir] if rbac_dir.is_dir() else [crds]
         self._args = [
             "--node-cpu", node_cpu,
             "--node-memory", node_memory,
@@ -90,6 +99,8 @@ class SandboxCluster:
             self._args.append("--no-kubelet")
         if not dns:
             self._args.append("--no-dns")
+        if not rbac:
+            self._args.append("--no-rbac")
         self._args += list(extra_args)
         self._own_state_dir = state_dir is None
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="ej-sandbox-"))
@@ -99,8 +110,11 @@ class SandboxCluster:
         # starting from a short-lived thread.
         self._die_with_parent = die_with_parent
         self.process: subprocess.Popen[bytes] | None = None
-        self.url = ""
+        self.url = ""  # plain HTTP (the sandbox's raw requests); kubeconfigs name secure_url
+        self.secure_url = ""
         self.kubeconfig = self.state_dir / "kubeconfig"
+        self._token = ""
+        self._identities = 0
 
     # -- lifecycle --
 
@@ -136,7 +150,9 @@ class SandboxCluster:
                 if line.startswith(READY_PREFIX):
                     fields = dict(p.split("=", 1) for p in line.split()[2:] if "=" in p)
                     self.url = fields["url"]
+                    self.secure_url = fields.get("secure_url", "")
                     self.kubeconfig = Path(fields["kubeconfig"])
+                    self._token = token_of(self.kubeconfig)
                     return self
             if self.process.poll() is not None:
                 break
@@ -179,19 +195,54 @@ class SandboxCluster:
         env.update(extra)
         return env
 
+    @property
+    def admin_kubeconfig(self) -> Path:
+        """The admin's kubeconfig (same as :attr:`kubeconfig`): for a test's own setup."""
+        return self.kubeconfig
+
+    def user_kubeconfig(
+        self, user: str, groups: tuple[str, ...] | list[str] = (), namespace: str = "default"
+    ) -> Path:
+        """A kubeconfig for a named user (``system:authenticated`` plus ``groups``)."""
+        answer = self.request("POST", "/sandbox/tokens", {"user": user, "groups": list(groups)})
+        return self._write_identity(answer["token"], user, namespace)
+
+    def serviceaccount_kubeconfig(self, namespace: str, name: str) -> Path:
+        """A kubeconfig carrying a token of ServiceAccount ``namespace/name`` (which must exist):
+        what a component running under that account uses."""
+        answer = self.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+        )
+        user = f"system:serviceaccount:{namespace}:{name}"
+        return self._write_identity(answer["status"]["token"], user, namespace)
+
+    def _write_identity(self, token: str, user: str, namespace: str) -> Path:
+        self._identities += 1
+        safe = "".join(ch if ch.isalnum() else "-" for ch in user)
+        path = self.state_dir / "identities" / f"{self._identities:04d}-{safe}.kubeconfig"
+        # readable by pods running as other users (the operator, gateways in tests)
+        ca = (self.state_dir / "pki" / "ca.crt").read_bytes()
+        return write_kubeconfig(
+            path, self.secure_url, token, namespace=namespace, user=user, mode=0o644, ca_pem=ca
+        )
+
     def kubectl(
         self,
         *args: str,
         check: bool = True,
         timeout: float = 60.0,
         input: str | None = None,
+        kubeconfig: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run kubectl against this sandbox; ``check`` raises :class:`SandboxError` on failure."""
+        """Run kubectl against this sandbox (as the admin unless ``kubeconfig`` says otherwise);
+        ``check`` raises :class:`SandboxError` on failure."""
         exe = shutil.which("kubectl")
         if exe is None:
             raise SandboxError("kubectl is not on PATH")
         result = subprocess.run(
-            [exe, "--kubeconfig", str(self.kubeconfig), *args],
+            [exe, "--kubeconfig", str(kubeconfig or self.kubeconfig), *args],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -204,18 +255,26 @@ class SandboxCluster:
             )
         return result
 
-    def api_client(self) -> Any:
-        """A ``kubernetes.client.ApiClient`` for this sandbox (needs the ``kubernetes`` package)."""
+    def api_client(self, kubeconfig: Path | None = None) -> Any:
+        """A ``kubernetes.client.ApiClient`` for this sandbox (needs the ``kubernetes`` package),
+        as the admin unless ``kubeconfig`` names another identity."""
         from kubernetes import config
 
         return config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(self.kubeconfig)
+            config_file=str(kubeconfig or self.kubeconfig)
         )
 
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """The admin's ``Authorization`` header, for raw HTTP requests of a test's own."""
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
     def request(self, method: str, path: str, body: Any = None) -> Any:
-        """A raw JSON request to the API server (for what no client covers)."""
+        """A raw JSON request to the API server as the admin (for what no client covers)."""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers=self.auth_headers
+        )
         if data is not None:
             req.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(req, timeout=30) as resp:

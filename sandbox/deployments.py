@@ -143,8 +143,8 @@ def _deletion_rank(pod: Obj) -> tuple[int, int, int, str]:
 class DeploymentControllers:
     """Both controllers over shared informers; ``await start()`` then ``await stop()``."""
 
-    def __init__(self, api_url: str) -> None:
-        self.client = KubeClient(api_url, user_agent="sandbox-controller-manager")
+    def __init__(self, api_url: str, *, token: str = "") -> None:
+        self.client = KubeClient(api_url, user_agent="sandbox-controller-manager", token=token)
         self.deployments = Informer(
             self.client, resource_path("apps/v1", "deployments"), self._on_deployment
         )

@@ -96,6 +96,10 @@ def _sub_entries(rt: ResourceType) -> list[JsonObj]:
             entry.update(kind="Binding", verbs=["create"])
         elif sub == "log":
             entry.update(kind="Pod", verbs=["get"])
+        elif sub == "token":
+            entry.update(
+                kind="TokenRequest", group="authentication.k8s.io", version="v1", verbs=["create"]
+            )
         out.append(entry)
     return out
 

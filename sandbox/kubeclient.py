@@ -75,16 +75,20 @@ def obj_key(obj: Obj) -> tuple[str, str]:
 class KubeClient:
     """JSON over HTTP to one API server. Owned by each sandbox component; close it when done."""
 
-    def __init__(self, base_url: str, *, user_agent: str = "elastic-jupyter-sandbox") -> None:
+    def __init__(
+        self, base_url: str, *, user_agent: str = "elastic-jupyter-sandbox", token: str = ""
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
         self._user_agent = user_agent
+        self._token = token
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                headers={"User-Agent": self._user_agent, "Accept": "application/json"},
+                headers={"User-Agent": self._user_agent, "Accept": "application/json"}
+                | ({"Authorization": f"Bearer {self._token}"} if self._token else {}),
                 timeout=aiohttp.ClientTimeout(total=30, sock_connect=5),
             )
         return self._session

@@ -24,8 +24,9 @@ a ``mountPath`` are rewritten to the local volume directory, and these env vars 
 ``SANDBOX_MOUNTS`` (JSON ``{mountPath: local dir}``), ``SANDBOX_POD_ROOT`` (a directory in which
 every ``mountPath`` exists as a symlink, so ``$SANDBOX_POD_ROOT/usr/local/share/jupyter/kernels/x``
 is the mounted volume), ``SANDBOX_POD_DIR``, plus ``HOME`` and ``TMPDIR`` private to the pod,
-``HOSTNAME``, ``KUBECONFIG`` (the sandbox's, standing in for a service account token) and the
-markers of :mod:`.processes`, by which every process of a container is found and killed.
+``HOSTNAME``, ``KUBECONFIG`` (a kubeconfig holding the pod's own service account token, see
+:mod:`.podtoken`; absent when the token is not automounted) and the markers of
+:mod:`.processes`, by which every process of a container is found and killed.
 When the kubelet runs as root, ``securityContext.runAsUser``/``runAsGroup`` are honoured: the
 process runs with that uid/gid and owns its HOME and TMPDIR (``run_as_user=False`` disables it).
 
@@ -67,6 +68,8 @@ from .podenv import (
     rewrite_path,
 )
 from .podips import PodIPAllocator
+from .podtoken import MOUNT_PATH as TOKEN_MOUNT_PATH
+from .podtoken import mount_service_account
 from .processes import (
     CONTAINER_MARKER,
     POD_MARKER,
@@ -105,7 +108,9 @@ class KubeletConfig:
     image_map: ImageMap = field(default_factory=ImageMap.default)
     run_as_user: bool = True
     grant_traverse: bool = True  # see .runas: let non-root pods reach host interpreters
-    kubeconfig: Path | None = None
+    token: str = ""  # the kubelet's own credentials
+    pod_api_url: str = ""  # the API server as pods reach it (TLS; "": the kubelet's URL)
+    pod_api_ca: bytes = b""
     grace_cap: float = GRACE_CAP_SECONDS
     crash_backoff_base: float = 10.0
     host: str = "127.0.0.1"
@@ -202,6 +207,8 @@ class PodWorker:
         self._deadline: asyncio.Task[None] | None = None
         self.volume_plans: dict[str, VolumePlan] = {}
         self.mounts: dict[str, dict[str, str]] = {}  # container → {mountPath: local path}
+        self.token_dir: Path | None = None
+        self.token_checked = False
         self.sandbox_ready = False
         self.terminating = False
         self._dirty = asyncio.Event()
@@ -392,6 +399,12 @@ class PodWorker:
         while True:
             try:
                 ctx = await self._context()
+                if not self.token_checked:
+                    uid, gid, _ = self._security()
+                    self.token_dir = await mount_service_account(
+                        self.kubelet.client, self.pod, self.dir, (uid, gid), self.kubelet.config
+                    )
+                    self.token_checked = True
                 envs = {c.name: container_env(ctx, c.spec) for c in self.all_containers}
                 for c in self.all_containers:
                     self._check_non_root(c)
@@ -473,6 +486,12 @@ class PodWorker:
                 link.parent.mkdir(parents=True, exist_ok=True)
                 if not link.is_symlink() and not link.exists():
                     link.symlink_to(local)
+            if self.token_dir is not None:
+                mounts.setdefault(TOKEN_MOUNT_PATH, str(self.token_dir))
+                link = root / TOKEN_MOUNT_PATH.lstrip("/")
+                link.parent.mkdir(parents=True, exist_ok=True)
+                if not link.is_symlink() and not link.exists():
+                    link.symlink_to(self.token_dir)
             self.mounts[c.name] = mounts
 
     def _volume_dir(self, plan: VolumePlan) -> Path:
@@ -541,8 +560,8 @@ class PodWorker:
         env["TMPDIR"] = str(self.dir / "tmp")
         spec = self.pod.get("spec") or {}
         env["HOSTNAME"] = str(spec.get("hostname") or self.name)
-        if self.kubelet.config.kubeconfig is not None:
-            env["KUBECONFIG"] = str(self.kubelet.config.kubeconfig)
+        if self.token_dir is not None:
+            env["KUBECONFIG"] = str(self.token_dir / "kubeconfig")
         # An image rule may place the pod's own IP into its env (see imagemap.POD_IP_TOKEN).
         env.update({k: v.replace(POD_IP_TOKEN, self.ip) for k, v in rule.env.items()})
         env["SANDBOX_POD_DIR"] = str(self.dir)
@@ -988,7 +1007,7 @@ class Kubelet:
     def __init__(self, api_url: str, config: KubeletConfig) -> None:
         self.api_url = api_url
         self.config = config
-        self.client = KubeClient(api_url, user_agent="sandbox-kubelet")
+        self.client = KubeClient(api_url, user_agent="sandbox-kubelet", token=config.token)
         self.ips = PodIPAllocator()
         self.workers: dict[str, PodWorker] = {}  # by pod uid
         self.allocatable: dict[str, Fraction] = {

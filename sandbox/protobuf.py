@@ -131,8 +131,53 @@ _TYPES: dict[str, Schema] = {
         3: ("imagePullSecrets", "rm:LocalObjectReference"),
         4: ("automountServiceAccountToken", "?"),
     },
+    # access reviews (kubectl auth can-i, kubectl auth whoami)
+    "ResourceAttributes": {
+        1: ("namespace", "s"),
+        2: ("verb", "s"),
+        3: ("group", "s"),
+        4: ("version", "s"),
+        5: ("resource", "s"),
+        6: ("subresource", "s"),
+        7: ("name", "s"),
+    },
+    "NonResourceAttributes": {1: ("path", "s"), 2: ("verb", "s")},
+    "SelfSubjectAccessReviewSpec": {
+        1: ("resourceAttributes", "m:ResourceAttributes"),
+        2: ("nonResourceAttributes", "m:NonResourceAttributes"),
+    },
+    "SubjectAccessReviewSpec": {
+        1: ("resourceAttributes", "m:ResourceAttributes"),
+        2: ("nonResourceAttributes", "m:NonResourceAttributes"),
+        3: ("user", "s"),
+        4: ("groups", "rs"),
+        6: ("uid", "s"),
+    },
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", "s")},
+    "SelfSubjectAccessReview": {
+        1: ("metadata", "m:ObjectMeta"),
+        2: ("spec", "m:SelfSubjectAccessReviewSpec"),
+    },
+    "SubjectAccessReview": {
+        1: ("metadata", "m:ObjectMeta"),
+        2: ("spec", "m:SubjectAccessReviewSpec"),
+    },
+    "LocalSubjectAccessReview": {
+        1: ("metadata", "m:ObjectMeta"),
+        2: ("spec", "m:SubjectAccessReviewSpec"),
+    },
+    "SelfSubjectRulesReview": {
+        1: ("metadata", "m:ObjectMeta"),
+        2: ("spec", "m:SelfSubjectRulesReviewSpec"),
+    },
+    "SelfSubjectReview": {1: ("metadata", "m:ObjectMeta")},
 }
 _TOP_LEVEL = {
+    "SelfSubjectAccessReview",
+    "SubjectAccessReview",
+    "LocalSubjectAccessReview",
+    "SelfSubjectRulesReview",
+    "SelfSubjectReview",
     "Namespace",
     "ConfigMap",
     "Secret",

@@ -68,6 +68,9 @@ def _core(plural: str, kind: str, namespaced: bool = True, **kw: Any) -> Resourc
     return ResourceType("", "v1", plural, kind.lower(), kind, namespaced, **kw)
 
 
+_AUTHZ = "authorization.k8s.io"
+
+
 def builtin_resources() -> list[ResourceType]:
     """Everything the sandbox serves before any CRD exists (no ``kopf.dev`` group on purpose:
     without it kopf makes no peering requests)."""
@@ -100,7 +103,7 @@ def builtin_resources() -> list[ResourceType]:
             subresources=("status",),
         ),
         _core("endpoints", "Endpoints", short_names=("ep",)),
-        _core("serviceaccounts", "ServiceAccount", short_names=("sa",)),
+        _core("serviceaccounts", "ServiceAccount", short_names=("sa",), subresources=("token",)),
         _core("events", "Event", short_names=("ev",)),
         _core(
             "persistentvolumeclaims",
@@ -148,6 +151,17 @@ def builtin_resources() -> list[ResourceType]:
             subresources=("status",),
         ),
         ResourceType("events.k8s.io", "v1", "events", "event", "Event", True, short_names=("ev",)),
+        # answered, never stored (see .access): what `kubectl auth can-i` and `whoami` ask
+        *(
+            ResourceType(group, "v1", plural, plural[:-1], kind, namespaced, verbs=("create",))
+            for group, plural, kind, namespaced in (
+                (_AUTHZ, "selfsubjectaccessreviews", "SelfSubjectAccessReview", False),
+                (_AUTHZ, "subjectaccessreviews", "SubjectAccessReview", False),
+                (_AUTHZ, "localsubjectaccessreviews", "LocalSubjectAccessReview", True),
+                (_AUTHZ, "selfsubjectrulesreviews", "SelfSubjectRulesReview", False),
+                ("authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview", False),
+            )
+        ),
     ]
 
 

@@ -194,9 +194,9 @@ class Scheduler:
     # pod is scheduled (against the assumed placement) while earlier bindings are being written.
     MAX_BINDING = 16
 
-    def __init__(self, api_url: str, *, name: str = SCHEDULER_NAME) -> None:
+    def __init__(self, api_url: str, *, name: str = SCHEDULER_NAME, token: str = "") -> None:
         self.name = name
-        self.client = KubeClient(api_url, user_agent="sandbox-scheduler")
+        self.client = KubeClient(api_url, user_agent="sandbox-scheduler", token=token)
         self.queue: WorkQueue[tuple[str, str]] = WorkQueue()
         self.pods = Informer(self.client, resource_path("v1", "pods"), self._on_pod, name="pods")
         self.nodes = Informer(

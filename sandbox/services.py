@@ -192,8 +192,10 @@ class PortProxy:
 class ServiceController:
     """Endpoints, proxies and DNS for every Service; ``await start()`` then ``await stop()``."""
 
-    def __init__(self, api_url: str, *, dns: bool = True, hosts_tag: str = "") -> None:
-        self.client = KubeClient(api_url, user_agent="sandbox-service-controller")
+    def __init__(
+        self, api_url: str, *, dns: bool = True, hosts_tag: str = "", token: str = ""
+    ) -> None:
+        self.client = KubeClient(api_url, user_agent="sandbox-service-controller", token=token)
         self.services = Informer(
             self.client, resource_path("v1", "services"), self._on_service, name="services"
         )

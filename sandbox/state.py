@@ -30,6 +30,7 @@ from .selectors import Selector
 from .store import ADDED, MODIFIED, Store, clone
 
 JsonObj = dict[str, Any]
+Admit = Callable[[JsonObj], None]  # an admission check on the final object; raises ApiError
 
 NAMESPACES: ResKey = ("", "namespaces")
 PODS: ResKey = ("", "pods")
@@ -154,8 +155,9 @@ class ApiState:
         *,
         dry_run: bool = False,
         field_validation: str = "Warn",
+        admit: Admit | None = None,
     ) -> WriteResult:
-        """POST a new object (201 on success)."""
+        """POST a new object (201 on success); ``admit`` may refuse the final object."""
         obj = self._check_body(rt, body)
         meta = obj["metadata"]
         warnings: list[str] = []
@@ -191,6 +193,10 @@ class ApiState:
                 obj.pop("status", None)  # status is ignored on create when it is a subresource
             warnings += self._apply_schema(rt, obj, field_validation)
         self._validate(rt, obj)
+        if rt.key == PODS:
+            self._admit_service_account(obj)
+        if admit is not None:
+            admit(obj)
         name = meta["name"]
         if self.store.get(rt.key, meta.get("namespace", ""), name) is not None:
             raise errors.already_exists(rt.group, rt.plural, name)
@@ -229,6 +235,7 @@ class ApiState:
         subresource: str | None = None,
         dry_run: bool = False,
         field_validation: str = "Warn",
+        admit: Admit | None = None,
     ) -> WriteResult:
         """PUT: replace an object (or its status); stale resourceVersion → 409."""
         old = self.get(rt, namespace, name)
@@ -247,7 +254,7 @@ class ApiState:
                     )
                 ],
             )
-        return self._write(rt, old, new, subresource, dry_run, field_validation)
+        return self._write(rt, old, new, subresource, dry_run, field_validation, admit=admit)
 
     def patch(
         self,
@@ -260,6 +267,7 @@ class ApiState:
         subresource: str | None = None,
         dry_run: bool = False,
         field_validation: str = "Warn",
+        admit: Admit | None = None,
     ) -> WriteResult:
         """PATCH by Content-Type; a failed JSON-patch ``test`` → 409 Conflict."""
         old = self.get(rt, namespace, name)
@@ -288,6 +296,7 @@ class ApiState:
             dry_run,
             field_validation,
             prune_paths=("status",) if status_only else (),
+            admit=admit,
         )
 
     def _write(
@@ -300,6 +309,7 @@ class ApiState:
         field_validation: str,
         *,
         prune_paths: tuple[str, ...] = (),
+        admit: Admit | None = None,
     ) -> WriteResult:
         old_meta = old["metadata"]
         name = old_meta["name"]
@@ -375,6 +385,8 @@ class ApiState:
         self._validate(rt, new)
         if subresource is None:
             self._validate_update(rt, old, new)
+        if admit is not None:
+            admit(new)
         meta["resourceVersion"] = old_meta["resourceVersion"]
         if not meta.get("finalizers"):
             meta.pop("finalizers", None)
@@ -552,6 +564,19 @@ class ApiState:
             if text not in self._service_ips:
                 return text
         raise errors.internal(f"service IP range {SERVICE_CIDR} is exhausted")
+
+    def _admit_service_account(self, pod: JsonObj) -> None:
+        """The ServiceAccount admission plugin: a pod's account must exist."""
+        meta = pod["metadata"]
+        ns = meta.get("namespace", "")
+        sa = str((pod.get("spec") or {}).get("serviceAccountName") or "default")
+        if self.store.get(("", "serviceaccounts"), ns, sa) is None:
+            raise errors.forbidden(
+                "",
+                "pods",
+                meta.get("name") or meta.get("generateName", ""),
+                f'error looking up service account {ns}/{sa}: serviceaccount "{sa}" not found',
+            )
 
     def _after_create(self, rt: ResourceType, obj: JsonObj) -> None:
         if rt.key == CRDS:

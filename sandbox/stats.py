@@ -34,6 +34,7 @@ class RequestRecord:
     user_agent: str
     status: int
     duration_ms: float
+    user: str = ""  # the authenticated (or impersonated) user; "" when refused before that
 
     def to_json(self) -> JsonObj:
         """camelCase JSON like the rest of the API."""
@@ -52,6 +53,7 @@ class RequestRecord:
             "userAgent": self.user_agent,
             "status": self.status,
             "durationMs": round(self.duration_ms, 3),
+            "user": self.user,
         }
 
 

@@ -121,6 +121,8 @@ class Store:
         self._watchers: dict[ResKey, set[Watcher]] = {}
         # (label key, value) -> {(namespace, name)} per resource, for selector lists
         self._labels: dict[ResKey, dict[tuple[str, str], set[tuple[str, str]]]] = {}
+        # writes per resource, so caches derived from one resource (RBAC) know when to rebuild
+        self.changes: dict[ResKey, int] = {}
 
     # --- reads ---------------------------------------------------------------------------
     def get(self, res: ResKey, namespace: str, name: str) -> JsonObj | None:
@@ -191,6 +193,7 @@ class Store:
         meta = obj["metadata"]
         ns, name = meta.get("namespace", ""), meta["name"]
         self._objects.setdefault(res, {}).setdefault(ns, {})[name] = obj
+        self.changes[res] = self.changes.get(res, 0) + 1
         ref: ObjRef = (res, ns, name)
         if old is not None:
             self._unindex_owners(old, ref)
@@ -209,6 +212,7 @@ class Store:
             return None
         if not objs:
             spaces.pop(namespace, None)
+        self.changes[res] = self.changes.get(res, 0) + 1
         ref: ObjRef = (res, namespace, name)
         self._unindex_owners(old, ref)
         self._unindex_labels(res, old)

@@ -30,7 +30,7 @@ def elastic_stack(
     kubectl = demo.Kubectl(str(sandbox.kubeconfig), NAMESPACE)
     log = tmp_path_factory.mktemp("e2e-logs") / "operator.log"
     try:
-        with demo.operator_process(sandbox.env(), NAMESPACE, log):
+        with demo.operator_process(demo.operator_env(sandbox), NAMESPACE, log):
             path = demo.UserPath(kubectl, say=print, timeout_s=90)
             try:
                 path.apply_example()

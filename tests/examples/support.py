@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from elastic_jupyter import crds
+from elastic_jupyter.operator.service_accounts import operator_kubeconfig
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +36,7 @@ def running_operator(
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(OPERATOR), "--namespace", namespace_glob, "--liveness", "none", *QUIET],
-            env=sandbox.env(),
+            env=sandbox.env(KUBECONFIG=str(operator_kubeconfig(sandbox))),
             stdout=out,
             stderr=subprocess.STDOUT,
         )

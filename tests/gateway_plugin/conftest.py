@@ -20,16 +20,17 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from elastic_jupyter import crds
 from elastic_jupyter.gateway_plugin.kube import ApiError, KubeApi, kernels_path
+from elastic_jupyter.operator.service_accounts import gateway_kubeconfig, operator_kubeconfig
+from elastic_jupyter.sandbox.cluster import SandboxCluster
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -59,14 +60,34 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
 
 @dataclass
 class Cluster:
-    """What gateway tests need from the sandbox."""
+    """What gateway tests need from the sandbox: ``api`` and ``kubectl`` act as the admin (the
+    test's own setup); gateways run as their own ServiceAccount (:meth:`gateway_kubeconfig`)."""
 
-    url: str
-    kubeconfig: Path
+    sandbox: SandboxCluster
     api: KubeApi = field(init=False)
 
     def __post_init__(self) -> None:
-        self.api = KubeApi(self.url, user_agent="gateway-tests/0.1")
+        token = self.sandbox.auth_headers["Authorization"]
+        self.api = KubeApi(self.url, auth=lambda: token, user_agent="gateway-tests/0.1")
+
+    @property
+    def url(self) -> str:
+        return self.sandbox.url
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.sandbox.kubeconfig
+
+    def gateway_kubeconfig(
+        self, namespace: str, name: str, kernel_namespaces: Sequence[str] = ()
+    ) -> Path:
+        """Gateway ``name``'s ServiceAccount and Role (as the operator makes them)."""
+        return gateway_kubeconfig(self.sandbox, namespace, name, kernel_namespaces)
+
+    def get_json(self, path: str) -> Any:
+        request = urllib.request.Request(self.url + path, headers=self.sandbox.auth_headers)
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return json.loads(resp.read())
 
     def kubectl(self, *args: str) -> str:
         out = subprocess.run(
@@ -80,9 +101,8 @@ class Cluster:
         return out.stdout
 
     def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.url + "/sandbox/stats", timeout=10) as resp:
-            data: dict[str, Any] = json.loads(resp.read())
-            return data
+        data: dict[str, Any] = self.get_json("/sandbox/stats")
+        return data
 
     def requests_by(self, agent: str) -> dict[str, int]:
         """Request counts of one User-Agent product, per ``verb resource``."""
@@ -119,16 +139,10 @@ class Cluster:
         self.api.request("POST", path, body=body)
 
 
-def _server_of(kubeconfig: Path) -> str:
-    config = yaml.safe_load(kubeconfig.read_text(encoding="utf-8"))
-    return str(config["clusters"][0]["cluster"]["server"])
-
-
 @pytest.fixture(scope="session")
 def gw_cluster(sandbox: Any) -> Cluster:
     """The project's sandbox (``tests/conftest.py``), seen through :class:`Cluster`."""
-    kubeconfig = Path(sandbox.kubeconfig)
-    return Cluster(_server_of(kubeconfig), kubeconfig)
+    return Cluster(sandbox)
 
 
 def _probe_operator(cluster: Cluster, timeout: float) -> bool:
@@ -170,7 +184,7 @@ def gw_operator(gw_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -
     for the rest of the session.
     """
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
-    env = {**os.environ, "KUBECONFIG": str(gw_cluster.kubeconfig)}
+    env = {**os.environ, "KUBECONFIG": str(operator_kubeconfig(gw_cluster.sandbox))}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [
@@ -248,6 +262,7 @@ class Gateway:
         env: dict[str, str] | None = None,
         name: str = "gw",
         args: list[str] | None = None,
+        kernel_namespaces: Sequence[str] = (),
     ) -> None:
         self.args = list(args or [])
         self.cluster = cluster
@@ -264,7 +279,8 @@ class Gateway:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("EG_", "EJ_", "KERNEL_"))}
         self.env = {
             **base,
-            "KUBECONFIG": str(cluster.kubeconfig),
+            # as its own ServiceAccount, with the Role the operator gives a gateway
+            "KUBECONFIG": str(cluster.gateway_kubeconfig(namespace, name, kernel_namespaces)),
             "JUPYTER_PATH": str(share),
             "JUPYTER_DATA_DIR": str(workdir / "data"),
             "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),

@@ -217,7 +217,7 @@ def test_cli_creates_the_jupyterkernel_standalone(gw_cluster: Cluster, ns: str) 
     kid = str(uuid.uuid4())
     env = {
         **os.environ,
-        "KUBECONFIG": str(gw_cluster.kubeconfig),
+        "KUBECONFIG": str(gw_cluster.gateway_kubeconfig(ns, "cli")),
         "EG_NAME": "cli",
         "EG_NAMESPACE": ns,
         "KERNEL_USERNAME": "jovyan",

@@ -15,7 +15,6 @@ import contextlib
 import json
 import signal
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -89,8 +88,7 @@ def test_orphans_of_a_killed_gateway_go_without_any_kernel_start(
 
 
 def gateway_requests(cluster: Cluster) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(cluster.url + "/sandbox/requests?limit=0", timeout=10) as resp:
-        rows: list[dict[str, Any]] = json.loads(resp.read())["items"]
+    rows: list[dict[str, Any]] = cluster.get_json("/sandbox/requests?limit=0")["items"]
     return [r for r in rows if str(r.get("userAgent", "")).startswith("elastic-jupyter-gateway")]
 
 
@@ -104,6 +102,7 @@ def test_namespace_mode_watches_only_namespaces_in_use(
             {"py": kernelspec(image=KERNEL_IMAGE)},
             env={"EJ_ALLOW_KERNEL_NAMESPACE": "true"},
             name="ns-gw",
+            kernel_namespaces=[lab],  # as an admin binds a gateway that may go anywhere
         )
         status, body, _ = gateway.start_kernel("py", {"KERNEL_NAMESPACE": lab})
         assert status == 201, body

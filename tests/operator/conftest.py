@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from elastic_jupyter import crds
+from elastic_jupyter.operator.service_accounts import operator_kubeconfig
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 from tests.helpers import wait_for
 
@@ -64,7 +65,8 @@ def run_operator(
     name: str = "operator",
     env: dict[str, str] | None = None,
 ) -> Iterator[OperatorProcess]:
-    """Start the operator CLI against the sandbox; stop it (SIGTERM, then SIGKILL) afterwards."""
+    """Start the operator CLI against the sandbox, as its own ServiceAccount (crds/rbac/);
+    stop it (SIGTERM, then SIGKILL) afterwards."""
     live, metrics = free_port(), free_port()
     log = tmp / f"{name}-{uuid.uuid4().hex[:6]}.log"
     exe = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "elastic-jupyter-operator"
@@ -80,7 +82,7 @@ def run_operator(
                 str(metrics),
                 *args,
             ],
-            env={**sandbox.env(), **(env or {})},
+            env={**sandbox.env(KUBECONFIG=str(operator_kubeconfig(sandbox))), **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -69,6 +69,21 @@ def kernelspecs(sandbox: SandboxCluster, namespace: str) -> dict[str, Any]:
     return specs
 
 
+def test_components_authenticate_as_their_service_accounts(
+    sandbox: SandboxCluster, elastic: str
+) -> None:
+    """The gateway pod uses the token the kubelet mounted for its ServiceAccount, the operator
+    its own: no request of theirs comes as anyone else (the sandbox logs the user)."""
+    wait_for(lambda: kernelspecs(sandbox, elastic), 30, 0.2, "the gateway serving")
+    rows = sandbox.request("GET", "/sandbox/requests?limit=100000")["items"]
+    gateway = {r["user"] for r in rows if r["userAgent"] == "elastic-jupyter-gateway"
+               and r["namespace"] == elastic}  # fmt: skip
+    assert gateway == {f"system:serviceaccount:{elastic}:{GATEWAY}"}
+    operator = {r["user"] for r in rows if r["userAgent"] in ("kopf", "elastic-jupyter-operator")
+                and r["namespace"] == elastic}  # fmt: skip
+    assert operator == {"system:serviceaccount:elastic-jupyter-system:elastic-jupyter-operator"}
+
+
 def test_gateway_status_and_objects(sandbox: SandboxCluster, elastic: str) -> None:
     gw = support.custom(sandbox, "jupytergateways", elastic, GATEWAY)
     status = gw["status"]

@@ -66,8 +66,11 @@ def test_role_is_least_privilege() -> None:
         for verb in rule["verbs"]
     }
     # What the plugin needs.
-    for verb in ("get", "list", "watch", "create", "delete", "patch"):
+    for verb in ("get", "list", "watch", "create", "delete"):
         assert (crds.GROUP, "jupyterkernels", verb) in granted
+    # Kernel status is the operator's: the gateway never writes a JupyterKernel.
+    for verb in ("update", "patch"):
+        assert (crds.GROUP, "jupyterkernels", verb) not in granted
     assert (crds.GROUP, "jupyterkerneltemplates", "get") in granted
     assert ("", "configmaps", "watch") in granted
     # What it must not have: it reads JupyterKernel status, never pods, and posts no Events.
@@ -231,7 +234,7 @@ def test_kernel_namespace_rbac_only_for_another_namespace() -> None:
     # Exactly what the plugin does there (gateway_plugin/kernel_watch.py), nothing more.
     assert grants(role) == {
         *((crds.GROUP, "jupyterkernels", v) for v in ("get", "list", "watch", "create", "delete")),
-        *((crds.GROUP, "jupyterkerneltemplates", v) for v in ("get", "list", "watch")),
+        (crds.GROUP, "jupyterkerneltemplates", "get"),
     }
 
 

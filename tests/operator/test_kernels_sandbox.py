@@ -169,7 +169,7 @@ def test_spec_edit_is_reported_not_applied(
         f"{sandbox.url}{KERNELS.format(ns=op_namespace)}/k-edit",
         data=json.dumps(patch).encode(),
         method="PATCH",
-        headers={"Content-Type": "application/merge-patch+json"},
+        headers={"Content-Type": "application/merge-patch+json", **sandbox.auth_headers},
     )
     urllib.request.urlopen(request, timeout=10).close()
     found = wait_for(

@@ -49,7 +49,7 @@ def merge_patch(sandbox: SandboxCluster, path: str, patch: dict[str, Any]) -> No
         sandbox.url + path,
         data=json.dumps(patch).encode(),
         method="PATCH",
-        headers={"Content-Type": "application/merge-patch+json"},
+        headers={"Content-Type": "application/merge-patch+json", **sandbox.auth_headers},
     )
     urllib.request.urlopen(request, timeout=10).close()
 

@@ -12,6 +12,7 @@ from kopf.testing import KopfRunner
 
 from elastic_jupyter import crds
 from elastic_jupyter.operator import main
+from elastic_jupyter.operator.service_accounts import operator_kubeconfig
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 from tests.helpers import wait_for
 from tests.operator.conftest import (
@@ -46,7 +47,7 @@ def test_kernel_start_costs_at_most_four_writes(
     sandbox: SandboxCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In-process operator (KopfRunner), namespaced: one kernel start, counted by the sandbox."""
-    monkeypatch.setenv("KUBECONFIG", str(sandbox.kubeconfig))
+    monkeypatch.setenv("KUBECONFIG", str(operator_kubeconfig(sandbox)))  # its own account
     ns = new_namespace(sandbox, prefix="opr-")
     args = ["run", "--standalone", "--namespace", ns, "-m", "elastic_jupyter.operator.handlers"]
     try:

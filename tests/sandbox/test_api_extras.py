@@ -51,7 +51,8 @@ def test_fault_injection(api: client.ApiClient, server: ServerThread) -> None:
     raw(server.url, "POST", "/sandbox/faults", {"dropWatchesAfterSeconds": 0.2})
     url = urlparse(server.url)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-    conn.request("GET", "/api/v1/namespaces/default/pods?watch=true")
+    auth = {"Authorization": f"Bearer {server.token}"}
+    conn.request("GET", "/api/v1/namespaces/default/pods?watch=true", headers=auth)
     assert conn.getresponse().read() == b""  # the stream ends on its own
     conn.close()
     assert raw(server.url, "POST", "/sandbox/faults", {"errorRate": 2})[0] == 400

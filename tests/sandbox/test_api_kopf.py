@@ -63,7 +63,7 @@ def _until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
 def test_kopf_operator_round_trip(
     api: client.ApiClient, server: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", server.url)))
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", server)))
     handler_file = tmp_path / "handlers.py"
     handler_file.write_text(HANDLERS, encoding="utf-8")
     client.ApiextensionsV1Api(api).create_custom_resource_definition(WIDGET_CRD)

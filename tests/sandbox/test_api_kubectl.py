@@ -27,7 +27,7 @@ Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 @pytest.fixture
 def kubectl(server: ServerThread, tmp_path: Path) -> Kubectl:
     """Run kubectl against the server; returns the completed process (never raises)."""
-    config = write_kubeconfig(tmp_path / "kubeconfig", server.url)
+    config = write_kubeconfig(tmp_path / "kubeconfig", server)
     env = dict(os.environ, KUBECONFIG=str(config), HOME=str(tmp_path))
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -145,7 +145,7 @@ def test_kubectl_builtin_kinds(kubectl: Kubectl) -> None:
 def test_kubectl_watch_prints_columns(
     kubectl: Kubectl, server: ServerThread, tmp_path: Path
 ) -> None:
-    config = write_kubeconfig(tmp_path / "watch-kubeconfig", server.url)
+    config = write_kubeconfig(tmp_path / "watch-kubeconfig", server)
     env = dict(os.environ, KUBECONFIG=str(config), HOME=str(tmp_path))
     with subprocess.Popen(
         ["kubectl", "get", "configmaps", "-w", "--request-timeout=20s"],

@@ -8,6 +8,8 @@ in-process on a background thread so the synchronous official client, kubectl an
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +18,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from elastic_jupyter.sandbox import kubeconfig as sandbox_kubeconfig
 from elastic_jupyter.sandbox.apiserver import ApiServerHandle, start_apiserver
+from elastic_jupyter.sandbox.tls import make_serving_cert
 
 WIDGET_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -126,10 +130,18 @@ WIDGET_CRD: dict[str, Any] = {
 }
 
 
+# admin token per server URL, so the plain helpers below authenticate like a cluster admin
+ADMIN_TOKENS: dict[str, str] = {}
+
+
 class ServerThread:
-    """The API server on a private asyncio loop in a daemon thread."""
+    """The API server on a private asyncio loop in a daemon thread (RBAC on, plus a TLS
+    listener for kubectl); these tests act as its admin."""
 
     def __init__(self, **kwargs: Any) -> None:
+        self._pki = Path(tempfile.mkdtemp(prefix="ej-sandbox-pki-"))
+        self.cert = make_serving_cert(self._pki)
+        kwargs.setdefault("tls", self.cert)
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self.handle: ApiServerHandle | None = None
@@ -138,6 +150,10 @@ class ServerThread:
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("the sandbox API server did not start")
+        assert self.handle is not None
+        self.token = self.handle.access.admin_token
+        ADMIN_TOKENS[self.handle.url] = self.token
+        ADMIN_TOKENS[self.handle.secure_url] = self.token
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -149,6 +165,11 @@ class ServerThread:
     def url(self) -> str:
         assert self.handle is not None
         return self.handle.url
+
+    @property
+    def secure_url(self) -> str:
+        assert self.handle is not None
+        return self.handle.secure_url
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the server's loop (to inspect state without races)."""
@@ -163,6 +184,7 @@ class ServerThread:
         asyncio.run_coroutine_threadsafe(self.handle.stop(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+        shutil.rmtree(self._pki, ignore_errors=True)
 
 
 @pytest.fixture
@@ -178,22 +200,23 @@ def api(server: ServerThread) -> Iterator[client.ApiClient]:
     """The official client configured for the server."""
     cfg = client.Configuration()
     cfg.host = server.url
+    cfg.api_key = {"authorization": f"Bearer {server.token}"}
     with client.ApiClient(cfg) as api_client:
         yield api_client
 
 
-def write_kubeconfig(path: Path, url: str, namespace: str = "default") -> Path:
-    """A kubeconfig pointing kubectl (and kopf) at ``url``."""
-    path.write_text(
-        "apiVersion: v1\nkind: Config\n"
-        f'clusters:\n- name: sandbox\n  cluster: {{server: "{url}"}}\n'
-        "users:\n- name: sandbox\n  user: {token: sandbox}\n"
-        f"contexts:\n- name: sandbox\n  context: {{cluster: sandbox, user: sandbox, "
-        f"namespace: {namespace}}}\n"
-        "current-context: sandbox\n",
-        encoding="utf-8",
+def write_kubeconfig(
+    path: Path, server: ServerThread, namespace: str = "default", token: str | None = None
+) -> Path:
+    """A kubeconfig pointing kubectl (and kopf) at ``server``'s TLS listener, as its admin
+    (or as the owner of ``token``)."""
+    return sandbox_kubeconfig.write_kubeconfig(
+        path,
+        server.secure_url,
+        token or server.token,
+        namespace=namespace,
+        ca_pem=server.cert.ca_pem,
     )
-    return path
 
 
 def raw(
@@ -213,6 +236,8 @@ def raw(
         None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     )
     req = urllib.request.Request(url + path, data=data, method=method)
+    if url in ADMIN_TOKENS and not any(k.lower() == "authorization" for k in headers or {}):
+        req.add_header("Authorization", f"Bearer {ADMIN_TOKENS[url]}")
     if data is not None:
         req.add_header("Content-Type", content_type)
     for key, value in (headers or {}).items():

@@ -20,7 +20,7 @@ def _stream(server: ServerThread, path: str) -> list[dict[str, Any]]:
     """Read a watch stream to its end (the query must carry timeoutSeconds)."""
     url = urlparse(server.url)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-    conn.request("GET", path)
+    conn.request("GET", path, headers={"Authorization": f"Bearer {server.token}"})
     resp = conn.getresponse()
     assert resp.status == 200
     assert resp.getheader("Content-Type", "").startswith("application/json")

@@ -14,18 +14,26 @@ from typing import Any
 import yaml
 
 from elastic_jupyter.sandbox.cluster import SandboxCluster
-from elastic_jupyter.sandbox.kubeconfig import NAME, kubeconfig_dict, server_url, write_kubeconfig
+from elastic_jupyter.sandbox.kubeconfig import (
+    NAME,
+    kubeconfig_dict,
+    server_url,
+    token_of,
+    write_kubeconfig,
+)
 from elastic_jupyter.sandbox.processes import POD_MARKER, marked_pids
 from tests.helpers import pod_manifest, wait_for
 
 
 def test_kubeconfig_names_and_url(tmp_path: Path) -> None:
-    data = kubeconfig_dict("http://127.0.0.1:1234")
+    data = kubeconfig_dict("https://127.0.0.1:1234", "secret-token")
     assert data["current-context"] == NAME
     assert {c["name"] for c in data["clusters"]} == {NAME}
-    path = write_kubeconfig(tmp_path / "kc", "http://127.0.0.1:1234")
-    assert server_url(path) == "http://127.0.0.1:1234"
+    path = write_kubeconfig(tmp_path / "kc", "https://127.0.0.1:1234", "secret-token")
+    assert server_url(path) == "https://127.0.0.1:1234"
     assert yaml.safe_load(path.read_text())["users"][0]["name"] == NAME
+    assert token_of(path) == "secret-token"
+    assert path.stat().st_mode & 0o077 == 0, "a token file readable by others"
 
 
 def _alive(pid: int) -> bool:
@@ -40,7 +48,8 @@ def test_up_reports_status_and_stops_leaving_no_processes() -> None:
     cluster = SandboxCluster(apply_crds=False, dns=False, node_gpus=0).start()
     try:
         assert cluster.url.startswith("http://127.0.0.1:")
-        assert server_url(cluster.kubeconfig) == cluster.url
+        assert server_url(cluster.kubeconfig) == cluster.secure_url
+        assert cluster.secure_url.startswith("https://127.0.0.1:")
         cli = [sys.executable, "-m", "elastic_jupyter.sandbox"]
         state = ["--state-dir", str(cluster.state_dir)]
         shown = subprocess.run(

@@ -60,7 +60,7 @@ def _patch(sandbox: SandboxCluster, path: str, body: Any) -> None:
         sandbox.url + path,
         data=json.dumps(body).encode(),
         method="PATCH",
-        headers={"Content-Type": "application/merge-patch+json"},
+        headers={"Content-Type": "application/merge-patch+json", **sandbox.auth_headers},
     )
     urllib.request.urlopen(req, timeout=10).close()
 

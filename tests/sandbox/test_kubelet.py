@@ -154,7 +154,8 @@ def test_env_configmap_secret_and_volumes(sandbox: SandboxCluster, namespace: st
 
 def sandbox_logs(sandbox: SandboxCluster, ns: str, name: str, query: str = "") -> str:
     url = f"{sandbox.url}/api/v1/namespaces/{ns}/pods/{name}/log{query}"
-    with urllib.request.urlopen(url, timeout=30) as resp:
+    request = urllib.request.Request(url, headers=sandbox.auth_headers)
+    with urllib.request.urlopen(request, timeout=30) as resp:
         text: str = resp.read().decode()
     return text
 
@@ -202,7 +203,7 @@ def test_configmap_volume_follows_updates(sandbox: SandboxCluster, namespace: st
         f"{sandbox.url}/api/v1/namespaces/{namespace}/configmaps/live",
         data=json.dumps({"data": {"v": "two"}}).encode(),
         method="PATCH",
-        headers={"Content-Type": "application/merge-patch+json"},
+        headers={"Content-Type": "application/merge-patch+json", **sandbox.auth_headers},
     )
     urllib.request.urlopen(req, timeout=10).close()
     wait_for(lambda: "two" in sandbox_logs(sandbox, namespace, "reader"), 10)

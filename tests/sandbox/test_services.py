@@ -123,7 +123,10 @@ def test_service_is_reachable_by_name_from_a_pod(sandbox: SandboxCluster, namesp
         return pod if pod["status"].get("phase") in ("Succeeded", "Failed") else None
 
     pod = wait_for(finished, 20)
-    with urllib.request.urlopen(f"{sandbox.url}{base}/pods/client/log", timeout=10) as resp:
+    log_request = urllib.request.Request(
+        f"{sandbox.url}{base}/pods/client/log", headers=sandbox.auth_headers
+    )
+    with urllib.request.urlopen(log_request, timeout=10) as resp:
         logs = resp.read().decode()
     assert pod["status"]["phase"] == "Succeeded", logs
     assert logs.split("\n")[:3] == [f"{name} 200" for name in names]
