@@ -34,6 +34,7 @@ from .applier import Applier
 from .imagemap import KERNEL_VENV_ENV, ImageMap
 from .kubeclient import KubeClient
 from .kubeconfig import write_kubeconfig
+from .podman_runtime import PodmanRuntime
 
 log = logging.getLogger("elastic_jupyter.sandbox")
 READY_PREFIX = "SANDBOX READY"
@@ -108,6 +109,13 @@ def _parser() -> argparse.ArgumentParser:
         help="never add o+x to directories blocking a non-root pod's executable",
     )
     up.add_argument(
+        "--container-runtime",
+        choices=("process", "podman"),
+        default="process",
+        help="podman: pods whose image is in podman's local store (or whose image map entry "
+        "says runtime: podman) run in that image through podman; others as processes",
+    )
+    up.add_argument(
         "--crash-backoff",
         type=float,
         default=10.0,
@@ -122,6 +130,15 @@ def _parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--state-dir", type=Path, default=Path(".sandbox"))
     return parser
+
+
+def _podman_runtime(choice: str) -> PodmanRuntime | None:
+    if choice != "podman":
+        return None
+    runtime = PodmanRuntime()
+    if not runtime.available():
+        raise SystemExit("--container-runtime podman: podman is not on PATH")
+    return runtime
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -179,6 +196,7 @@ async def _up(args: argparse.Namespace) -> int:
                 grant_traverse=not args.no_grant_traverse,
                 kubeconfig=kubeconfig,
                 crash_backoff_base=args.crash_backoff,
+                podman=_podman_runtime(args.container_runtime),
             )
             components.append(Kubelet(api.url, config))
         components.append(Scheduler(api.url))
