@@ -160,7 +160,13 @@ def podman_run(
     """
     image = rule.image or str(spec.get("image") or "")
     env: dict[str, str] = {}
-    env.update({k: v.replace(POD_IP_TOKEN, pod_ip) for k, v in rule.env.items()})
+    env.update(
+        {
+            k: v.replace(POD_IP_TOKEN, pod_ip)
+            for k, v in rule.env.items()
+            if k not in _HOST_ONLY_ENV  # e.g. the kernel rule's VIRTUAL_ENV, a host path
+        }
+    )
     env.update(markers)
     if kubeconfig is not None:
         env["KUBECONFIG"] = KUBECONFIG_MOUNT
