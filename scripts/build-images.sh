@@ -104,11 +104,16 @@ for name in "${NAMES[@]}"; do
         fi
         # A base made here exists only locally: never try a registry for it.
         case "$base" in localhost/*) args+=(--pull=never) ;; esac
+        old="$($ENGINE image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
         say "building $image with $ENGINE${base:+ on $base}"
         start=$SECONDS
         $ENGINE "${args[@]}" "$CONTEXT"
         size="$($ENGINE image inspect --format '{{.Size}}' "$image")"
         say "built $image in $((SECONDS - start)) s, $((size / 1000000)) MB"
+        # The image this one replaces would stay behind untagged: remove it (not its layers
+        # that the new image or the build cache still use).
+        new="$($ENGINE image inspect --format '{{.Id}}' "$image")"
+        if [ -n "$old" ] && [ "$old" != "$new" ]; then $ENGINE rmi "$old" >/dev/null 2>&1 || true; fi
     fi
     if [ "$PUSH" = 1 ]; then
         say "pushing $image"

@@ -110,7 +110,16 @@ class Container:
         podman("rm", "--force", "--time", "2", self.name, check=False)
 
     def logs(self) -> str:
-        return podman("logs", self.name, check=False)
+        """stdout and stderr (``podman logs`` keeps them apart, as the container wrote them)."""
+        result = subprocess.run(
+            ["podman", "logs", self.name],
+            env=podman_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return result.stdout + result.stderr
 
     def running(self) -> bool:
         state = podman("inspect", "--format", "{{.State.Running}}", self.name, check=False)

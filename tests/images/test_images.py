@@ -158,7 +158,10 @@ def test_gateway_image_serves_mounted_kernelspecs(
         proxy = served["metadata"]["process_proxy"]["class_name"]
         assert proxy == "elastic_jupyter.gateway_plugin.KubeflowProcessProxy"
         # Our plugin booted inside EG: its JupyterKernel watch runs against the sandbox.
-        wait_for(lambda: "JupyterKernel watch" in gateway.logs(), timeout=30)
+        try:
+            wait_for(lambda: "JupyterKernel watch" in gateway.logs(), timeout=30)
+        except AssertionError as err:
+            raise AssertionError(f"{err}\ngateway log:\n{gateway.logs()}") from err
         assert "gateway services not started" not in gateway.logs()
         assert gateway.exec_uid() == 1000
 
@@ -186,7 +189,12 @@ def test_operator_image_reaches_the_sandbox(
                 "apiVersion": crds.API_VERSION,
                 "kind": crds.JUPYTER_KERNEL_SPEC.kind,
                 "metadata": {"name": "py"},
-                "spec": {"language": "python", "image": "elastic-jupyter/kernel-py:dev"},
+                "spec": {
+                    "language": "python",
+                    "displayName": "Python",
+                    "image": "elastic-jupyter/kernel-py:dev",
+                    "template": {"name": "tpl"},
+                },
             },
         )
 
@@ -197,6 +205,7 @@ def test_operator_image_reaches_the_sandbox(
             rendered = wait_for(configmap, timeout=90, interval=0.5)
         except AssertionError as err:
             raise AssertionError(f"{err}\noperator log:\n{operator.logs()}") from err
-        assert json.loads(rendered["data"]["kernel.json"])["language"] == "python"
+        document = json.loads(rendered["data"]["kernel.json"])
+        assert (document["language"], document["display_name"]) == ("python", "Python")
         assert operator.running()
         assert operator.exec_uid() == IMAGE_USERS["operator"]
