@@ -198,6 +198,8 @@ async def _up(args: argparse.Namespace) -> int:
                 crash_backoff_base=args.crash_backoff,
                 podman=_podman_runtime(args.container_runtime),
             )
+            if config.podman is not None:
+                await config.podman.remove_orphans()
             components.append(Kubelet(api.url, config))
         components.append(Scheduler(api.url))
         components.append(DeploymentControllers(api.url))

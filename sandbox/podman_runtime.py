@@ -28,7 +28,10 @@ Other images keep running in process mode. What a container sees, as in process 
 
 The ``podman run`` client runs in the foreground as the container's process (attached: the
 container's output is the container log; SIGTERM is forwarded to the container). When a pod is
-deleted the kubelet also removes every container labelled with the pod's uid.
+deleted the kubelet also removes every container labelled with the pod's uid. A sandbox killed
+with SIGKILL cannot do that: its containers (kept running by podman's conmon) are removed by the
+next sandbox that starts with the podman runtime (:meth:`PodmanRuntime.remove_orphans`).
+Not emulated: exec probes run on the host, not in the container.
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ from .podenv import expand
 log = logging.getLogger(__name__)
 
 RUNTIME_PODMAN = "podman"
-#: Label on every container the sandbox starts: the pod's uid.
+#: Labels on every container the sandbox starts: the pod's uid, the sandbox's process id.
 POD_UID_LABEL = "io.elastic-jupyter.sandbox.pod-uid"
+SANDBOX_PID_LABEL = "io.elastic-jupyter.sandbox.pid"
 #: Where a container finds the sandbox's kubeconfig.
 KUBECONFIG_MOUNT = "/var/run/elastic-jupyter-sandbox/kubeconfig"
 #: Host-side settings that make no sense inside an image.
@@ -89,18 +93,36 @@ class PodmanRuntime:
             *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            stderr=asyncio.subprocess.PIPE,
             env={**os.environ, **self.client_env()},
         )
-        out, _ = await proc.communicate()
-        return proc.returncode or 0, out.decode(errors="replace")
+        out, err = await proc.communicate()
+        if proc.returncode:
+            return proc.returncode, err.decode(errors="replace")
+        return 0, out.decode(errors="replace")
 
     async def image_exists(self, image: str) -> bool:
-        """Whether podman's local store holds ``image`` (remembered for the sandbox's life)."""
-        if image not in self._exists:
+        """Whether podman's local store holds ``image`` (a yes is remembered; a no is asked
+        again, since the image may be built while the sandbox runs)."""
+        if not self._exists.get(image):
             code, _ = await self._podman("image", "exists", image)
             self._exists[image] = code == 0
         return self._exists[image]
+
+    async def remove_orphans(self) -> list[str]:
+        """Remove containers of sandboxes that are gone (killed before they could clean up)."""
+        code, out = await self._podman(
+            "ps", "--all", "--format", "json", "--filter", f"label={SANDBOX_PID_LABEL}"
+        )
+        orphans = []
+        for container in json.loads(out or "[]") if code == 0 else []:
+            pid = str((container.get("Labels") or {}).get(SANDBOX_PID_LABEL) or "")
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                orphans.append(str(container.get("Id")))
+        if orphans:
+            code, out = await self._podman("rm", "--force", "--time", "0", *orphans)
+            log.warning("removed %d containers left by a sandbox that is gone", len(orphans))
+        return orphans
 
     async def remove_pod(self, pod_uid: str) -> None:
         """Remove every container of a pod (at once: the kubelet's grace period is over)."""
@@ -181,6 +203,7 @@ def podman_run(
         "--pull=never",
         "--network=host",
         f"--label={POD_UID_LABEL}={pod_uid}",
+        f"--label={SANDBOX_PID_LABEL}={os.getpid()}",
     ]
     uid, gid, groups = user
     if uid is not None:

@@ -6,13 +6,16 @@ when missing, see tests/images/podman.py). A sandbox of its own runs with
 container runs the image's Python as the pod's ``runAsUser``, binds the pod's own 127.x IP,
 sees its env (a Secret's value too) and its ConfigMap volume at the mount path; its output is
 the pod's log; the pod succeeds; deleting a running pod removes its container. An image that is
-neither local nor mapped still fails as an unpullable image.
+neither local nor mapped still fails as an unpullable image. The containers of a sandbox killed
+with SIGKILL are removed by the next sandbox started with podman, and only those.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -201,3 +204,45 @@ def test_local_image_runs_in_podman_with_the_pods_ip_env_volumes_and_user(
         wait_for(pull_failed, timeout=30, message="ErrImagePull")
     finally:
         sandbox.delete_namespace(ns)
+
+
+def running_pod(sandbox: SandboxCluster, ns: str, name: str) -> dict[str, Any] | None:
+    pod = get_pod(sandbox, ns, name)
+    return pod if pod.get("status", {}).get("phase") == "Running" else None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(BUILD_TIMEOUT + 300)
+def test_containers_of_a_killed_sandbox_are_removed_by_the_next(
+    podman_sandbox: SandboxCluster,
+) -> None:
+    """kill -9 of the sandbox leaves podman's containers running; the next sandbox sweeps them."""
+    victim = SandboxCluster(apply_crds=False, extra_args=["--container-runtime", "podman"])
+    victim.start()
+    try:
+        victim.create_namespace("doomed")
+        victim.request(
+            "POST",
+            "/api/v1/namespaces/doomed/pods",
+            pod_manifest("sleeper", ["sleep", "600"], image=IMAGE),
+        )
+        pod = wait_for(lambda: running_pod(victim, "doomed", "sleeper"), timeout=120, interval=0.5)
+        uid = pod["metadata"]["uid"]
+        wait_for(lambda: pod_containers(uid), timeout=30, message="the sleeper's container")
+        assert victim.process is not None
+        os.killpg(victim.process.pid, signal.SIGKILL)  # the sandbox and its podman clients
+        victim.process.wait(10)
+        assert [c["State"] for c in pod_containers(uid)] == ["running"]  # conmon keeps it
+        # The module's sandbox is alive: its containers are not orphans.
+        other = pod_manifest("keeper", ["sleep", "600"], image=IMAGE)
+        podman_sandbox.create_namespace("keep")
+        podman_sandbox.request("POST", "/api/v1/namespaces/keep/pods", other)
+        kept = wait_for(
+            lambda: running_pod(podman_sandbox, "keep", "keeper"), timeout=120, interval=0.5
+        )
+        with SandboxCluster(apply_crds=False, extra_args=["--container-runtime", "podman"]):
+            assert pod_containers(uid) == []
+            assert len(pod_containers(kept["metadata"]["uid"])) == 1
+    finally:
+        victim.stop()
+        podman_sandbox.delete_namespace("keep")
