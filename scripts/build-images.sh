@@ -60,6 +60,33 @@ if [ -z "$BASE" ] && [ "$ENGINE" = podman ]; then
     scripts/make-base-image.sh "$BASE"
 fi
 
+inputs_hash() {  # what an image is built from: our sources, its Dockerfile, its base, the engine
+    local name="$1" base="$2" base_id=""
+    if [ -n "$base" ]; then base_id="$($ENGINE image inspect --format '{{.Id}}' "$base" 2>/dev/null || true)"; fi
+    {
+        git ls-files -co --exclude-standard -- pyproject.toml README.md crds gateway_plugin \
+            operator kernel_launcher sandbox "images/$name/Dockerfile" | sort | xargs sha256sum
+        echo "base=$base $base_id engine=$ENGINE"
+    } | sha256sum | cut -c1-16
+}
+
+# Hash the inputs before building the wheel: sources edited during the build then count as
+# changed next time instead of being taken as built.
+declare -A HASHES
+UP_TO_DATE=()
+for name in "${NAMES[@]}"; do
+    base="$BASE"
+    if [ "$name" = kernel-py-gpu ]; then base="${GPU_BASE_IMAGE:-}"; fi
+    HASHES[$name]="$(inputs_hash "$name" "$base")"
+    have="$($ENGINE image inspect --format '{{index .Config.Labels "org.elastic-jupyter.inputs"}}' \
+        "$PREFIX/$name:$TAG" 2>/dev/null || true)"
+    if [ "$have" = "${HASHES[$name]}" ]; then UP_TO_DATE+=("$name"); fi
+done
+if [ "$PUSH" = 0 ] && [ ${#UP_TO_DATE[@]} -eq ${#NAMES[@]} ]; then
+    say "up to date: ${NAMES[*]}"
+    exit 0
+fi
+
 # The build context: our wheel (built once for every image) and one requirements file per extra.
 rm -rf "$CONTEXT"
 mkdir -p "$CONTEXT"
@@ -76,21 +103,11 @@ for extra, requirements in extras.items():
     Path(sys.argv[1], f"requirements-{extra}.txt").write_text("".join(f"{r}\n" for r in requirements))
 PY
 
-inputs_hash() {  # what an image is built from: our sources, its Dockerfile, its base, the engine
-    local name="$1" base="$2" base_id=""
-    if [ -n "$base" ]; then base_id="$($ENGINE image inspect --format '{{.Id}}' "$base" 2>/dev/null || true)"; fi
-    {
-        git ls-files -co --exclude-standard -- pyproject.toml README.md crds gateway_plugin \
-            operator kernel_launcher sandbox "images/$name/Dockerfile" | sort | xargs sha256sum
-        echo "base=$base $base_id engine=$ENGINE"
-    } | sha256sum | cut -c1-16
-}
-
 for name in "${NAMES[@]}"; do
     image="$PREFIX/$name:$TAG"
     base="$BASE"
     if [ "$name" = kernel-py-gpu ]; then base="${GPU_BASE_IMAGE:-}"; fi
-    hash="$(inputs_hash "$name" "$base")"
+    hash="${HASHES[$name]}"
     have="$($ENGINE image inspect --format '{{index .Config.Labels "org.elastic-jupyter.inputs"}}' \
         "$image" 2>/dev/null || true)"
     if [ "$have" = "$hash" ]; then
