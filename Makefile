@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 ARGS ?=
 PARTS := crds gateway_plugin operator kernel_launcher sandbox
 
-.PHONY: all venv browser test lint typecheck pytest demo images clean
+.PHONY: all venv browser podman test lint typecheck pytest demo images push-images clean
 
 all: test
 
@@ -48,8 +48,13 @@ typecheck: $(VENV)/.installed .typecheck/elastic_jupyter
 browser: $(VENV)/.installed
 	scripts/install-browser.sh $(VENV)
 
+# Debian's podman, runc and mmdebstrap for the image builds and tests (tests/images, the
+# sandbox's podman runtime) where no Docker engine runs; skipped when present.
+podman:
+	scripts/install-podman.sh
+
 # pytest exits 5 when it collected nothing: that is a failure here, not a pass.
-pytest: venv browser
+pytest: venv browser podman
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
@@ -60,13 +65,17 @@ test: lint typecheck pytest
 demo: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python examples/demo_session.py $(ARGS)
 
-images:
-	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || \
-	  { echo "make images needs a running Docker engine (none here); see images/README.md"; exit 1; }
-	docker build -f images/gateway/Dockerfile -t elastic-jupyter/gateway:dev .
-	docker build -f images/operator/Dockerfile -t elastic-jupyter/operator:dev .
-	docker build -f images/kernel-py/Dockerfile -t elastic-jupyter/kernel-py:dev .
-	docker build -f images/kernel-py-gpu/Dockerfile -t elastic-jupyter/kernel-py-gpu:dev .
+# Build the images with Docker where a Docker engine runs, else with podman (see the script for
+# IMAGE_PREFIX, TAG, BASE_IMAGE...). Our wheel is built once and copied into each image.
+# Unchanged images are not rebuilt. The Dockerfiles: images/gateway/Dockerfile,
+# images/operator/Dockerfile, images/kernel-py/Dockerfile, images/kernel-py-gpu/Dockerfile.
+export IMAGE_PREFIX TAG ENGINE BASE_IMAGE GPU_BASE_IMAGE
+images: venv
+	scripts/build-images.sh $(IMAGES)
+
+# The same, then push: make push-images IMAGE_PREFIX=registry.example.com/me TAG=0.1.0
+push-images: venv
+	scripts/build-images.sh --push $(IMAGES)
 
 clean:
 	rm -rf $(VENV) $(KVENV) .typecheck build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -35,6 +35,7 @@ from .applier import Applier
 from .imagemap import KERNEL_VENV_ENV, ImageMap
 from .kubeclient import KubeClient
 from .kubeconfig import token_of, write_kubeconfig
+from .podman_runtime import PodmanRuntime
 from .tls import make_serving_cert
 
 log = logging.getLogger("elastic_jupyter.sandbox")
@@ -116,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
         "state directory (refuse to start when the state directory is unreachable)",
     )
     up.add_argument(
+        "--container-runtime",
+        choices=("process", "podman"),
+        default="process",
+        help="podman: pods whose image is in podman's local store (or whose image map entry "
+        "says runtime: podman) run in that image through podman; others as processes",
+    )
+    up.add_argument(
         "--crash-backoff",
         type=float,
         default=10.0,
@@ -130,6 +138,15 @@ def _parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--state-dir", type=Path, default=Path(".sandbox"))
     return parser
+
+
+def _podman_runtime(choice: str) -> PodmanRuntime | None:
+    if choice != "podman":
+        return None
+    runtime = PodmanRuntime()
+    if not runtime.available():
+        raise SystemExit("--container-runtime podman: podman is not on PATH")
+    return runtime
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -194,7 +211,10 @@ async def _up(args: argparse.Namespace) -> int:
                 pod_api_url=api.secure_url,
                 pod_api_ca=cert.ca_pem,
                 crash_backoff_base=args.crash_backoff,
+                podman=_podman_runtime(args.container_runtime),
             )
+            if config.podman is not None:
+                await config.podman.remove_orphans()
             components.append(Kubelet(api.url, config))
         components.append(Scheduler(api.url, token=tokens["scheduler"]))
         components.append(DeploymentControllers(api.url, token=tokens["controller-manager"]))

@@ -28,6 +28,9 @@ YAML file format (a list, or a mapping with an ``images`` list)::
         command: [my-launcher] # default ENTRYPOINT, when the pod gives no command
         args: []               # default CMD, when the pod gives neither command nor args
         env: {FOO: bar, MY_IP: "$(POD_IP)"}   # $(POD_IP) becomes the pod's IP
+        runtime: podman        # run the image itself through podman (needs the kubelet's
+                               # --container-runtime podman; see podman_runtime.py)
+        image: elastic-jupyter/kernel-py:dev   # podman: the local image to run instead
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ class ImageRule:
     command: tuple[str, ...] | None = None
     args: tuple[str, ...] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # "process" (run the command locally) or "podman" (run the image, see .podman_runtime).
+    runtime: str = "process"
+    image: str | None = None  # podman: the local image to run instead of the pod's
 
     def matches(self, image: str) -> bool:
         candidates = image_candidates(image)
@@ -125,6 +131,9 @@ class ImageMap:
         return None
 
 
+#: How a rule runs a container: locally, or in its image through podman.
+RUNTIMES = ("process", "podman")
+
 #: In a rule's env values, replaced by the pod's IP when the kubelet starts the container.
 POD_IP_TOKEN = "$(POD_IP)"
 
@@ -194,6 +203,9 @@ def parse_rules(data: Any, presets: dict[str, ImageRule], *, source: str) -> lis
         env = entry.get("env") or {}
         if not isinstance(env, dict):
             raise ValueError(f"{where}: env must be a mapping")
+        runtime = str(entry.get("runtime", base.runtime))
+        if runtime not in RUNTIMES:
+            raise ValueError(f"{where}.runtime: {runtime!r} is not one of {list(RUNTIMES)}")
         rules.append(
             replace(
                 base,
@@ -206,6 +218,8 @@ def parse_rules(data: Any, presets: dict[str, ImageRule], *, source: str) -> lis
                 ),
                 args=_str_tuple(entry["args"], f"{where}.args") if "args" in entry else base.args,
                 env={**base.env, **{str(k): str(v) for k, v in env.items()}},
+                runtime=runtime,
+                image=str(entry["image"]) if entry.get("image") else base.image,
             )
         )
     return rules

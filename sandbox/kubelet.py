@@ -68,6 +68,7 @@ from .podenv import (
     rewrite_path,
 )
 from .podips import PodIPAllocator
+from .podman_runtime import RUNTIME_PODMAN, PodmanRuntime, choose_rule, container_name, podman_run
 from .podtoken import MOUNT_PATH as TOKEN_MOUNT_PATH
 from .podtoken import mount_service_account
 from .processes import (
@@ -114,6 +115,7 @@ class KubeletConfig:
     grace_cap: float = GRACE_CAP_SECONDS
     crash_backoff_base: float = 10.0
     host: str = "127.0.0.1"
+    podman: PodmanRuntime | None = None  # --container-runtime podman (see .podman_runtime)
 
     def capacity(self) -> dict[str, str]:
         cap = {
@@ -275,6 +277,8 @@ class PodWorker:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(proc.wait(), 2.0)
         await asyncio.to_thread(kill_marked, POD_MARKER, self.uid)
+        if self.kubelet.config.podman is not None:
+            await self.kubelet.config.podman.remove_pod(self.uid)
 
     async def _enforce_deadline(self, seconds: float) -> None:
         """``activeDeadlineSeconds``: stop the pod and fail it with ``DeadlineExceeded``."""
@@ -369,6 +373,7 @@ class PodWorker:
         for c in self.all_containers:
             image = str(c.spec.get("image") or "")
             rule = self.kubelet.config.image_map.resolve(image) if image else None
+            rule = await choose_rule(self.kubelet.config.podman, image, rule)
             if rule is None and not image:
                 rule = ImageRule("no-image", ())
             if rule is None:
@@ -593,6 +598,29 @@ class PodWorker:
             workdir = env["HOME"]
         return argv, env, workdir
 
+    def _podman_launch(
+        self, c: ContainerRun, rule: ImageRule, declared: list[tuple[str, str]]
+    ) -> tuple[list[str], dict[str, str], str]:
+        assert self.kubelet.config.podman is not None
+        launch = podman_run(
+            self.kubelet.config.podman,
+            name=container_name(self.uid, c.name, c.restart_count),
+            pod_uid=self.uid,
+            pod_ip=self.ip,
+            spec=c.spec,
+            rule=rule,
+            declared=declared,
+            markers={
+                POD_MARKER: self.uid,
+                CONTAINER_MARKER: f"{self.uid}/{c.name}/{c.restart_count}",
+            },
+            mounts=self.mounts.get(c.name, {}),
+            user=self._security(c.spec),
+            # The pod's own ServiceAccount kubeconfig (none without token automount).
+            kubeconfig=self.token_dir / "kubeconfig" if self.token_dir is not None else None,
+        )
+        return launch.argv, launch.env, str(self.dir)
+
     async def _supervise(
         self, c: ContainerRun, rule: ImageRule, declared: list[tuple[str, str]]
     ) -> None:
@@ -693,11 +721,15 @@ class PodWorker:
         self, c: ContainerRun, rule: ImageRule, declared: list[tuple[str, str]], started_at: str
     ) -> tuple[int, str, str]:
         """Start the container's process and wait for it: (exitCode, reason, message)."""
-        argv, env, workdir = self._process_env(c, rule, declared)
+        if rule.runtime == RUNTIME_PODMAN:  # the podman client runs as this container's process
+            argv, env, workdir = self._podman_launch(c, rule, declared)
+            uid, gid, groups = None, None, list[int]()
+        else:
+            argv, env, workdir = self._process_env(c, rule, declared)
+            uid, gid, groups = self._security(c.spec)
         if not argv:
             return 128, "StartError", "failed to create containerd task: no command specified"
         exe = argv[0]
-        uid, gid, groups = self._security(c.spec)
         found, denied = self._find_executable(exe, env["PATH"], uid, gid, groups)
         if found is None:
             why = "permission denied" if denied else "executable file not found in $PATH"
