@@ -85,7 +85,7 @@ def launch(config: LaunchConfig) -> int:
         for sock in sockets[:-1]:
             sock.close()  # released for the kernel to bind
         kernel = supervisor.start_kernel(argv, kernel_env)
-        supervisor.start_listener(comm_socket)
+        supervisor.start_listener(comm_socket, connection_info["key"])
         log.info(
             "ports: %s, comm %d",
             ", ".join(f"{name[:-5]} {port}" for name, port in ports.items()),

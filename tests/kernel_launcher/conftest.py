@@ -241,13 +241,22 @@ def eg_comm() -> Callable[[dict[str, Any]], Any]:
     """
     from enterprise_gateway.services.processproxies.processproxy import RemoteProcessProxy
 
+    from elastic_jupyter.kernel_launcher import comm_auth
+
     class EGComm(SimpleNamespace):
         send_signal = RemoteProcessProxy.send_signal
         shutdown_listener = RemoteProcessProxy.shutdown_listener
-        _send_listener_request = RemoteProcessProxy._send_listener_request
+
+        def _send_listener_request(
+            self, request: dict[str, Any], shutdown_socket: bool = False
+        ) -> None:
+            # What KubeflowProcessProxy does: EG's own send, the request signed with the key.
+            signed = comm_auth.sign(request, self.key)
+            RemoteProcessProxy._send_listener_request(self, signed, shutdown_socket)
 
     def make(info: dict[str, Any]) -> Any:
         return EGComm(
+            key=info["key"],
             comm_ip="127.0.0.1",
             comm_port=int(info["comm_port"]),
             kernel_id=info["kernel_id"],
