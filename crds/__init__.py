@@ -138,6 +138,8 @@ REASON_NO_CONTAINERS = "NoContainers"  # a pod template without containers
 REASON_MISPLACED_TEMPLATE_METADATA = "MisplacedTemplateMetadata"
 REASON_KERNELSPEC_NOT_FOUND = "KernelSpecNotFound"  # gateway: a `kernels` name has no CR
 REASON_GATEWAY_NOT_FOUND = "GatewayNotFound"  # notebook: spec.gateway names no JupyterGateway
+# notebook: the gateway lives in another namespace and its spec.notebookNamespaces omits ours
+REASON_GATEWAY_NOT_GRANTED = "GatewayNotGranted"
 
 IMAGE_PULL_FAILURE_REASONS = frozenset(
     {
@@ -195,6 +197,13 @@ AUTH_TOKEN_KEY = "token"  # key of the gateway auth / notebook token Secrets
 def gateway_auth_secret_name(gateway_name: str) -> str:
     """Default Secret of a JupyterGateway's token (``spec.auth.secretName`` unset)."""
     return f"{gateway_name}-auth"
+
+
+def gateway_clients_secret_name(gateway_name: str) -> str:
+    """Secret (gateway's namespace) mapping each granted notebook, key ``<namespace>.<name>``,
+    to the SHA-256 hex digest of its own gateway token; the operator writes it, the gateway
+    plugin reads it to tell clients apart."""
+    return f"{gateway_name}-clients"
 
 
 def notebook_token_secret_name(notebook_name: str) -> str:

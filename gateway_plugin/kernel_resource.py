@@ -47,6 +47,10 @@ from elastic_jupyter.kernel_launcher import env as launcher_env
 
 from .settings import GatewaySettings, is_dns_label
 
+#: JupyterKernel annotation: the gateway client (``<namespace>.<notebook>`` or the admin) that
+#: started the kernel; the gateway shows and hands the kernel to that client only.
+ANNOTATION_OWNER = f"{crds.GROUP}/owner"
+
 Obj = dict[str, Any]
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -136,6 +140,7 @@ class LaunchInput:
     resources: Mapping[str, Any] | None = (
         None  # the kernelspec's (JupyterKernelSpec spec.resources)
     )
+    owner: str | None = None  # the gateway client that started it (client_auth.py)
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,7 @@ class KernelPlan:
     run_as_user: int | None = None
     run_as_group: int | None = None
     service_account: str | None = None
+    owner: str | None = None
 
 
 # --- names and labels -----------------------------------------------------------------------
@@ -517,6 +523,7 @@ def plan_kernel(inp: LaunchInput, settings: GatewaySettings) -> KernelPlan:
         run_as_user=run_as_user,
         run_as_group=run_as_group,
         service_account=service_account,
+        owner=inp.owner,
     )
 
 
@@ -615,6 +622,8 @@ def build_kernel_manifest(
         container["resources"] = merged
 
     metadata: Obj = {"name": plan.name, "namespace": plan.namespace, "labels": labels}
+    if plan.owner:
+        metadata["annotations"] = {ANNOTATION_OWNER: plan.owner}
     if gateway.uid and gateway.namespace == plan.namespace:
         metadata["ownerReferences"] = [
             {

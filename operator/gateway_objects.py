@@ -264,6 +264,13 @@ def role(gateway: Mapping[str, Any]) -> dict[str, Any]:
             "resources": ["configmaps"],
             "verbs": READ_VERBS,
         },
+        {
+            # The digests of its notebooks' tokens (gateway_plugin/client_auth.py), by name.
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [crds.gateway_clients_secret_name(name)],
+            "verbs": ["get"],
+        },
     ]
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
