@@ -181,7 +181,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # JupyterGateway
 # Defaults the operator applies (not in the schema: a persisted default would pin an object to
 # one release's value, or to a name that may not exist).
 DEFAULT_LOG_LEVEL = "INFO"
-DEFAULT_PORT_RANGE = "0..0"  # any free port: each kernel has its own pod IP
+# The kernels' ports (5 ZeroMQ + comm): fixed so that the gateway's NetworkPolicy can name them
+# (operator/network_policy.py); 2000 ports, above EG's 1000-port minimum span.
+DEFAULT_PORT_RANGE = "40000..41999"
 LEGACY_DEFAULT_KERNEL = "python_kubernetes"  # the original's defaultKernel, used when served
 DEFAULT_KERNEL_LANGUAGE = "python"  # JupyterKernelSpec.spec.language when unset
 GATEWAY_PORT = 8888  # Enterprise Gateway's HTTP port, in status.url
@@ -225,6 +227,25 @@ ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
 ANNOTATION_KERNEL_GENERATION = f"{GROUP}/kernel-generation"
 # On a JupyterKernel: "<namespace>/<name>" of the JupyterKernelTemplate it was built from.
 ANNOTATION_KERNEL_TEMPLATE = f"{GROUP}/kernel-template"
+# On a JupyterKernel: the name of "the kernel's Secret" (see kernel_secret_name), which the
+# operator mounts into the kernel pod at KERNEL_SECRET_MOUNT_PATH. Set by the gateway, which
+# creates that Secret right after the JupyterKernel.
+ANNOTATION_KERNEL_SECRET = f"{GROUP}/kernel-secret"
+
+# --- The kernel's Secret -----------------------------------------------------------------
+# One Secret per JupyterKernel, named exactly like it, owned by it (controller ownerReference,
+# so it goes with the kernel), mounted only into that kernel's pod. Keys:
+#   launch-token   - written by the gateway: the kernel proves with it that the connection
+#                    info it sends to the gateway's response address is its own.
+KERNEL_SECRET_LAUNCH_TOKEN_KEY = "launch-token"
+# Where the kernel pod sees the Secret's keys as files (read-only).
+KERNEL_SECRET_MOUNT_PATH = "/var/run/elastic-jupyter/kernel"
+KERNEL_SECRET_VOLUME = "kernel-secret"
+
+
+def kernel_secret_name(kernel_name: str) -> str:
+    """The Secret of the JupyterKernel ``kernel_name``: the same name, in its namespace."""
+    return kernel_name
 
 
 def rfc3339(moment: datetime | None = None) -> str:

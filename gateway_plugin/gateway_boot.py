@@ -25,7 +25,8 @@ The sweeper thread judges nothing until the app has its HTTP server, i.e. until
 Client authentication
 ---------------------
 The same call installs :mod:`.client_auth` (per-notebook tokens, kernel ownership) into EG's
-handlers before they serve a request.
+handlers before they serve a request, and :mod:`.kernel_secret`'s check of launch tokens into
+EG's ResponseManager.
 
 Which kernels are live
 ----------------------
@@ -62,7 +63,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import client_auth
+from . import client_auth, kernel_secret
 from .kernel_watch import KernelStatus, KernelWatch
 from .kube import ApiError, KubeApi, shared_api
 from .launcher import delete_kernel
@@ -126,6 +127,7 @@ def start_gateway_services(
     client_auth.install(
         lambda: client_auth.ClientRegistry(api, gateway.gateway_namespace, gateway.gateway_name)
     )
+    kernel_secret.install()
     with _lock:
         if _sweeper is None:
             _sweeper = OrphanSweeper(settings, watch, api, current_app)

@@ -54,7 +54,7 @@ from tornado import web
 from elastic_jupyter import crds
 from elastic_jupyter.kernel_launcher import comm_auth
 
-from . import client_auth, gateway_boot
+from . import client_auth, gateway_boot, kernel_secret
 from .gateway_boot import gateway_settings
 from .kernel_resource import KernelRequestError, LaunchInput
 from .kernel_watch import UNSCHEDULABLE, KernelStatus, KernelWatch, describe_failure
@@ -222,6 +222,11 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         if not eg_container.mirror_working_dirs:
             env.pop("KERNEL_WORKING_DIR", None)
         self._enforce_prohibited_ids(**kwargs)
+        # Only this kernel's pod gets the token (its Secret); its answer must carry it. Expected
+        # before EG registers the kernel id, so no forged answer can slip in between.
+        kernel_secret.install()
+        token = kernel_secret.new_launch_token()
+        kernel_secret.expect(self.kernel_id, token)
         await RemoteProcessProxy.launch_process(self, kernel_cmd, **kwargs)
 
         if not kube_loaded():  # the first launch loads credentials off the loop
@@ -229,7 +234,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         try:
             inp = self._launch_input(list(kernel_cmd), env)
             watch = self.watch
-            created = await self.api.run(create_kernel, self.api, self.settings, inp)
+            created = await self.api.run(create_kernel, self.api, self.settings, inp, token)
         except KernelRequestError as err:
             self._fail(err.status, err.message)
             raise  # unreachable: _fail raises
@@ -497,6 +502,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         """Called by ``RemoteKernelManager.cleanup_resources`` after shutdown or before restart."""
         self._request_delete(0)
         gateway_boot.LIVE.discard(self)
+        kernel_secret.forget(self.kernel_id)
         super().cleanup()
 
     # --- persistence ----------------------------------------------------------------------

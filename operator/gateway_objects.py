@@ -45,6 +45,7 @@ DEFAULT_CULL_INTERVAL = crds.DEFAULT_CULL_INTERVAL
 DEFAULT_KERNEL_LAUNCH_TIMEOUT = crds.DEFAULT_KERNEL_LAUNCH_TIMEOUT
 DEFAULT_LOG_LEVEL = crds.DEFAULT_LOG_LEVEL
 DEFAULT_PORT_RANGE = crds.DEFAULT_PORT_RANGE
+ANY_PORT = "0..0"
 LOG_LEVELS = crds.LOG_LEVELS
 AUTH_DISABLE = crds.AUTH_MODE_DISABLE
 TOKEN_KEY = crds.AUTH_TOKEN_KEY
@@ -199,7 +200,7 @@ def validate(spec: Mapping[str, Any]) -> list[str]:
     if level not in LOG_LEVELS:
         problems.append(f"spec.logLevel {level!r} is not valid: use one of {', '.join(LOG_LEVELS)}")
     port_range = str(spec.get("portRange") or DEFAULT_PORT_RANGE)
-    if port_range != DEFAULT_PORT_RANGE:
+    if port_range not in (DEFAULT_PORT_RANGE, ANY_PORT):
         problems.extend(_port_range_problems(port_range))
     default = spec.get("defaultKernel")
     kernels = kernel_names(spec)
@@ -242,6 +243,13 @@ def _kernel_rules(kernel_verbs: list[str]) -> list[dict[str, Any]]:
             "apiGroups": [crds.GROUP],
             "resources": [crds.JUPYTER_KERNEL_TEMPLATE.plural],
             "verbs": list(READ_VERBS),
+        },
+        {
+            # Each kernel's Secret (its launch token), created right after its JupyterKernel,
+            # which owns it (gateway_plugin/kernel_secret.py). Never read, listed or deleted.
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["create"],
         },
     ]
 

@@ -38,7 +38,7 @@ from typing import Any, Final
 import kopf
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import gateway_objects, kube, settings
+from elastic_jupyter.operator import gateway_objects, kube, network_policy, settings
 
 GATEWAYS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_GATEWAY.plural)
 KERNELSPECS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_KERNEL_SPEC.plural)
@@ -57,6 +57,7 @@ PLURALS: Final = {
     "RoleBinding": "rolebindings",
     "ClusterRole": "clusterroles",
     "ClusterRoleBinding": "clusterrolebindings",
+    "NetworkPolicy": "networkpolicies",
     "JupyterGateway": crds.JUPYTER_GATEWAY.plural,
     "JupyterNotebook": crds.JUPYTER_NOTEBOOK.plural,
 }
@@ -160,6 +161,8 @@ async def ensure(client: kube.KubeClient, desired: Mapping[str, Any]) -> str:
             patch = {"rules": desired["rules"]}
         elif kind == "RoleBinding" and current.get("subjects") != desired["subjects"]:
             patch = {"subjects": desired["subjects"]}
+        elif kind == "NetworkPolicy" and current.get("spec") != desired["spec"]:
+            patch = {"spec": desired["spec"]}
         if not patch:
             return "unchanged"
         await client.merge_patch(path, patch)
@@ -243,7 +246,12 @@ async def reconcile(client: kube.KubeClient, gateway: Mapping[str, Any], logger:
     problems = gateway_objects.validate(spec)
     if not problems:
         await _ensure_secret(client, gateway)
-        for desired in gateway_objects.owned_objects(gateway):
+        objects = [
+            *gateway_objects.owned_objects(gateway),
+            *network_policy.owned_policies(gateway),
+            *network_policy.external_policies(gateway),
+        ]
+        for desired in objects:
             result = await ensure(client, desired)
             if result != "unchanged":
                 logger.info("%s %s %s", desired["kind"], desired["metadata"]["name"], result)
@@ -350,6 +358,7 @@ async def gateway_changed(
         if old:
             before = {"metadata": meta, "spec": before_spec}
             stale = gateway_objects.stale_external_objects(before, fresh)
+            stale += network_policy.stale_external_policies(before, fresh)
             await delete_objects(state.client, stale)
         # A cluster-wide grant of an earlier release can only exist for a gateway that had
         # allowKernelNamespace; resume (operator start, i.e. after an upgrade) covers a field
@@ -463,7 +472,7 @@ async def delete_objects(client: kube.KubeClient, objects: list[dict[str, Any]])
 async def gateway_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Remove what garbage collection cannot: RBAC in other namespaces, and a cluster-wide
     grant left by an earlier release."""
-    objects = gateway_objects.external_objects(body)
+    objects = [*gateway_objects.external_objects(body), *network_policy.external_policies(body)]
     if (body.get("spec") or {}).get("allowKernelNamespace"):
         objects = [*gateway_objects.legacy_cluster_rbac(body), *objects]
     await delete_objects(settings.runtime_of(memo).client, objects)

@@ -62,12 +62,14 @@ def launcher_tree(directory: Path, with_crypto: bool) -> Path:
 class ResponseServer:
     """Client side of ``response_server.py``: register ids, await EG-accepted connection info."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None, stderr: Any = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(RESPONSE_SERVER)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=stderr,
             text=True,
+            env={**os.environ, **(env or {})},
         )
         assert self.proc.stdout is not None
         hello = json.loads(self.proc.stdout.readline())
@@ -90,10 +92,12 @@ class ResponseServer:
                     self._received[message["kernel_id"]] = message
                 self._cond.notify_all()
 
-    def register(self, kernel_id: str) -> None:
-        """EG's ``register_event(kernel_id)``; returns once it is registered."""
+    def register(self, kernel_id: str, launch_token: str | None = None) -> None:
+        """EG's ``register_event(kernel_id)`` (after the plugin's ``expect`` when a launch
+        token is given); returns once it is registered."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"register": kernel_id}) + "\n")
+        command = {"register": kernel_id, "launch_token": launch_token}
+        self.proc.stdin.write(json.dumps(command) + "\n")
         self.proc.stdin.flush()
         with self._cond:
             assert self._cond.wait_for(lambda: kernel_id in self._registered, timeout=10)
