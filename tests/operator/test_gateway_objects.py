@@ -236,6 +236,7 @@ def test_kernel_namespace_rbac_only_for_another_namespace() -> None:
     assert grants(role) == {
         *((crds.GROUP, "jupyterkernels", v) for v in ("get", "list", "watch", "create", "delete")),
         *((crds.GROUP, "jupyterkerneltemplates", v) for v in ("get", "list", "watch")),
+        ("", "secrets", "create"),  # each kernel's Secret (launch token), nothing else
     }
 
 
