@@ -60,6 +60,9 @@ CURRENT_CLIENT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 _installed = False
 _install_lock = threading.Lock()
+#: Finds the owner of a kernel this process did not start (another replica's, after a restart
+#: without persisted owner): the ``…/owner`` annotation in the JupyterKernel watch cache.
+_owner_lookup: Callable[[str], str | None] | None = None
 
 
 def digest(token: str) -> str:
@@ -122,7 +125,14 @@ def _client_token(handler: Any) -> str | None:
 
 def may_use(client: str | None, kernel_id: str) -> bool:
     """Whether ``client`` may see and control ``kernel_id`` (admin: every kernel)."""
-    return client in (None, ADMIN) or OWNERS.get(kernel_id) == client
+    if client in (None, ADMIN):
+        return True
+    owner = OWNERS.get(kernel_id)
+    if owner is None and _owner_lookup is not None:
+        owner = _owner_lookup(kernel_id)
+        if owner:
+            OWNERS[kernel_id] = owner
+    return owner == client
 
 
 def record_owner(kernel_id: str, client: str | None) -> str | None:
@@ -132,13 +142,17 @@ def record_owner(kernel_id: str, client: str | None) -> str | None:
     return OWNERS.get(kernel_id)
 
 
-def install(registry_factory: Callable[[], ClientRegistry]) -> None:
+def install(
+    registry_factory: Callable[[], ClientRegistry],
+    owner_lookup: Callable[[str], str | None] | None = None,
+) -> None:
     """Replace EG's token check and kernel listing (once per process)."""
-    global _installed
+    global _installed, _owner_lookup
     with _install_lock:
         if _installed:
             return
         _installed = True
+        _owner_lookup = owner_lookup
     from enterprise_gateway import mixins
     from enterprise_gateway.services.kernels import handlers as kernel_handlers
 

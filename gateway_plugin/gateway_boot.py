@@ -125,7 +125,10 @@ def start_gateway_services(
     watch = KernelWatch.instance(settings, api)
     gateway = settings
     client_auth.install(
-        lambda: client_auth.ClientRegistry(api, gateway.gateway_namespace, gateway.gateway_name)
+        lambda: client_auth.ClientRegistry(api, gateway.gateway_namespace, gateway.gateway_name),
+        lambda kernel_id: next(
+            (s.owner for s in watch.all() if s.kernel_id == kernel_id and s.owner), None
+        ),
     )
     kernel_secret.install()
     with _lock:

@@ -54,6 +54,7 @@ from typing import Any, ClassVar
 
 from elastic_jupyter import crds
 
+from .kernel_resource import ANNOTATION_OWNER
 from .kube import ApiError, KubeApi, kernels_path
 from .settings import GatewaySettings
 
@@ -107,6 +108,7 @@ class KernelStatus:
     deleting: bool = False
     created: float | None = None  # metadata.creationTimestamp, seconds since the epoch
     conditions: tuple[tuple[str, str, str, str], ...] = ()  # (type, status, reason, message)
+    owner: str = ""  # the gateway client that started it (annotation, see client_auth.py)
 
     @property
     def key(self) -> Key:
@@ -146,6 +148,7 @@ class KernelStatus:
             deleting=bool(meta.get("deletionTimestamp")),
             created=_timestamp(meta.get("creationTimestamp")),
             conditions=conditions,
+            owner=str((meta.get("annotations") or {}).get(ANNOTATION_OWNER) or ""),
         )
 
     @property
