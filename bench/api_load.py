@@ -226,7 +226,7 @@ def render_api_load(result: dict[str, Any]) -> str:
         f"{verdict(goals['writes_per_kernel_start']['met'])} "
         f"({start['operator_writes_per_kernel']} by the operator, the measure of the operator "
         "throughput section; the gateway adds "
-        f"{start['gateway_writes_per_kernel']}, its JupyterKernel create, for "
+        f"{start['gateway_writes_per_kernel']}, its JupyterKernel and the kernel's Secret, for "
         f"{start['control_plane_writes_per_kernel']} in all).",
         "",
         "| idle window | gateway | operator | EG stock (pod list every 3 s per kernel) |",

@@ -143,7 +143,9 @@ def batch(stack: Stack, kind: str, count: int, timeout: float) -> dict[str, Any]
     gateway_writes = sum(
         int(row["count"])
         for row in stack.sandbox.stats().get("counts") or []
-        if row.get("userAgent") == GATEWAY_AGENT and row.get("verb") == "create"
+        if row.get("userAgent") == GATEWAY_AGENT
+        and row.get("verb") == "create"
+        and str(row.get("resource")).startswith("jupyterkernels")  # not the kernels' Secrets
     )
     delete_errors = stack.delete_kernels([s.kernel_id for s in starts if s.kernel_id])
     left = stack.wait_empty()

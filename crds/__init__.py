@@ -148,6 +148,8 @@ REASON_NAME_CONFLICT = "NameConflict"
 REASON_NAMESPACE_NOT_ACCEPTED = "NamespaceNotAccepted"
 # A kernelspec whose process proxy is not on the admin's allow-list.
 REASON_PROCESS_PROXY_NOT_ALLOWED = "ProcessProxyNotAllowed"
+# notebook: the gateway lives in another namespace and its spec.notebookNamespaces omits ours
+REASON_GATEWAY_NOT_GRANTED = "GatewayNotGranted"
 
 IMAGE_PULL_FAILURE_REASONS = frozenset(
     {
@@ -192,7 +194,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # JupyterGateway
 # Defaults the operator applies (not in the schema: a persisted default would pin an object to
 # one release's value, or to a name that may not exist).
 DEFAULT_LOG_LEVEL = "INFO"
-DEFAULT_PORT_RANGE = "0..0"  # any free port: each kernel has its own pod IP
+# The kernels' ports (5 ZeroMQ + comm): fixed so that the gateway's NetworkPolicy can name them
+# (operator/network_policy.py); 2000 ports, above EG's 1000-port minimum span.
+DEFAULT_PORT_RANGE = "40000..41999"
 LEGACY_DEFAULT_KERNEL = "python_kubernetes"  # the original's defaultKernel, used when served
 # What a JupyterGateway serves when its spec.kernels is empty and its namespace has no
 # JupyterKernelSpec (the original's gateway image came with it): Python, each kernel in the
@@ -213,6 +217,13 @@ AUTH_TOKEN_KEY = "token"  # key of the gateway auth / notebook token Secrets
 def gateway_auth_secret_name(gateway_name: str) -> str:
     """Default Secret of a JupyterGateway's token (``spec.auth.secretName`` unset)."""
     return f"{gateway_name}-auth"
+
+
+def gateway_clients_secret_name(gateway_name: str) -> str:
+    """Secret (gateway's namespace) mapping each granted notebook, key ``<namespace>.<name>``,
+    to the SHA-256 hex digest of its own gateway token; the operator writes it, the gateway
+    plugin reads it to tell clients apart."""
+    return f"{gateway_name}-clients"
 
 
 def notebook_token_secret_name(notebook_name: str) -> str:
@@ -239,8 +250,30 @@ ANNOTATION_ACCEPT_KERNELS_FROM = f"{GROUP}/accept-kernels-from"
 # On objects the operator writes in other namespaces (no owner reference can cross namespaces):
 # "<namespace>/<name>/<uid>" of the custom resource they belong to.
 ANNOTATION_OWNER = f"{GROUP}/owner"
+# On a JupyterKernel: the gateway client ("<namespace>.<notebook>" or the admin) that started the
+# kernel; the gateway shows and hands the kernel to that client only (gateway_plugin/client_auth).
+ANNOTATION_CLIENT = f"{GROUP}/client"
 # On a JupyterKernel: "<namespace>/<name>" of the JupyterKernelTemplate it was built from.
 ANNOTATION_KERNEL_TEMPLATE = f"{GROUP}/kernel-template"
+# On a JupyterKernel: the name of "the kernel's Secret" (see kernel_secret_name), which the
+# operator mounts into the kernel pod at KERNEL_SECRET_MOUNT_PATH. Set by the gateway, which
+# creates that Secret right after the JupyterKernel.
+ANNOTATION_KERNEL_SECRET = f"{GROUP}/kernel-secret"
+
+# --- The kernel's Secret -----------------------------------------------------------------
+# One Secret per JupyterKernel, named exactly like it, owned by it (controller ownerReference,
+# so it goes with the kernel), mounted only into that kernel's pod. Keys:
+#   launch-token   - written by the gateway: the kernel proves with it that the connection
+#                    info it sends to the gateway's response address is its own.
+KERNEL_SECRET_LAUNCH_TOKEN_KEY = "launch-token"
+# Where the kernel pod sees the Secret's keys as files (read-only).
+KERNEL_SECRET_MOUNT_PATH = "/var/run/elastic-jupyter/kernel"
+KERNEL_SECRET_VOLUME = "kernel-secret"
+
+
+def kernel_secret_name(kernel_name: str) -> str:
+    """The Secret of the JupyterKernel ``kernel_name``: the same name, in its namespace."""
+    return kernel_name
 
 
 def rfc3339(moment: datetime | None = None) -> str:

@@ -22,6 +22,12 @@ kernel start.
 The sweeper thread judges nothing until the app has its HTTP server, i.e. until
 ``init_configurables`` - and with it ``start_sessions`` - has returned.
 
+Client authentication
+---------------------
+The same call installs :mod:`.client_auth` (per-notebook tokens, kernel ownership) into EG's
+handlers before they serve a request, and :mod:`.kernel_secret`'s check of launch tokens into
+EG's ResponseManager.
+
 Which kernels are live
 ----------------------
 A kernel id is *known* (never deleted) when any of these holds:
@@ -57,6 +63,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from . import client_auth, kernel_secret
 from .kernel_watch import KernelStatus, KernelWatch
 from .kube import ApiError, KubeApi, shared_api
 from .launcher import delete_kernel
@@ -116,6 +123,14 @@ def start_gateway_services(
     settings = settings or gateway_settings()
     api = api or shared_api()
     watch = KernelWatch.instance(settings, api)
+    gateway = settings
+    client_auth.install(
+        lambda: client_auth.ClientRegistry(api, gateway.gateway_namespace, gateway.gateway_name),
+        lambda kernel_id: next(
+            (s.owner for s in watch.all() if s.kernel_id == kernel_id and s.owner), None
+        ),
+    )
+    kernel_secret.install()
     with _lock:
         if _sweeper is None:
             _sweeper = OrphanSweeper(settings, watch, api, current_app)

@@ -137,6 +137,7 @@ class LaunchInput:
     resources: Mapping[str, Any] | None = (
         None  # the kernelspec's (JupyterKernelSpec spec.resources)
     )
+    owner: str | None = None  # the gateway client that started it (client_auth.py)
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ class KernelPlan:
     service_account: str | None = None
     #: The client's own resource env (``KERNEL_CPUS``…), judged against the template's limits.
     client_resources: tuple[tuple[str, str], ...] = ()
+    owner: str | None = None
 
 
 # --- names and labels -----------------------------------------------------------------------
@@ -535,6 +537,7 @@ def plan_kernel(inp: LaunchInput, settings: GatewaySettings) -> KernelPlan:
             for var, _ in client_limits.RESOURCE_OF_VAR
             if inp.client_env.get(var)
         ),
+        owner=inp.owner,
     )
 
 
@@ -636,6 +639,8 @@ def build_kernel_manifest(
         container["resources"] = merged
 
     metadata: Obj = {"name": plan.name, "namespace": plan.namespace, "labels": labels}
+    if plan.owner:
+        metadata["annotations"] = {crds.ANNOTATION_CLIENT: plan.owner}
     if gateway.uid and gateway.namespace == plan.namespace:
         metadata["ownerReferences"] = [
             {

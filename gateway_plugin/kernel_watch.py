@@ -110,6 +110,7 @@ class KernelStatus:
     deleting: bool = False
     created: float | None = None  # metadata.creationTimestamp, seconds since the epoch
     conditions: tuple[tuple[str, str, str, str], ...] = ()  # (type, status, reason, message)
+    owner: str = ""  # the gateway client that started it (annotation, see client_auth.py)
 
     @property
     def key(self) -> Key:
@@ -149,6 +150,7 @@ class KernelStatus:
             deleting=bool(meta.get("deletionTimestamp")),
             created=_timestamp(meta.get("creationTimestamp")),
             conditions=conditions,
+            owner=str((meta.get("annotations") or {}).get(crds.ANNOTATION_CLIENT) or ""),
         )
 
     @property

@@ -14,6 +14,9 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from elastic_jupyter import crds
+
+from . import kernel_secret
 from .kernel_resource import (
     GatewayRef,
     KernelPlan,
@@ -92,14 +95,30 @@ def read_template(api: KubeApi, ref: tuple[str, str]) -> Obj:
         ) from None
 
 
-def create_kernel(api: KubeApi, settings: GatewaySettings, inp: LaunchInput) -> Created:
-    """Plan, build and create the JupyterKernel for one launch (blocking; see module doc)."""
+def _build(
+    plan: KernelPlan, template: Obj | None, gateway: GatewayRef, launch_token: str | None
+) -> Obj:
+    manifest = build_kernel_manifest(plan, template, gateway)
+    if launch_token:  # the operator mounts the kernel's Secret into the pod
+        annotations = manifest["metadata"].setdefault("annotations", {})
+        annotations[crds.ANNOTATION_KERNEL_SECRET] = crds.kernel_secret_name(plan.name)
+    return manifest
+
+
+def create_kernel(
+    api: KubeApi, settings: GatewaySettings, inp: LaunchInput, launch_token: str | None = None
+) -> Created:
+    """Plan, build and create the JupyterKernel for one launch (blocking; see module doc).
+
+    With ``launch_token``, the kernel's Secret holding it is created right after the
+    JupyterKernel (its owner; the pod waits for the Secret as kubelets do for mounts).
+    """
     started = time.perf_counter()
     plan = plan_kernel(inp, settings)
     template = read_template(api, plan.template) if plan.template else None
     gateway = gateway_ref(api, settings)
     fetched = time.perf_counter()
-    manifest = build_kernel_manifest(plan, template, gateway)
+    manifest = _build(plan, template, gateway, launch_token)
     built = time.perf_counter()
     for attempt in range(3):
         try:
@@ -108,7 +127,7 @@ def create_kernel(api: KubeApi, settings: GatewaySettings, inp: LaunchInput) -> 
         except ApiError as err:
             if err.status == 409 and attempt < 2:  # a name suffix collided: draw another
                 plan = plan_kernel(replace(inp, name_suffix=new_name_suffix()), settings)
-                manifest = build_kernel_manifest(plan, template, gateway)
+                manifest = _build(plan, template, gateway, launch_token)
                 continue
             if err.status == 0:
                 raise KernelRequestError(
@@ -125,6 +144,16 @@ def create_kernel(api: KubeApi, settings: GatewaySettings, inp: LaunchInput) -> 
                 500,
                 f"cannot create JupyterKernel {plan.namespace}/{plan.name}: "
                 f"{err.reason}: {err.message}",
+            ) from None
+    if launch_token:
+        try:
+            kernel_secret.create_secret(api, obj, launch_token)
+        except ApiError as err:
+            delete_kernel(api, plan.namespace, plan.name)
+            raise KernelRequestError(
+                403 if err.status == 403 else 500,
+                f"cannot create the kernel's Secret {plan.namespace}/{plan.name}: {err.reason}: "
+                f"{err.message} (the gateway's Role needs secrets create in {plan.namespace})",
             ) from None
     done = time.perf_counter()
     return Created(

@@ -32,8 +32,9 @@ The JupyterKernel watch and the orphan sweep are process-wide (:mod:`.gateway_bo
 kernelspec managers of :mod:`.kernelspec_sync` start them at gateway boot, the proxy starts them
 itself otherwise.
 
-Interrupts need no code here: once the launcher reports its comm port, EG's
-``RemoteProcessProxy.send_signal`` sends ``{"signum": 2}`` to it.
+Interrupts go through EG's ``RemoteProcessProxy.send_signal`` once the launcher reports its comm
+port; :meth:`_send_listener_request` signs every comm-port request with the kernel's connection
+key (``kernel_launcher/comm_auth.py``), which the launcher requires.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ from enterprise_gateway.services.processproxies.processproxy import RemoteProces
 from tornado import web
 
 from elastic_jupyter import crds
+from elastic_jupyter.kernel_launcher import comm_auth
 
-from . import gateway_boot
+from . import client_auth, gateway_boot, kernel_secret
 from .gateway_boot import gateway_settings
 from .kernel_resource import KernelRequestError, LaunchInput
 from .kernel_watch import UNSCHEDULABLE, KernelStatus, KernelWatch, describe_failure
@@ -196,6 +198,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
             kernel_argv=kernel_argv,
             spark_context_init_mode=spark_mode,
             resources=resources if isinstance(resources, dict) else None,
+            owner=client_auth.record_owner(self.kernel_id, client_auth.CURRENT_CLIENT.get()),
         )
 
     async def launch_process(self, kernel_cmd: list[str], **kwargs: Any) -> KubeflowProcessProxy:
@@ -219,6 +222,11 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         if not eg_container.mirror_working_dirs:
             env.pop("KERNEL_WORKING_DIR", None)
         self._enforce_prohibited_ids(**kwargs)
+        # Only this kernel's pod gets the token (its Secret); its answer must carry it. Expected
+        # before EG registers the kernel id, so no forged answer can slip in between.
+        kernel_secret.install()
+        token = kernel_secret.new_launch_token()
+        kernel_secret.expect(self.kernel_id, token)
         await RemoteProcessProxy.launch_process(self, kernel_cmd, **kwargs)
 
         if not kube_loaded():  # the first launch loads credentials off the loop
@@ -226,7 +234,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         try:
             inp = self._launch_input(list(kernel_cmd), env)
             watch = self.watch
-            created = await self.api.run(create_kernel, self.api, self.settings, inp)
+            created = await self.api.run(create_kernel, self.api, self.settings, inp, token)
         except KernelRequestError as err:
             self._fail(err.status, err.message)
             raise  # unreachable: _fail raises
@@ -374,6 +382,22 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
                 self.log.warning("Could not delete JupyterKernel %s/%s: %s", namespace, name, err)
         self._fail(status, text)
 
+    # --- comm port ------------------------------------------------------------------------
+
+    def _send_listener_request(
+        self, request: dict[str, Any], shutdown_socket: bool = False
+    ) -> None:
+        """Send ``request`` to the launcher's comm port, signed with the connection key.
+
+        Called by EG's ``send_signal`` (interrupts) and ``shutdown_listener``. The key came
+        with the RSA-encrypted connection info; only this gateway and the kernel's launcher
+        know it, so nobody else can signal or stop the kernel.
+        """
+        key = getattr(getattr(self.kernel_manager, "session", None), "key", b"") or b""
+        RemoteProcessProxy._send_listener_request(
+            self, comm_auth.sign(request, key), shutdown_socket
+        )
+
     # --- state ----------------------------------------------------------------------------
 
     def get_initial_states(self) -> set[str]:
@@ -478,6 +502,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         """Called by ``RemoteKernelManager.cleanup_resources`` after shutdown or before restart."""
         self._request_delete(0)
         gateway_boot.LIVE.discard(self)
+        kernel_secret.forget(self.kernel_id)
         super().cleanup()
 
     # --- persistence ----------------------------------------------------------------------
@@ -489,6 +514,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
             {
                 "kernel_ns": self.kernel_namespace,
                 "delete_ns": False,
+                "owner": client_auth.OWNERS.get(self.kernel_id),
                 "kernel_resource": {
                     "group": crds.GROUP,
                     "version": crds.VERSION,
@@ -504,6 +530,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
     def load_process_info(self, process_info: dict[str, Any]) -> None:
         """Called by ``start_kernel_from_session`` when a restarted gateway revives a kernel."""
         super().load_process_info(process_info)
+        client_auth.record_owner(self.kernel_id, process_info.get("owner"))
         resource = process_info.get("kernel_resource") or {}
         if (resource.get("group"), resource.get("plural")) != (
             crds.GROUP,

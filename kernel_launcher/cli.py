@@ -296,6 +296,7 @@ def parse_config(args: Sequence[str], environ: Mapping[str, str]) -> LaunchConfi
     pod_ip, _ = _pick(ns.pod_ip, environ, env.KERNEL_POD_IP)
     bind_ip, source = _pick(ns.bind_ip, environ, env.KERNEL_BIND_IP)
     bind_ip = _ipv4(bind_ip, source) if bind_ip else BIND_ALL
+    launch_token = _launch_token(environ.get(env.KERNEL_LAUNCH_TOKEN_FILE))
     return LaunchConfig(
         kernel_id=kernel_id,
         response_address=response_address,
@@ -306,7 +307,26 @@ def parse_config(args: Sequence[str], environ: Mapping[str, str]) -> LaunchConfi
         bind_ip=bind_ip,
         response_timeout=response_timeout,
         stop_timeout=stop_timeout,
+        launch_token=launch_token,
     )
+
+
+def _launch_token(path: str | None) -> str | None:
+    """The launch token from the kernel's mounted Secret, or None when none is configured."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except OSError as exc:
+        raise LauncherError(
+            f"cannot read the launch token {path!r} ({env.KERNEL_LAUNCH_TOKEN_FILE}): "
+            f"{exc.strerror}; the kernel's Secret must be mounted there (the operator does this "
+            "for kernels the gateway starts)"
+        ) from None
+    if not token:
+        raise LauncherError(f"the launch token file {path!r} is empty")
+    return token
 
 
 def _log_level(args: Sequence[str], environ: Mapping[str, str]) -> int:

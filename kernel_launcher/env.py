@@ -50,6 +50,12 @@ KERNEL_POD_IP: Final = "KERNEL_POD_IP"
 #: pod). Set it to the pod IP where pods share one host network (the project's sandbox does),
 #: so that two kernels can never race for the same port.
 KERNEL_BIND_IP: Final = "KERNEL_BIND_IP"
+#: Path of a file holding the kernel's launch token (the operator mounts the kernel's Secret and
+#: points this at its ``launch-token`` key). The launcher sends the token inside the encrypted
+#: connection info, and the gateway accepts connection info for this kernel only with it, so a
+#: neighbour who knows the kernel id and the gateway's public key cannot forge the answer.
+#: Unset: no token is sent (a gateway that expects one then waits for the real kernel).
+KERNEL_LAUNCH_TOKEN_FILE: Final = "KERNEL_LAUNCH_TOKEN_FILE"
 #: Seconds to keep retrying delivery of the connection info while the gateway is unreachable
 #: (pod networking and sidecars can lag at start). Default 30; the gateway's own launch timeout
 #: is usually 40-60 s.
@@ -81,6 +87,7 @@ ALL: Final = (
     KERNEL_USERNAME,
     KERNEL_POD_IP,
     KERNEL_BIND_IP,
+    KERNEL_LAUNCH_TOKEN_FILE,
     KERNEL_LAUNCHER_RESPONSE_TIMEOUT,
     KERNEL_LAUNCHER_STOP_TIMEOUT,
     KERNEL_LAUNCHER_LOG_LEVEL,

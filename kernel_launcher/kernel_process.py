@@ -82,6 +82,7 @@ class Supervisor:
         self.kernel_status: int | None = None
         self.listener_pid: int | None = None
         self._comm_socket: socket.socket | None = None
+        self._comm_key = ""
         self._listener_restarts = 0
         self._stop_reason: str | None = None
         self._kill_deadline: float | None = None
@@ -103,12 +104,14 @@ class Supervisor:
         log.info("kernel started, pid %d: %s", self.kernel.pid, " ".join(argv))
         return self.kernel
 
-    def start_listener(self, comm_socket: socket.socket) -> None:
-        """Fork the comm-port listener for the running kernel's process group."""
+    def start_listener(self, comm_socket: socket.socket, key: str) -> None:
+        """Fork the comm-port listener for the running kernel's process group; ``key`` (the
+        connection key) authenticates its requests."""
         assert self.kernel is not None
         self._comm_socket = comm_socket
+        self._comm_key = key
         self.listener_pid = listener.start_listener(
-            comm_socket, self.kernel.pid, [self._wake_r, self._wake_w]
+            comm_socket, self.kernel.pid, [self._wake_r, self._wake_w], key
         )
 
     # --- signals and children ------------------------------------------------------------------
@@ -174,7 +177,7 @@ class Supervisor:
             return
         self._listener_restarts += 1
         log.error("comm port listener ended unexpectedly (exit %d); restarting it", code)
-        self.start_listener(self._comm_socket)
+        self.start_listener(self._comm_socket, self._comm_key)
 
     def poll(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for a signal or a child's exit, then act on it."""

@@ -35,6 +35,7 @@ class LaunchConfig(NamedTuple):
     bind_ip: str = BIND_ALL
     response_timeout: float = DEFAULT_RESPONSE_TIMEOUT
     stop_timeout: float = DEFAULT_STOP_TIMEOUT
+    launch_token: str | None = None  # proves to the gateway that the answer is this kernel's
 
 
 def substitute_argv(argv: tuple[str, ...], connection_file: str, kernel_id: str) -> list[str]:
@@ -85,7 +86,7 @@ def launch(config: LaunchConfig) -> int:
         for sock in sockets[:-1]:
             sock.close()  # released for the kernel to bind
         kernel = supervisor.start_kernel(argv, kernel_env)
-        supervisor.start_listener(comm_socket)
+        supervisor.start_listener(comm_socket, connection_info["key"])
         log.info(
             "ports: %s, comm %d",
             ", ".join(f"{name[:-5]} {port}" for name, port in ports.items()),
@@ -98,6 +99,8 @@ def launch(config: LaunchConfig) -> int:
             "pid": kernel.pid,
             "pgid": kernel.pid,  # start_new_session: the kernel leads its own group
         }
+        if config.launch_token:
+            report["launch_token"] = config.launch_token
 
         def build(local_ip: str) -> bytes:
             return encode_payload({**report, "ip": config.pod_ip or local_ip}, config.public_key)

@@ -7,17 +7,26 @@ launcher itself is busy (delivering the connection info with retries, stopping t
 and a thread sharing an interpreter with busy Python code is what starved EG's reference
 listener (EG issue #682). Forking costs about a millisecond and needs no second interpreter.
 
-Protocol (EG's ``RemoteProcessProxy._send_listener_request``): one TCP connection per request,
-UTF-8 JSON, no framing, no reply, ended by EOF (close or ``shutdown(SHUT_WR)``):
+Protocol (EG's ``RemoteProcessProxy._send_listener_request``, signed by the gateway plugin):
+one TCP connection per request, UTF-8 JSON, no framing, no reply, ended by EOF (close or
+``shutdown(SHUT_WR)``). Every request carries ``ts``, ``nonce`` and ``mac``
+(``comm_auth.py``: HMAC-SHA256 with the kernel's connection key, which only the launcher and
+the gateway know); an unsigned, wrongly signed, stale or replayed request is refused:
 
-* ``{"signum": N}`` → ``killpg(kernel_pgid, N)``. 2 (SIGINT) interrupts the running cell; 0 is a
-  liveness probe.
-* ``{"shutdown": 1}`` → the listener exits with ``EXIT_SHUTDOWN``; the launcher's main process
-  sees that and stops the kernel (SIGTERM, then SIGKILL after the stop timeout).
+* ``{"signum": N}`` → ``killpg(kernel_pgid, N)`` for the signals Enterprise Gateway sends through
+  this port (``ALLOWED_SIGNALS``: SIGINT to interrupt, the alternate interrupts SIGUSR1/SIGUSR2 a
+  kernelspec may choose with ``EG_ALTERNATE_SIGINT``, SIGTERM, and 0, a liveness probe). SIGKILL
+  never comes this way (EG deletes the kernel instead); SIGKILL, SIGSTOP and the rest are refused.
+* ``{"shutdown": 1}`` (or ``true``) → the listener exits with ``EXIT_SHUTDOWN``; the launcher's
+  main process sees that and stops the kernel (SIGTERM, then SIGKILL after the stop timeout).
+  Any other value (``"no"``, 0) is refused.
 
 Anything else — not UTF-8, not JSON, not an object, unknown keys, wrong types, more than
 ``MAX_MESSAGE_BYTES``, no EOF within ``READ_TIMEOUT`` — is logged and ignored. Connections are
-multiplexed, so one stalled client cannot delay an interrupt behind it.
+multiplexed, so one stalled client cannot delay an interrupt behind it; when all
+``MAX_CONNECTIONS`` slots are taken, the oldest connection is dropped for the new one, so
+neighbours that hold connections open cannot lock the gateway out (the gateway sends its whole
+request right after connecting).
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ import socket
 import time
 from typing import Any
 
+from .comm_auth import AuthError, Verifier
+
 log = logging.getLogger(__name__)
 
 #: The listener's exit status when it was asked to shut the kernel down.
@@ -39,10 +50,14 @@ EXIT_SHUTDOWN = 0
 EXIT_CRASHED = 70
 #: EG's messages are a few dozen bytes; anything this large is not from EG.
 MAX_MESSAGE_BYTES = 64 * 1024
-#: Seconds a client may take to send its message and EOF.
-READ_TIMEOUT = 5.0
-#: Concurrent connections served; more are closed at once (EG uses one at a time).
+#: Seconds a client may take to send its message and EOF (EG sends it at once).
+READ_TIMEOUT = 2.0
+#: Concurrent connections served; a new one beyond this replaces the oldest (EG uses one).
 MAX_CONNECTIONS = 64
+#: The signals Enterprise Gateway 3.3 sends through the comm port (see the module docstring).
+ALLOWED_SIGNALS = frozenset(
+    {0, int(signal.SIGINT), int(signal.SIGTERM), int(signal.SIGUSR1), int(signal.SIGUSR2)}
+)
 #: The backlog lets the OS complete handshakes even while a request is being handled.
 BACKLOG = 64
 #: How often the loop wakes up with nothing to do, to notice that the launcher died.
@@ -52,10 +67,11 @@ IDLE_TICK = 1.0
 class _Client:
     """One open comm-port connection: what it sent so far and when it must have finished."""
 
-    __slots__ = ("data", "deadline")
+    __slots__ = ("data", "deadline", "peer")
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, peer: str = "") -> None:
         self.deadline = deadline
+        self.peer = peer
         self.data = bytearray()
 
 
@@ -72,10 +88,11 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def handle_message(data: bytes, kernel_pgid: int) -> bool:
+def handle_message(data: bytes, kernel_pgid: int, verifier: Verifier, peer: str = "") -> bool:
     """Act on one complete message; return True when it asks for shutdown.
 
-    Called by ``serve`` for every connection that reached EOF within the limits.
+    Called by ``serve`` for every connection that reached EOF within the limits. ``verifier``
+    holds the kernel's connection key; ``peer`` names the sender in the log.
     """
     if not data.strip():
         return False  # an empty connection is a port probe, not a request
@@ -87,13 +104,29 @@ def handle_message(data: bytes, kernel_pgid: int) -> bool:
     if not isinstance(message, dict):
         log.warning("comm port: ignored a message that is not a JSON object: %s", _describe(data))
         return False
-    if message.get("shutdown"):
-        log.info("comm port: shutdown requested")
-        return True
+    try:
+        message = verifier.verify(message)
+    except AuthError as exc:
+        log.warning("comm port: refused a request from %s: %s", peer or "?", exc)
+        return False
+    if "shutdown" in message:
+        value = message["shutdown"]
+        if value is True or (type(value) is int and value == 1):
+            log.info("comm port: shutdown requested")
+            return True
+        log.warning("comm port: refused shutdown value %r (only 1 or true)", value)
+        return False
     if "signum" in message:
         signum = message["signum"]
         if isinstance(signum, bool) or not isinstance(signum, int) or not 0 <= signum < signal.NSIG:
             log.warning("comm port: ignored an invalid signal number: %s", _describe(data))
+            return False
+        if signum not in ALLOWED_SIGNALS:
+            log.warning(
+                "comm port: refused %s: only %s are accepted",
+                _signal_name(signum),
+                ", ".join(_signal_name(s) for s in sorted(ALLOWED_SIGNALS) if s),
+            )
             return False
         try:
             os.killpg(kernel_pgid, signum)
@@ -109,11 +142,13 @@ def handle_message(data: bytes, kernel_pgid: int) -> bool:
     return False
 
 
-def serve(server: socket.socket, kernel_pgid: int) -> int:
+def serve(server: socket.socket, kernel_pgid: int, comm_key: str) -> int:
     """Accept and handle comm-port requests until shutdown is asked for or the launcher dies.
 
-    Runs in the listener process forked by ``start_listener``. Returns the exit status.
+    Runs in the listener process forked by ``start_listener``; ``comm_key`` is the kernel's
+    connection key. Returns the exit status.
     """
+    verifier = Verifier(comm_key)
     parent = os.getppid()
     server.listen(BACKLOG)
     server.setblocking(False)
@@ -134,16 +169,22 @@ def serve(server: socket.socket, kernel_pgid: int) -> int:
             assert isinstance(sock, socket.socket)
             if sock is server:
                 try:
-                    conn, _addr = server.accept()
+                    conn, addr = server.accept()
                 except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                     continue
                 if len(clients) >= MAX_CONNECTIONS:
-                    log.warning("comm port: too many open connections, closed a new one")
-                    conn.close()
-                    continue
+                    # Drop the oldest, not the newcomer: whoever holds slots open cannot lock
+                    # out the gateway, which sends its request as soon as it connects.
+                    oldest = min(clients, key=lambda s: clients[s].deadline)
+                    log.warning(
+                        "comm port: too many open connections, dropped the oldest (from %s)",
+                        clients[oldest].peer,
+                    )
+                    drop(oldest)
                 conn.setblocking(False)
                 selector.register(conn, selectors.EVENT_READ)
-                clients[conn] = _Client(deadline=time.monotonic() + READ_TIMEOUT)
+                peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
+                clients[conn] = _Client(deadline=time.monotonic() + READ_TIMEOUT, peer=peer)
                 continue
             client = clients[sock]
             try:
@@ -164,7 +205,7 @@ def serve(server: socket.socket, kernel_pgid: int) -> int:
             data = bytes(client.data)
             drop(sock)
             try:
-                shutdown = handle_message(data, kernel_pgid)
+                shutdown = handle_message(data, kernel_pgid, verifier, client.peer)
             except Exception:  # a bug must not cost the kernel its interrupts
                 log.exception("comm port: failed to handle %s", _describe(data))
                 shutdown = False
@@ -185,11 +226,14 @@ def serve(server: socket.socket, kernel_pgid: int) -> int:
             return EXIT_CRASHED
 
 
-def start_listener(server: socket.socket, kernel_pgid: int, close_in_child: list[int]) -> int:
+def start_listener(
+    server: socket.socket, kernel_pgid: int, close_in_child: list[int], key: str
+) -> int:
     """Fork the listener process serving ``server``; return its pid.
 
     Called by the launcher's main process after the kernel started. ``close_in_child`` lists
-    file descriptors the child must not keep (the launcher's signal wake-up pipe).
+    file descriptors the child must not keep (the launcher's signal wake-up pipe); ``key`` is
+    the kernel's connection key, which authenticates requests.
     """
     # Listening before the fork: connections queue in the backlog from this moment on, even
     # before the child runs.
@@ -208,7 +252,7 @@ def start_listener(server: socket.socket, kernel_pgid: int, close_in_child: list
             signal.signal(signum, signal.SIG_IGN)
         for fd in close_in_child:
             os.close(fd)
-        status = serve(server, kernel_pgid)
+        status = serve(server, kernel_pgid, key)
     except BaseException:
         log.exception("comm port: listener failed")
     finally:

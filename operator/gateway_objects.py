@@ -46,6 +46,7 @@ DEFAULT_CULL_INTERVAL = crds.DEFAULT_CULL_INTERVAL
 DEFAULT_KERNEL_LAUNCH_TIMEOUT = crds.DEFAULT_KERNEL_LAUNCH_TIMEOUT
 DEFAULT_LOG_LEVEL = crds.DEFAULT_LOG_LEVEL
 DEFAULT_PORT_RANGE = crds.DEFAULT_PORT_RANGE
+ANY_PORT = "0..0"
 LOG_LEVELS = crds.LOG_LEVELS
 AUTH_DISABLE = crds.AUTH_MODE_DISABLE
 TOKEN_KEY = crds.AUTH_TOKEN_KEY
@@ -203,7 +204,7 @@ def validate(spec: Mapping[str, Any]) -> list[str]:
     if level not in LOG_LEVELS:
         problems.append(f"spec.logLevel {level!r} is not valid: use one of {', '.join(LOG_LEVELS)}")
     port_range = str(spec.get("portRange") or DEFAULT_PORT_RANGE)
-    if port_range != DEFAULT_PORT_RANGE:
+    if port_range not in (DEFAULT_PORT_RANGE, ANY_PORT):
         problems.extend(_port_range_problems(port_range))
     default = spec.get("defaultKernel")
     kernels = kernel_names(spec)
@@ -250,6 +251,9 @@ def _kernel_rules(kernel_verbs: list[str]) -> list[dict[str, Any]]:
         rule(crds.GROUP, crds.JUPYTER_KERNEL.plural, kernel_verbs),
         # Read by name when a kernelspec names one (launcher.py); never listed.
         rule(crds.GROUP, crds.JUPYTER_KERNEL_TEMPLATE.plural, ["get"]),
+        # Each kernel's Secret (its launch token), created right after its JupyterKernel,
+        # which owns it (gateway_plugin/kernel_secret.py). Never read, listed or deleted.
+        rule("", "secrets", ["create"]),
     ]
 
 
@@ -268,6 +272,8 @@ def role(gateway: Mapping[str, Any]) -> dict[str, Any]:
         # Kernelspec ConfigMaps rendered by the operator, found by label (kernelspec hot
         # reload): list+watch, so not narrowed by name.
         rule("", "configmaps", ["list", "watch"]),
+        # The digests of its notebooks' tokens (gateway_plugin/client_auth.py), by name.
+        rule("", "secrets", ["get"], [crds.gateway_clients_secret_name(name)]),
     ]
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",

@@ -43,6 +43,7 @@ from elastic_jupyter.operator import (
     gateway_objects,
     kube,
     namespace_consent,
+    network_policy,
     ownership,
     settings,
 )
@@ -64,6 +65,7 @@ PLURALS: Final = {
     "RoleBinding": "rolebindings",
     "ClusterRole": "clusterroles",
     "ClusterRoleBinding": "clusterrolebindings",
+    "NetworkPolicy": "networkpolicies",
     "JupyterGateway": crds.JUPYTER_GATEWAY.plural,
     "JupyterNotebook": crds.JUPYTER_NOTEBOOK.plural,
 }
@@ -174,6 +176,8 @@ async def ensure(client: kube.KubeClient, desired: Mapping[str, Any]) -> str:
             patch = {"rules": desired["rules"]}
         elif kind == "RoleBinding" and current.get("subjects") != desired["subjects"]:
             patch = {"subjects": desired["subjects"]}
+        elif kind == "NetworkPolicy" and current.get("spec") != desired["spec"]:
+            patch = {"spec": desired["spec"]}
         if not patch:
             return "unchanged"
         await client.merge_patch(path, patch)
@@ -299,7 +303,10 @@ async def reconcile(client: kube.KubeClient, gateway: Mapping[str, Any], logger:
     problems = gateway_objects.validate(spec)
     if not problems:
         refused = set(await _refused_namespaces(client, gateway))
-        external = gateway_objects.external_objects(gateway)
+        external = [
+            *gateway_objects.external_objects(gateway),
+            *network_policy.external_policies(gateway),
+        ]
         await delete_objects(client, [o for o in external if o["metadata"]["namespace"] in refused])
         try:
             await _apply(client, gateway, refused, logger)
@@ -314,7 +321,12 @@ async def _apply(
     client: kube.KubeClient, gateway: Mapping[str, Any], refused: set[str], logger: Any
 ) -> None:
     await _ensure_secret(client, gateway)
-    for desired in gateway_objects.owned_objects(gateway):
+    objects = [
+        *gateway_objects.owned_objects(gateway),
+        *network_policy.owned_policies(gateway),
+        *network_policy.external_policies(gateway),
+    ]
+    for desired in objects:
         if desired["metadata"].get("namespace") in refused:
             continue
         result = await ensure(client, desired)
@@ -421,6 +433,7 @@ async def gateway_changed(
         if old:
             before = {"metadata": meta, "spec": before_spec}
             stale = gateway_objects.stale_external_objects(before, fresh)
+            stale += network_policy.stale_external_policies(before, fresh)
             await delete_objects(state.client, stale)
         # A cluster-wide grant of an earlier release can only exist for a gateway that had
         # allowKernelNamespace; resume (operator start, i.e. after an upgrade) covers a field
@@ -563,7 +576,7 @@ async def gateway_consent_recheck(
 async def gateway_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Remove what garbage collection cannot: RBAC in other namespaces, and a cluster-wide
     grant left by an earlier release."""
-    objects = gateway_objects.external_objects(body)
+    objects = [*gateway_objects.external_objects(body), *network_policy.external_policies(body)]
     if (body.get("spec") or {}).get("allowKernelNamespace"):
         objects = [*gateway_objects.legacy_cluster_rbac(body), *objects]
     await delete_objects(settings.runtime_of(memo).client, objects)

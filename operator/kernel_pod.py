@@ -22,6 +22,11 @@ What the builder adds to the CR's ``spec.template``:
 * the operator's default kernel image (``--default-kernel-image``) on the kernel container when
   neither the kernelspec nor the template gave it one;
 * ``automountServiceAccountToken: false`` unless the template sets it;
+* when the JupyterKernel names *the kernel's Secret* (annotation ``kubeflow.tkestack.io/
+  kernel-secret``, set by the gateway, which creates the Secret): that Secret mounted read-only at
+  ``/var/run/elastic-jupyter/kernel`` in the kernel container, and ``KERNEL_LAUNCH_TOKEN_FILE``
+  pointing at its ``launch-token`` key. Only this pod sees it (never the JupyterKernel's env,
+  which every reader of the object sees); the pod waits for the Secret like any mount;
 * a non-root security context by default (pod: ``runAsNonRoot``, uid 1000, gid 100, seccomp
   ``RuntimeDefault``; each container: no privilege escalation, all capabilities dropped). Every
   key the template sets wins over the default.
@@ -153,6 +158,43 @@ def _kernel_env(env: list[Any]) -> list[Any]:
     return result
 
 
+def kernel_secret_of(kernel: Mapping[str, Any]) -> str | None:
+    """The kernel's Secret named by the gateway's annotation (must be the kernel's own name)."""
+    metadata = kernel.get("metadata") or {}
+    name = (metadata.get("annotations") or {}).get(crds.ANNOTATION_KERNEL_SECRET)
+    expected = crds.kernel_secret_name(str(metadata.get("name")))
+    return expected if name == expected else None
+
+
+def _mount_kernel_secret(
+    pod_spec: dict[str, Any], container: dict[str, Any], secret_name: str
+) -> None:
+    volumes = [
+        v for v in pod_spec.get("volumes") or [] if v.get("name") != crds.KERNEL_SECRET_VOLUME
+    ]
+    volumes.append({"name": crds.KERNEL_SECRET_VOLUME, "secret": {"secretName": secret_name}})
+    pod_spec["volumes"] = volumes
+    mounts = [
+        m for m in container.get("volumeMounts") or [] if m.get("name") != crds.KERNEL_SECRET_VOLUME
+    ]
+    mounts.append(
+        {
+            "name": crds.KERNEL_SECRET_VOLUME,
+            "mountPath": crds.KERNEL_SECRET_MOUNT_PATH,
+            "readOnly": True,
+        }
+    )
+    container["volumeMounts"] = mounts
+    path = f"{crds.KERNEL_SECRET_MOUNT_PATH}/{crds.KERNEL_SECRET_LAUNCH_TOKEN_KEY}"
+    env = [
+        e
+        for e in container.get("env") or []
+        if e.get("name") != launcher_env.KERNEL_LAUNCH_TOKEN_FILE
+    ]
+    env.append({"name": launcher_env.KERNEL_LAUNCH_TOKEN_FILE, "value": path})
+    container["env"] = env
+
+
 def build_pod(kernel: Mapping[str, Any], default_image: str | None = None) -> dict[str, Any]:
     """Return the Pod manifest for a JupyterKernel body (a dict as read from the API).
 
@@ -213,6 +255,9 @@ def build_pod(kernel: Mapping[str, Any], default_image: str | None = None) -> di
                 container["image"] = default_image
             container["env"] = _kernel_env(list(container.get("env") or []))
         new_containers.append(container)
+    secret_name = kernel_secret_of(kernel)
+    if secret_name:
+        _mount_kernel_secret(pod_spec, new_containers[kernel_index], secret_name)
     pod_spec["containers"] = new_containers
     if isinstance(pod_spec.get("initContainers"), list):
         # Init containers get the same restricted defaults (Pod Security checks them too).

@@ -4,16 +4,18 @@
 Who calls what:
 
 * kopf calls :func:`notebook_changed` on create, on spec/label/annotation changes and on
-  operator start. It reads the referenced JupyterGateway (for its token Secret), creates the
-  token Secret when one is needed (never rewritten), copies the gateway token when the gateway
-  lives in another namespace, then applies the server's configuration ConfigMap (its data
+  operator start. It reads the referenced JupyterGateway, creates the login token Secret when
+  one is needed (never rewritten), issues the notebook its own gateway token when the gateway
+  grants it (same namespace or ``spec.notebookNamespaces``) and registers the token's digest in
+  the gateway's ``<gateway>-clients`` Secret (revoking both when the grant goes), then applies
+  the server's configuration ConfigMap (its data
   patched when the rendered file changed), the Deployment (replaced only when its rendered spec
   changed: edits roll out, no-ops write nothing) and the Service, and writes the status.
 * :func:`notebook_deployment_event` refreshes the status when the notebook's Deployment moves
   (pod ready, rollout done).
 * :func:`gateway_event` re-reconciles the notebooks pointing at a gateway when that gateway
-  appears, disappears or switches auth on or off, so a notebook created before its gateway
-  gets the gateway token, and ``GatewayResolved`` follows.
+  appears, disappears, switches auth on or off or changes its grants, so a notebook created
+  before its gateway gets its gateway token, and ``GatewayResolved`` follows.
 
 A missing gateway is not fatal: the notebook is deployed (the server starts; kernels fail until
 the gateway exists) and ``GatewayResolved=False`` with a Warning Event says what to fix.
@@ -27,6 +29,7 @@ in the operator's environment (``deploy/`` does).
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import secrets
 from collections.abc import Mapping
@@ -77,29 +80,63 @@ async def _secret_token(client: kube.KubeClient, namespace: str, name: str, key:
     return str(value) if value else None
 
 
-async def _copy_gateway_token(
+async def _register_client(
+    client: kube.KubeClient,
+    gateway: Mapping[str, Any],
+    notebook: Mapping[str, Any],
+    digest: str | None,
+) -> None:
+    """Add (or with ``None`` remove) the notebook's token digest in the gateway's clients
+    Secret. A merge patch touches only this notebook's key, so notebooks never race."""
+    desired = notebook_objects.gateway_clients_secret(gateway)
+    path = gateways.object_path(desired)
+    key = notebook_objects.gateway_client_key(notebook)
+    value = base64.b64encode(digest.encode()).decode() if digest else None
+    current = await gateways.get_or_none(client, path)
+    if current is None:
+        if digest is None:
+            return
+        desired["data"] = {key: value}
+        await gateways.ensure(client, desired)
+        return
+    if (current.get("data") or {}).get(key) != value:
+        await client.merge_patch(path, {"data": {key: value}})
+
+
+async def _issue_gateway_token(
     client: kube.KubeClient, notebook: Mapping[str, Any], gateway: Mapping[str, Any] | None
 ) -> None:
-    """A gateway in another namespace: keep the notebook's copy of its token current."""
-    ref = notebook_objects.gateway_ref(notebook)
-    enabled, secret_name = notebook_objects.gateway_auth(gateway)
-    if ref is None or not enabled or ref[0] == notebook["metadata"]["namespace"]:
-        return
-    token = await _secret_token(client, ref[0], secret_name, crds.AUTH_TOKEN_KEY)
-    if token is None:
-        message = f"gateway token Secret {ref[0]}/{secret_name} does not exist yet"
-        raise kopf.TemporaryError(message, delay=2)
-    copy = notebook_objects.gateway_copy_secret(notebook, token)
-    meta = copy["metadata"]
+    """Give the notebook its own gateway token when the gateway grants it; else revoke it."""
+    meta = notebook["metadata"]
+    enabled, _secret = notebook_objects.gateway_auth(gateway)
+    name = notebook_objects.gateway_copy_secret_name(meta["name"])
     key = notebook_objects.GATEWAY_TOKEN_KEY
-    current = await _secret_token(client, meta["namespace"], meta["name"], key)
-    if current is None:
-        await gateways.ensure(client, copy)
-    elif current != token:  # the gateway's token was replaced
-        existing = await gateways.get_or_none(client, gateways.object_path(copy))
-        if existing is not None and not ownership.is_ours(existing, copy):
-            raise ownership.NameConflictError("Secret", meta["namespace"], meta["name"])
-        await client.request("PUT", gateways.object_path(copy), copy)
+    secret_path = f"/api/v1/namespaces/{meta['namespace']}/secrets/{name}"
+    if gateway is None:
+        return
+    # Identity only (owner reference, name): whose the Secret is, never written as is.
+    mine = notebook_objects.gateway_copy_secret(notebook, "")
+    if not enabled or not notebook_objects.gateway_granted(notebook, gateway):
+        await _register_client(client, gateway, notebook, None)
+        existing = await gateways.get_or_none(client, secret_path)
+        if existing is not None and ownership.is_ours(existing, mine):
+            await client.request("DELETE", secret_path)
+        return
+    token = await _secret_token(client, meta["namespace"], name, key)
+    if token is None:
+        desired = notebook_objects.gateway_copy_secret(notebook, secrets.token_hex(24))
+        existing = await gateways.get_or_none(client, secret_path)
+        if existing is None:
+            await gateways.ensure(client, desired)
+        elif ownership.is_ours(existing, mine):  # an earlier release's copy of the admin token
+            await client.request("PUT", secret_path, desired)
+        else:
+            raise ownership.NameConflictError("Secret", meta["namespace"], name)
+        token = await _secret_token(client, meta["namespace"], name, key)
+        if token is None:
+            raise kopf.TemporaryError(f"Secret {name} has no {key} yet", delay=1)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    await _register_client(client, gateway, notebook, digest)
 
 
 async def _apply_config_map(client: kube.KubeClient, desired: Mapping[str, Any]) -> str:
@@ -137,7 +174,7 @@ async def reconcile(client: kube.KubeClient, notebook: Mapping[str, Any], logger
                 await gateways.ensure(
                     client, notebook_objects.token_secret(notebook, secrets.token_hex(24))
                 )
-            await _copy_gateway_token(client, notebook, gateway)
+            await _issue_gateway_token(client, notebook, gateway)
             config = notebook_objects.config_map(notebook)
             if await _apply_config_map(client, config) != "unchanged":
                 logger.info("ConfigMap %s applied", config["metadata"]["name"])
@@ -165,14 +202,15 @@ async def reconcile(client: kube.KubeClient, notebook: Mapping[str, Any], logger
                 "did you mean spec.template.metadata.labels?"
             ),
         )
-    await refresh_status(client, notebook, gateway is not None, problems)
+    await refresh_status(client, notebook, problems, gateway=gateway, gateway_read=True)
 
 
 async def refresh_status(
     client: kube.KubeClient,
     notebook: Mapping[str, Any],
-    gateway_found: bool | None = None,
     problems: list[str] | None = None,
+    gateway: Mapping[str, Any] | None = None,
+    gateway_read: bool = False,
 ) -> None:
     """Recompute and write a notebook's status; Warning Events for new problems."""
     meta, spec = notebook["metadata"], notebook.get("spec") or {}
@@ -181,16 +219,19 @@ async def refresh_status(
         problems += ownership.CONFLICTS.get(str(meta.get("uid")), [])
     ref = notebook_objects.gateway_ref(notebook)
     try:
-        if gateway_found is None and ref is not None:
+        if not gateway_read and ref is not None:
             path = kube.custom_path(crds.JUPYTER_GATEWAY.plural, ref[0], ref[1])
-            gateway_found = await gateways.get_or_none(client, path) is not None
+            gateway = await gateways.get_or_none(client, path)
         path = gateways.collection_path("apps/v1", "deployments", meta["namespace"])
         dep = await gateways.get_or_none(client, f"{path}/{meta['name']}")
     except kube.ApiError as error:
         raise kopf.TemporaryError(
             f"reading the state of {meta['name']}: {error}", delay=2
         ) from error
-    new = notebook_objects.status(notebook, dep, bool(gateway_found), problems, gateways.now())
+    granted = notebook_objects.gateway_granted(notebook, gateway)
+    new = notebook_objects.status(
+        notebook, dep, gateway is not None, problems, gateways.now(), granted
+    )
     # not ready yet: a normal state (Valid reports bad specs)
     quiet = (crds.CONDITION_READY,)
     await gateways.write_status(client, crds.JUPYTER_NOTEBOOK.plural, notebook, new, quiet)
@@ -232,10 +273,11 @@ async def notebook_deployment_event(
             return  # on.event handlers are not retried: the next event refreshes again
 
 
-def _gateway_fingerprint(event_type: str, body: Mapping[str, Any]) -> tuple[bool, bool, str]:
+def _gateway_fingerprint(event_type: str, body: Mapping[str, Any]) -> tuple[Any, ...]:
     exists = event_type != "DELETED" and not body["metadata"].get("deletionTimestamp")
     enabled, secret = notebook_objects.gateway_auth(body if exists else None)
-    return exists, enabled, secret
+    grants = tuple(sorted((body.get("spec") or {}).get("notebookNamespaces") or []))
+    return exists, enabled, secret, grants
 
 
 @kopf.on.event(*gateways.GATEWAYS)
@@ -251,7 +293,7 @@ async def gateway_event(
     """A gateway appeared, went, or changed auth: reconcile the notebooks that use it."""
     index: kopf.Index[tuple[str, str], tuple[str, str]] = kwargs["notebooks_by_gateway"]
     state = settings.runtime_of(memo)
-    seen: dict[tuple[str, str], tuple[bool, bool, str]] = memo.setdefault("gateway_seen", {})
+    seen: dict[tuple[str, str], tuple[Any, ...]] = memo.setdefault("gateway_seen", {})
     key = (namespace or "", name)
     fingerprint = _gateway_fingerprint(str(event.get("type")), body)
     if seen.get(key) == fingerprint:

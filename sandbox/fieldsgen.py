@@ -33,6 +33,7 @@ KINDS = {
     ("apps", "deployments"): "V1Deployment",
     ("apps", "replicasets"): "V1ReplicaSet",
     ("coordination.k8s.io", "leases"): "V1Lease",
+    ("networking.k8s.io", "networkpolicies"): "V1NetworkPolicy",
     ("rbac.authorization.k8s.io", "roles"): "V1Role",
     ("rbac.authorization.k8s.io", "rolebindings"): "V1RoleBinding",
     ("rbac.authorization.k8s.io", "clusterroles"): "V1ClusterRole",

@@ -134,6 +134,16 @@ def builtin_resources() -> list[ResourceType]:
             subresources=("status", "scale"),
         ),
         ResourceType("coordination.k8s.io", "v1", "leases", "lease", "Lease", True),
+        # Stored and served, not enforced: the sandbox's pods share the host network.
+        ResourceType(
+            "networking.k8s.io",
+            "v1",
+            "networkpolicies",
+            "networkpolicy",
+            "NetworkPolicy",
+            True,
+            short_names=("netpol",),
+        ),
         ResourceType(rbac, "v1", "roles", "role", "Role", True),
         ResourceType(rbac, "v1", "rolebindings", "rolebinding", "RoleBinding", True),
         ResourceType(rbac, "v1", "clusterroles", "clusterrole", "ClusterRole", False),

@@ -38,7 +38,11 @@ def test_api_load_benchmark_runs(tmp_path: Path) -> None:
     assert result["kernels_running"] == 2
     start = result["start_phase"]
     # Every start creates one JupyterKernel (the gateway) and one pod (the operator).
-    assert start["gateway_writes"] == {"create jupyterkernels.kubeflow.tkestack.io": 2}
+    # Per kernel: its JupyterKernel and the kernel's Secret (its launch token).
+    assert start["gateway_writes"] == {
+        "create jupyterkernels.kubeflow.tkestack.io": 2,
+        "create secrets": 2,
+    }
     assert start["operator_writes"]["create pods"] == 2
     assert start["operator_writes_per_kernel"] >= 2  # the floor: create the pod, write status
     idle = result["idle"]

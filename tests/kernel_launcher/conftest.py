@@ -62,12 +62,14 @@ def launcher_tree(directory: Path, with_crypto: bool) -> Path:
 class ResponseServer:
     """Client side of ``response_server.py``: register ids, await EG-accepted connection info."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None, stderr: Any = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(RESPONSE_SERVER)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=stderr,
             text=True,
+            env={**os.environ, **(env or {})},
         )
         assert self.proc.stdout is not None
         hello = json.loads(self.proc.stdout.readline())
@@ -90,10 +92,12 @@ class ResponseServer:
                     self._received[message["kernel_id"]] = message
                 self._cond.notify_all()
 
-    def register(self, kernel_id: str) -> None:
-        """EG's ``register_event(kernel_id)``; returns once it is registered."""
+    def register(self, kernel_id: str, launch_token: str | None = None) -> None:
+        """EG's ``register_event(kernel_id)`` (after the plugin's ``expect`` when a launch
+        token is given); returns once it is registered."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"register": kernel_id}) + "\n")
+        command = {"register": kernel_id, "launch_token": launch_token}
+        self.proc.stdin.write(json.dumps(command) + "\n")
         self.proc.stdin.flush()
         with self._cond:
             assert self._cond.wait_for(lambda: kernel_id in self._registered, timeout=10)
@@ -242,13 +246,22 @@ def eg_comm() -> Callable[[dict[str, Any]], Any]:
     """
     from enterprise_gateway.services.processproxies.processproxy import RemoteProcessProxy
 
+    from elastic_jupyter.kernel_launcher import comm_auth
+
     class EGComm(SimpleNamespace):
         send_signal = RemoteProcessProxy.send_signal
         shutdown_listener = RemoteProcessProxy.shutdown_listener
-        _send_listener_request = RemoteProcessProxy._send_listener_request
+
+        def _send_listener_request(
+            self, request: dict[str, Any], shutdown_socket: bool = False
+        ) -> None:
+            # What KubeflowProcessProxy does: EG's own send, the request signed with the key.
+            signed = comm_auth.sign(request, self.key)
+            RemoteProcessProxy._send_listener_request(self, signed, shutdown_socket)
 
     def make(info: dict[str, Any]) -> Any:
         return EGComm(
+            key=info["key"],
             comm_ip="127.0.0.1",
             comm_port=int(info["comm_port"]),
             kernel_id=info["kernel_id"],

@@ -9,7 +9,9 @@ real code. A process of its own keeps EG's process-wide singleton away from othe
 Protocol (JSON lines):
 
 * first line out: ``{"public_key": ..., "response_address": "127.0.0.1:PORT"}``
-* in: ``{"register": KERNEL_ID}`` → EG's ``register_event``; out ``{"registered": KERNEL_ID}``
+* in: ``{"register": KERNEL_ID}`` → EG's ``register_event``; out ``{"registered": KERNEL_ID}``;
+  with ``"launch_token": T`` as well, the gateway plugin's ``kernel_secret.expect`` first (the
+  plugin's check of launch tokens is installed when ``EJ_GUARD_RESPONSES=1``)
 * out, when EG has accepted a payload for a registered id:
   ``{"kernel_id": ..., "connection_info": {...}, "received_at": <time.monotonic()>}``
   (``received_at`` is taken when EG's event fires; on Linux ``time.monotonic`` is one clock for
@@ -53,6 +55,13 @@ async def _await_connection_info(manager: Any, kernel_id: str) -> None:
 
 async def main() -> None:
     """Serve until stdin closes."""
+    if os.environ.get("EJ_GUARD_RESPONSES") == "1":
+        import logging
+
+        from elastic_jupyter.gateway_plugin import kernel_secret
+
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+        kernel_secret.install()
     manager = ResponseManager.instance()
     _emit({"public_key": manager.public_key, "response_address": manager.response_address})
     loop = asyncio.get_running_loop()
@@ -63,6 +72,10 @@ async def main() -> None:
             break
         command = json.loads(line)
         kernel_id = command["register"]
+        if command.get("launch_token"):
+            from elastic_jupyter.gateway_plugin import kernel_secret
+
+            kernel_secret.expect(kernel_id, command["launch_token"])
         manager.register_event(kernel_id)
         task = asyncio.ensure_future(_await_connection_info(manager, kernel_id))
         tasks.add(task)

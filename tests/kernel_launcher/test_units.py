@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from elastic_jupyter.kernel_launcher import env, listener, payload, ports
+from elastic_jupyter.kernel_launcher import comm_auth, env, listener, payload, ports
 from elastic_jupyter.kernel_launcher.errors import LauncherError
 from elastic_jupyter.kernel_launcher.kernel_process import exit_code_of
 from elastic_jupyter.kernel_launcher.launcher import substitute_argv
@@ -143,21 +143,29 @@ def test_exit_codes_follow_the_shell_convention() -> None:
     assert exit_code_of(os.waitpid(pid, 0)[1]) == 128 + signal.SIGKILL
 
 
+KEY = "0123456789abcdef0123456789abcdef"
+
+
+def _signed(request: dict[str, object]) -> bytes:
+    return json.dumps(comm_auth.sign(request, KEY)).encode()
+
+
 def test_listener_message_handling(caplog: pytest.LogCaptureFixture) -> None:
     own_group = os.getpgrp()  # signal 0 only checks that the group exists
-    assert listener.handle_message(b'{"shutdown": 1}', own_group) is True
-    assert listener.handle_message(b'{"signum": 0}', own_group) is False
+    verifier = comm_auth.Verifier(KEY)
+    assert listener.handle_message(_signed({"shutdown": 1}), own_group, verifier) is True
+    assert listener.handle_message(_signed({"signum": 0}), own_group, verifier) is False
     bad_messages = (
         b"{",
         b"[]",
-        b'{"signum": "2"}',
-        b'{"signum": 999}',
-        b'{"x": 1}',
+        _signed({"signum": "2"}),
+        _signed({"signum": 999}),
+        _signed({"x": 1}),
         b"\xff",
         b"[" * 60_000,
     )
     for bad in bad_messages:
-        assert listener.handle_message(bad, own_group) is False
+        assert listener.handle_message(bad, own_group, verifier) is False
     assert len([r for r in caplog.records if "ignored" in r.getMessage()]) == len(bad_messages)
 
 
@@ -166,7 +174,8 @@ def test_listener_signals_a_process_group() -> None:
         [sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True
     )
     try:
-        listener.handle_message(json.dumps({"signum": signal.SIGTERM}).encode(), child.pid)
+        verifier = comm_auth.Verifier(KEY)
+        listener.handle_message(_signed({"signum": signal.SIGTERM}), child.pid, verifier)
         assert child.wait(10) == -signal.SIGTERM
     finally:
         child.kill()
@@ -201,10 +210,10 @@ def test_listener_process_exits_on_shutdown_request() -> None:
     # The listener gets a socket that is bound, not yet listening, as reserve_ports leaves it.
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    pid = listener.start_listener(sock, os.getpgrp(), [])
+    pid = listener.start_listener(sock, os.getpgrp(), [], KEY)
     try:
         with socket.create_connection(sock.getsockname(), timeout=5) as client:
-            client.sendall(b'{"shutdown": 1}')
+            client.sendall(_signed({"shutdown": 1}))
         assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == listener.EXIT_SHUTDOWN
     finally:
         sock.close()

@@ -410,10 +410,20 @@ def test_a_kernel_starts_through_the_notebook(sandbox: SandboxCluster, elastic: 
     assert status == 204
 
 
-def test_notebook_in_another_namespace_gets_a_copy_of_the_token(
+def _has_secret(sandbox: SandboxCluster, namespace: str, name: str) -> bool:
+    try:
+        support.core(sandbox, f"/api/v1/namespaces/{namespace}/secrets/{name}")
+    except Exception:
+        return False
+    return True
+
+
+def test_notebook_in_another_namespace_gets_its_own_token_once_granted(
     sandbox: SandboxCluster, elastic: str
 ) -> None:
     namespace = support.new_namespace(sandbox, "ejgw")
+    grant = json.dumps({"spec": {"notebookNamespaces": [namespace]}})
+    sandbox.kubectl("patch", "jgw", GATEWAY, "-n", elastic, "--type=merge", "-p", grant)
     try:
         notebook = {
             "apiVersion": crds.API_VERSION,
@@ -433,8 +443,9 @@ def test_notebook_in_another_namespace_gets_a_copy_of_the_token(
             0.2,
             "the remote notebook Running",
         )
-        copied = support.secret_value(sandbox, namespace, "nb-remote-gateway", "gateway-token")
-        assert copied == gateway_token(sandbox, elastic)
+        wait_for(lambda: _has_secret(sandbox, namespace, "nb-remote-gateway"), 10, 0.2, "its token")
+        own = support.secret_value(sandbox, namespace, "nb-remote-gateway", "client-token")
+        assert own != gateway_token(sandbox, elastic)
         token = support.secret_value(sandbox, namespace, "nb-remote-token")
         base = support.service_url(sandbox, namespace, "nb-remote")
         _status, body = wait_for(

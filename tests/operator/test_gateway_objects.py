@@ -80,9 +80,13 @@ def test_role_is_least_privilege() -> None:
         "jupyterkerneltemplates",
         "jupytergateways",
         "configmaps",
+        "secrets",
     }
     assert not any("*" in (g, r, v) for g, r, v in granted)
-    assert ("", "secrets", "get") not in granted
+    # Secrets: create (each kernel's Secret) and get only its clients Secret, by name.
+    assert {v for _, r, v in granted if r == "secrets"} == {"create", "get"}
+    get_secret = next(r for r in rules if r["resources"] == ["secrets"] and "get" in r["verbs"])
+    assert get_secret["resourceNames"] == ["gw-clients"] and get_secret["verbs"] == ["get"]
     assert (crds.GROUP, "jupyterkerneltemplates", "create") not in granted
     gateway_rule = next(r for r in rules if r["resources"] == ["jupytergateways"])
     assert gateway_rule["resourceNames"] == ["gw"]
@@ -235,6 +239,7 @@ def test_kernel_namespace_rbac_only_for_another_namespace() -> None:
     assert grants(role) == {
         *((crds.GROUP, "jupyterkernels", v) for v in ("get", "list", "watch", "create", "delete")),
         (crds.GROUP, "jupyterkerneltemplates", "get"),
+        ("", "secrets", "create"),  # each kernel's Secret (launch token), nothing else
     }
 
 

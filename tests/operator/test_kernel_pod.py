@@ -218,3 +218,29 @@ def test_kernel_without_an_image_gets_the_operators_default_image() -> None:
     assert sidecar["image"] == "busybox"
     pod = kernel_pod.build_pod(kernel(), "registry.example/kernel-py:9")
     assert pod["spec"]["containers"][0]["image"] == "elastic-jupyter/kernel-py:dev"
+
+
+def test_the_kernels_secret_is_mounted_only_when_the_gateway_names_it() -> None:
+    plain = kernel_pod.build_pod(kernel())
+    assert not plain["spec"].get("volumes")
+    body = kernel()
+    body["metadata"]["annotations"] = {crds.ANNOTATION_KERNEL_SECRET: "k-0f1e2d"}
+    pod = kernel_pod.build_pod(body)
+    assert pod["spec"]["volumes"] == [
+        {"name": crds.KERNEL_SECRET_VOLUME, "secret": {"secretName": "k-0f1e2d"}}
+    ]
+    container = pod["spec"]["containers"][0]
+    assert container["volumeMounts"] == [
+        {
+            "name": crds.KERNEL_SECRET_VOLUME,
+            "mountPath": crds.KERNEL_SECRET_MOUNT_PATH,
+            "readOnly": True,
+        }
+    ]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env[launcher_env.KERNEL_LAUNCH_TOKEN_FILE] == (
+        f"{crds.KERNEL_SECRET_MOUNT_PATH}/{crds.KERNEL_SECRET_LAUNCH_TOKEN_KEY}"
+    )
+    # Only the kernel's own Secret (its own name): an annotation cannot mount another one.
+    body["metadata"]["annotations"] = {crds.ANNOTATION_KERNEL_SECRET: "someone-elses"}
+    assert not kernel_pod.build_pod(body)["spec"].get("volumes")

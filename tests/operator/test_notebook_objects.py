@@ -51,17 +51,34 @@ def test_default_notebook_without_gateway() -> None:
 def test_gateway_url_defaults_to_the_notebooks_namespace() -> None:
     dep = no.deployment(notebook(gateway={"name": "gw"}), gateway())
     assert "--gateway-url=http://gw.team.svc:8888" in first_container(dep)["args"]
-    assert env_of(dep)["JUPYTER_GATEWAY_AUTH_TOKEN"] == {
-        "secretKeyRef": {"name": "gw-auth", "key": "token"}
-    }
-
-
-def test_gateway_in_another_namespace_uses_the_copied_token() -> None:
-    dep = no.deployment(notebook(gateway={"name": "gw", "namespace": "infra"}), gateway("infra"))
-    assert "--gateway-url=http://gw.infra.svc:8888" in first_container(dep)["args"]
+    # The notebook's own credential, never the gateway's admin token (<gateway>-auth).
     assert env_of(dep)["JUPYTER_GATEWAY_AUTH_TOKEN"] == {
         "secretKeyRef": {"name": "nb-gateway", "key": no.GATEWAY_TOKEN_KEY}
     }
+
+
+def test_gateway_in_another_namespace_needs_its_grant() -> None:
+    nb = notebook(gateway={"name": "gw", "namespace": "infra"})
+    dep = no.deployment(nb, gateway("infra"))
+    assert "--gateway-url=http://gw.infra.svc:8888" in first_container(dep)["args"]
+    assert "JUPYTER_GATEWAY_AUTH_TOKEN" not in env_of(dep)
+    assert not no.gateway_granted(nb, gateway("infra", notebookNamespaces=["other"]))
+    status = no.status(nb, None, True, [], "now", granted=False)
+    resolved = {c["type"]: c for c in status["conditions"]}[crds.CONDITION_GATEWAY_RESOLVED]
+    assert resolved["status"] == "False"
+    assert resolved["reason"] == crds.REASON_GATEWAY_NOT_GRANTED
+    assert "add 'team' to its spec.notebookNamespaces" in resolved["message"]
+
+    granted = gateway("infra", notebookNamespaces=["team"])
+    assert no.gateway_granted(nb, granted)
+    assert env_of(no.deployment(nb, granted))["JUPYTER_GATEWAY_AUTH_TOKEN"] == {
+        "secretKeyRef": {"name": "nb-gateway", "key": no.GATEWAY_TOKEN_KEY}
+    }
+    assert no.gateway_client_key(nb) == "team.nb"
+    clients = no.gateway_clients_secret(granted)
+    assert clients["metadata"]["name"] == "gw-clients"
+    assert clients["metadata"]["namespace"] == "infra"
+    assert clients["metadata"]["ownerReferences"][0]["kind"] == "JupyterGateway"
 
 
 def test_gateway_without_auth_or_missing_gives_no_token() -> None:

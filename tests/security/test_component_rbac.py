@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from elastic_jupyter import crds
 from elastic_jupyter.operator import notebook_objects
 from elastic_jupyter.operator.service_accounts import gateway_kubeconfig, operator_kubeconfig
 from elastic_jupyter.sandbox.cluster import SandboxCluster
@@ -61,6 +62,12 @@ def test_operator_service_account(sandbox: SandboxCluster, namespaces: tuple[str
         (True, f"create configmaps -n {ns}"),
         (True, f"create deployments.apps -n {ns}"),
         (True, f"create roles.rbac.authorization.k8s.io -n {ns}"),
+        # namespace consent is read, never written (operator/namespace_consent.py)
+        (True, f"get namespaces/{ns}"),
+        (False, f"patch namespaces/{ns}"),
+        (False, "list namespaces"),
+        # a NetworkPolicy per gateway (operator/network_policy.py)
+        (True, f"create networkpolicies.networking.k8s.io -n {ns}"),
         # what it never does: kernel pods go by garbage collection, nothing cluster-wide is
         # granted, no shortcut around RBAC escalation checks, no exec into kernels
         (False, f"delete pods -n {ns}"),
@@ -95,6 +102,10 @@ def test_gateway_service_account(sandbox: SandboxCluster, namespaces: tuple[str,
         (True, f"get jupyterkerneltemplates.{kf}/tpl -n {ns}"),
         (True, f"get jupytergateways.{kf}/gw -n {ns}"),
         (True, f"watch configmaps -n {ns}"),
+        # each kernel's Secret (launch token), and its notebooks' token digests by name only
+        (True, f"create secrets -n {ns}"),
+        (True, f"get secrets/{crds.gateway_clients_secret_name('gw')} -n {ns}"),
+        (False, f"get secrets/{ns}-auth -n {ns}"),
         # never: kernel status is the operator's, pods are read through the JupyterKernel
         (False, f"patch jupyterkernels.{kf} -n {ns}"),
         (False, f"update jupyterkernels.{kf} -n {ns}"),
