@@ -75,6 +75,9 @@ LABEL_KERNELSPEC = f"{GROUP}/kernelspec"  # name of the kernelspec a kernel was 
 LABEL_KERNEL = f"{GROUP}/kernel"  # name of the JupyterKernel that owns a pod
 LABEL_NOTEBOOK = f"{GROUP}/notebook"  # name of the JupyterNotebook that owns an object
 LABEL_KERNEL_USERNAME = f"{GROUP}/username"  # KERNEL_USERNAME, made label-safe
+# uid of the JupyterGateway that launched a kernel: who owns it across namespaces (owner
+# references cannot cross namespaces, and two gateways in two namespaces may share a name).
+LABEL_GATEWAY_UID = f"{GROUP}/gateway-uid"
 
 # --- Status vocabulary ------------------------------------------------------------------------
 # The CRDs' status schemas are closed (no x-kubernetes-preserve-unknown-fields): a value outside
@@ -216,6 +219,12 @@ ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
 ANNOTATION_KERNEL_GENERATION = f"{GROUP}/kernel-generation"
 # On a JupyterKernel: "<namespace>/<name>" of the JupyterKernelTemplate it was built from.
 ANNOTATION_KERNEL_TEMPLATE = f"{GROUP}/kernel-template"
+# On a JupyterKernel: the gateway's kernel session (JSON, no secret: the HMAC key and the launch
+# arguments live in the Secret named like the JupyterKernel, see SESSION_SECRET_*).
+ANNOTATION_KERNEL_SESSION = f"{GROUP}/kernel-session"
+# Keys of the per-kernel Secret (named like its JupyterKernel, owned by it).
+SESSION_SECRET_CONNECTION_KEY = "connection-key"
+SESSION_SECRET_LAUNCH_ARGS = "launch-args"
 
 
 def rfc3339(moment: datetime | None = None) -> str:

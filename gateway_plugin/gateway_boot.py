@@ -59,7 +59,7 @@ from typing import Any
 
 from .kernel_watch import KernelStatus, KernelWatch
 from .kube import ApiError, KubeApi, shared_api
-from .launcher import delete_kernel
+from .launcher import delete_kernel, gateway_ref
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -196,6 +196,13 @@ class OrphanSweeper:
             return True
         return False
 
+    def gateway_uid(self) -> str | None:
+        """This gateway's JupyterGateway uid (``None`` when it has none or it is unreadable)."""
+        try:
+            return gateway_ref(self.api, self.settings).uid
+        except ApiError:
+            return None
+
     def replication(self, app: Any) -> bool:
         return str(getattr(app, "availability_mode", "") or "").lower() == REPLICATION
 
@@ -206,6 +213,11 @@ class OrphanSweeper:
             return []
         grace = self.settings.orphan_grace
         candidates = self.watch.orphans(lambda kid: self.is_known(app, kid), grace)
+        if candidates:  # never another JupyterGateway's kernels (same name, other namespace)
+            uid = self.gateway_uid()
+            candidates = [
+                s for s in candidates if not (uid and s.gateway_uid and s.gateway_uid != uid)
+            ]
         if candidates and self.replication(app):
             wall = time.time() if now is None else now
             min_age = self.settings.kernel_launch_timeout + grace

@@ -107,6 +107,8 @@ class KernelStatus:
     deleting: bool = False
     created: float | None = None  # metadata.creationTimestamp, seconds since the epoch
     conditions: tuple[tuple[str, str, str, str], ...] = ()  # (type, status, reason, message)
+    gateway_uid: str = ""  # label: uid of the JupyterGateway that launched it ("" = older)
+    session: str = ""  # annotation: the gateway's kernel session (JSON), see session_store
 
     @property
     def key(self) -> Key:
@@ -146,6 +148,8 @@ class KernelStatus:
             deleting=bool(meta.get("deletionTimestamp")),
             created=_timestamp(meta.get("creationTimestamp")),
             conditions=conditions,
+            gateway_uid=str(labels.get(crds.LABEL_GATEWAY_UID) or ""),
+            session=str((meta.get("annotations") or {}).get(crds.ANNOTATION_KERNEL_SESSION) or ""),
         )
 
     @property
@@ -442,6 +446,11 @@ class KernelWatch:
     def was_deleted(self, namespace: str, name: str) -> bool:
         """Whether the watch saw this JupyterKernel disappear."""
         return (namespace, name) in self._gone
+
+    def by_kernel_id(self, kernel_id: str) -> list[KernelStatus]:
+        """Every cached JupyterKernel of one kernel id (a restart briefly leaves two)."""
+        with self._lock:
+            return [s for s in self._objects.values() if s.kernel_id == kernel_id]
 
     def all(self) -> list[KernelStatus]:
         """A snapshot of every cached JupyterKernel."""

@@ -59,8 +59,14 @@ RUN_AS_GROUP = 100
 # What the plugin may do with JupyterKernels in the gateway's own namespace.
 KERNEL_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
 # In another kernel namespace only what the plugin does there (kernel_watch.py): list+watch its
-# kernels, create, read and delete them. It never updates or patches one.
-REMOTE_KERNEL_VERBS = ["get", "list", "watch", "create", "delete"]
+# kernels, create, read and delete them, and patch one to record its session
+# (gateway_plugin/session_store.py: one annotation; update is never needed).
+REMOTE_KERNEL_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
+# The per-kernel Secret (gateway_plugin/kernel_secret.py): created, read back when a gateway
+# adopts the kernel, merged into. Never list/watch (no reading other Secrets in bulk), never
+# delete (the JupyterKernel owns it: garbage collection removes it).
+KERNEL_SECRET_VERBS = ["create", "get", "patch"]
+SESSION_MANAGER_CLASS = "elastic_jupyter.gateway_plugin.session_store.KubeflowKernelSessionManager"
 READ_VERBS = ["get", "list", "watch"]
 
 
@@ -243,6 +249,7 @@ def _kernel_rules(kernel_verbs: list[str]) -> list[dict[str, Any]]:
             "resources": [crds.JUPYTER_KERNEL_TEMPLATE.plural],
             "verbs": list(READ_VERBS),
         },
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": list(KERNEL_SECRET_VERBS)},
     ]
 
 
@@ -351,6 +358,27 @@ def external_objects(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
     return kernel_namespace_rbac(gateway)
 
 
+def kernel_selector(gateway: Mapping[str, Any]) -> str:
+    """Label selector of the JupyterKernels a gateway's plugin creates (any namespace)."""
+    return f"{crds.LABEL_GATEWAY}={gateway['metadata']['name']}"
+
+
+def owned_kernels(
+    gateway: Mapping[str, Any], kernels: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The JupyterKernels (matching :func:`kernel_selector`) that this very gateway launched:
+    its uid label, or - for kernels from before that label - its namespace in
+    ``spec.gateway``. A same-name gateway of another namespace owns the others."""
+    meta = gateway["metadata"]
+    owned = []
+    for kernel in kernels:
+        uid = ((kernel.get("metadata") or {}).get("labels") or {}).get(crds.LABEL_GATEWAY_UID)
+        origin = ((kernel.get("spec") or {}).get("gateway") or {}).get("namespace")
+        if uid == meta.get("uid") or (not uid and origin == meta["namespace"]):
+            owned.append(kernel)
+    return owned
+
+
 def stale_external_objects(
     before: Mapping[str, Any], after: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
@@ -445,6 +473,8 @@ def container_args(spec: Mapping[str, Any]) -> list[str]:
         + ("True" if spec.get("cullConnected") else "False"),
         f"--log-level={log_level(spec)}",
         f"--EnterpriseGatewayApp.kernel_spec_manager_class={KERNELSPEC_MANAGER_CLASS}",
+        # Kernel sessions live on the JupyterKernels: restarts and rollouts keep every kernel.
+        f"--EnterpriseGatewayApp.kernel_session_manager_class={SESSION_MANAGER_CLASS}",
     ]
 
 
