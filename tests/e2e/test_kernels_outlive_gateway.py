@@ -19,7 +19,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -102,8 +102,14 @@ def wait_gateway_ready(path: Any, old: dict[str, tuple[str, int]]) -> None:
     stack.load_demo_session().wait_until("the gateway Ready again", check, 120, 0.2)
 
 
-def kernel_names(path: Any) -> set[str]:
-    return {jk["metadata"]["name"] for jk in path.kubectl.items("jk")}
+def kernel_names(path: Any, kernel_ids: Iterable[str]) -> set[str]:
+    """Names of the JupyterKernels of these kernel ids."""
+    wanted = set(kernel_ids)
+    return {
+        jk["metadata"]["name"]
+        for jk in path.kubectl.items("jk")
+        if jk["metadata"]["labels"].get(crds.LABEL_KERNEL_ID) in wanted
+    }
 
 
 def start_kernels(path: Any, count: int) -> dict[str, int]:
@@ -177,7 +183,7 @@ def spec_edit(path: Any) -> None:
 def test_kernels_keep_their_state_across_a_gateway_restart(example: Any, disrupt: Any) -> None:
     path = example
     values = start_kernels(path, KERNELS)
-    before = kernel_names(path)
+    before = kernel_names(path, values)
     assert len(before) == KERNELS
     old = {p["metadata"]["name"]: (p["metadata"]["uid"], _restarts(p)) for p in gateway_pods(path)}
     try:
@@ -185,7 +191,7 @@ def test_kernels_keep_their_state_across_a_gateway_restart(example: Any, disrupt
         time.sleep(0.5)
         wait_gateway_ready(path, old)
         assert_usable(path, values)
-        assert kernel_names(path) == before, "JupyterKernels were deleted or replaced"
+        assert kernel_names(path, values) == before, "JupyterKernels were deleted or replaced"
         listed = {k["id"] for k in path.client.kernels()}
         assert set(values) <= listed
     finally:
