@@ -481,7 +481,7 @@ async def delete_remote_kernels(client: kube.KubeClient, gateway: Mapping[str, A
             if kernel["metadata"].get("deletionTimestamp"):
                 continue
             with contextlib.suppress(kube.ApiError):  # counted as left: checked again below
-                await client.request("DELETE", object_path(kernel))
+                await client.request("DELETE", f"{path}/{kernel['metadata']['name']}")
     return left
 
 
