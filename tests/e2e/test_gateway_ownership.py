@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import time
 import urllib.request
 import uuid
@@ -142,22 +144,40 @@ def test_same_name_gateways_keep_each_others_kernels(setup: Setup) -> None:
 
 
 def test_deleted_gateway_leaves_no_kernels_in_other_namespaces(setup: Setup) -> None:
-    ids = {ns: start_kernel(gw, setup.demo) for ns, gw in setup.gateways.items()}
-    gone_ns, kept_ns = sorted(ids)
-    kubectl = setup.demo.Kubectl(setup.kubectl.kubeconfig, gone_ns)
-    kubectl.run("delete", crds.JUPYTER_GATEWAY.plural, GATEWAY, "--wait=false")
+    """A JupyterGateway deleted while its pod cannot act (hung, node lost): the operator deletes
+    its kernels in the kernel namespace before dropping its RBAC there; others' stay."""
+    home = sorted(setup.gateways)[0]
+    kubectl = setup.demo.Kubectl(setup.kubectl.kubeconfig, home)
+    manifest = json.loads(_gateway_manifest(setup.kernels_ns))
+    manifest["metadata"]["name"] = "solo"
+    kubectl.run("apply", "-f", "-", stdin=json.dumps(manifest))
+    path = setup.demo.UserPath(kubectl, say=lambda _: None, timeout_s=120)
+    status = path.wait_ready(crds.JUPYTER_GATEWAY.plural, "solo")["status"]
+    secret = kubectl.get("secret", "solo-auth") or {}
+    solo = Gateway(home, status["url"], base64.b64decode(secret["data"]["token"]).decode())
+    gone = [start_kernel(solo, setup.demo) for _ in range(2)]
+    kept = {ns: start_kernel(gw, setup.demo) for ns, gw in setup.gateways.items()}
+    selector = f"{crds.LABEL_COMPONENT}={crds.COMPONENT_GATEWAY},{crds.LABEL_GATEWAY}=solo"
+    pods = kubectl.items("pods", "-l", selector)
+    assert pods
+    for pod in pods:
+        container_id = pod["status"]["containerStatuses"][0]["containerID"]
+        os.kill(int(str(container_id).rpartition("://")[2]), signal.SIGSTOP)
+    kubectl.run("delete", crds.JUPYTER_GATEWAY.plural, "solo", "--wait=false")
 
     def nothing_left() -> bool:
-        selector = f"{crds.LABEL_KERNEL_ID}={ids[gone_ns]}"
-        return not setup.kubectl.items("jk", "-l", selector) and not setup.kubectl.items(
-            "pods", "-l", selector
+        return all(
+            not setup.kubectl.items(kind, "-l", f"{crds.LABEL_KERNEL_ID}={kid}")
+            for kid in gone
+            for kind in ("jk", "pods")
         )
 
     setup.demo.wait_until("the deleted gateway's kernels and pods gone", nothing_left, 60, 0.5)
-    assert kernels_of(setup, ids[kept_ns]), "the other gateway's kernel went too"
+    for kernel_id in kept.values():
+        assert kernels_of(setup, kernel_id), "another gateway's kernel went too"
     setup.demo.wait_until(
         "the JupyterGateway's finalizer to complete",
-        lambda: kubectl.get(crds.JUPYTER_GATEWAY.plural, GATEWAY) is None,
+        lambda: kubectl.get(crds.JUPYTER_GATEWAY.plural, "solo") is None,
         60,
         0.5,
     )
