@@ -222,6 +222,9 @@ ANNOTATION_KERNEL_TEMPLATE = f"{GROUP}/kernel-template"
 # On a JupyterKernel: the gateway's kernel session (JSON, no secret: the HMAC key and the launch
 # arguments live in the Secret named like the JupyterKernel, see SESSION_SECRET_*).
 ANNOTATION_KERNEL_SESSION = f"{GROUP}/kernel-session"
+# On a JupyterKernel: the gateway replica (pod name) that culls it and restarts it after its pod
+# died, so that replicas do either once (gateway_plugin/adoption.py).
+ANNOTATION_GATEWAY_OWNER = f"{GROUP}/gateway-owner"
 # Keys of the per-kernel Secret (named like its JupyterKernel, owned by it).
 SESSION_SECRET_CONNECTION_KEY = "connection-key"
 SESSION_SECRET_LAUNCH_ARGS = "launch-args"

@@ -109,6 +109,7 @@ class KernelStatus:
     conditions: tuple[tuple[str, str, str, str], ...] = ()  # (type, status, reason, message)
     gateway_uid: str = ""  # label: uid of the JupyterGateway that launched it ("" = older)
     session: str = ""  # annotation: the gateway's kernel session (JSON), see session_store
+    owner: str = ""  # annotation: the gateway replica that culls and restarts it (adoption)
 
     @property
     def key(self) -> Key:
@@ -150,6 +151,7 @@ class KernelStatus:
             conditions=conditions,
             gateway_uid=str(labels.get(crds.LABEL_GATEWAY_UID) or ""),
             session=str((meta.get("annotations") or {}).get(crds.ANNOTATION_KERNEL_SESSION) or ""),
+            owner=str((meta.get("annotations") or {}).get(crds.ANNOTATION_GATEWAY_OWNER) or ""),
         )
 
     @property

@@ -53,6 +53,7 @@ from tornado import web
 from elastic_jupyter import crds
 
 from . import gateway_boot
+from .adoption import responsible
 from .gateway_boot import gateway_settings
 from .kernel_resource import KernelRequestError, LaunchInput
 from .kernel_watch import UNSCHEDULABLE, KernelStatus, KernelWatch, describe_failure
@@ -405,6 +406,16 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
             return KernelStatus(name=name, namespace=namespace, kernel_id=self.kernel_id)
         return KernelStatus.from_object(obj)
 
+    def _ended_elsewhere(self) -> bool:
+        """Whether another replica (or the operator) deleted this kernel's JupyterKernel while
+        a kernel sync (:mod:`.adoption`) runs here to forget it - not a death to restart."""
+        if not self.kernel_resource_name or self._delete_requested:
+            return False
+        sessions = getattr(gateway_boot.current_app(), "kernel_session_manager", None)
+        if getattr(sessions, "sync", None) is None:
+            return False
+        return self.watch.was_deleted(self.kernel_namespace or "", self.kernel_resource_name)
+
     def get_container_status(self, iteration: int | None) -> str:
         """The JupyterKernel's phase in lower case ('' when unknown), from the watch cache."""
         status = self._status()
@@ -421,9 +432,13 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         """
         status = self._status()
         if status is None:
+            if self._ended_elsewhere():
+                return None  # ended through another replica: the kernel sync forgets it here
             return False
         if status.phase in ("", crds.PHASE_PENDING, crds.PHASE_RUNNING):
             return None
+        if not responsible(status.owner):
+            return None  # its owner replica restarts it (once); this one re-adopts the new pod
         return False
 
     # --- termination ----------------------------------------------------------------------

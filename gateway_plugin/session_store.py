@@ -30,6 +30,8 @@ and needs no configuration:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import threading
@@ -41,6 +43,7 @@ from traitlets import default
 from elastic_jupyter import crds
 
 from . import gateway_boot
+from .adoption import KernelSync, replica_name, responsible, set_owner
 from .kernel_secret import put_kernel_secret, read_kernel_secret
 from .kernel_watch import KernelStatus, KernelWatch
 from .kube import ApiError, KubeApi, kernels_path, shared_api
@@ -118,6 +121,8 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
         super().__init__(kernel_manager, **kwargs)
         self._store_lock = threading.Lock()
         self.adopted: list[str] = []
+        self.sync: KernelSync | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
         app: Any = kwargs.get("parent")
         if not self.enable_persistence:
             return
@@ -128,7 +133,20 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
             # EG's start() ends in `finally: self.shutdown()`: make that a detach (module doc).
             app.shutdown = self.detach
             self._app = app
+            self._warm_response_manager()
             self.adopt_all()
+            self.sync = KernelSync(self)
+            self.sync.start()
+
+    def _warm_response_manager(self) -> None:
+        """Create EG's ResponseManager (its RSA key takes seconds on a busy node) at boot, not
+        inside the first kernel request a replica serves."""
+        try:
+            from enterprise_gateway.services.processproxies.processproxy import ResponseManager
+
+            ResponseManager.instance()
+        except Exception as err:  # the first kernel start will try again
+            self.log.warning("Cannot start the kernel response listener yet: %r", err)
 
     @property
     def api(self) -> KubeApi:
@@ -173,11 +191,11 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
             return
         try:
             put_kernel_secret(self.api, namespace, name, uid, session_secret_data(session))
-            patch = {
-                "metadata": {
-                    "annotations": {crds.ANNOTATION_KERNEL_SESSION: session_annotation(session)}
-                }
+            annotations = {
+                crds.ANNOTATION_KERNEL_SESSION: session_annotation(session),
+                crds.ANNOTATION_GATEWAY_OWNER: replica_name(),  # the launching replica owns it
             }
+            patch = {"metadata": {"annotations": annotations}}
             self.api.request(
                 "PATCH",
                 kernels_path(namespace, name),
@@ -226,7 +244,19 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
                 err,
             )
             return False
-        session = session_from_parts(status.session, secret or {})
+        return self._remember(status, secret or {})
+
+    def adopt_status(self, status: KernelStatus, secret: dict[str, str]) -> bool:
+        """Revive one kernel from its JupyterKernel and Secret (the kernel sync's adoption)."""
+        if not self._remember(status, secret):
+            return False
+        if self._start_session(self._sessions[status.kernel_id]):
+            return True
+        self._sessions.pop(status.kernel_id, None)
+        return False
+
+    def _remember(self, status: KernelStatus, secret: dict[str, str]) -> bool:
+        session = session_from_parts(status.session, secret)
         if session is None or session["kernel_id"] != status.kernel_id:
             self.log.warning(
                 "Kernel %s: JupyterKernel %s/%s has no usable session",
@@ -249,6 +279,12 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
         if kernel_session["kernel_id"] in self.kernel_manager:
             return True
         started: bool = super()._start_session(kernel_session)
+        kernel_id = kernel_session["kernel_id"]
+        ports = getattr(self.kernel_manager, "_kernel_ports", None)
+        if started and isinstance(ports, dict):
+            # jupyter_server's restart compares ports it recorded at start; EG's revival does
+            # not record them, so a restart of a revived kernel would fail with a KeyError.
+            ports[kernel_id] = self.kernel_manager.get_kernel(kernel_id).ports
         return started
 
     def adopt_all(self) -> list[str]:
@@ -273,7 +309,38 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
                 self._sessions.pop(kernel_id, None)
         self.adopted = adopted
         self.log.info("Adopted %d running kernel(s) of this gateway", len(adopted))
+        me = replica_name()
+        for status in self._candidates():  # this replica now culls and restarts them
+            if status.kernel_id in adopted and status.owner != me:
+                with contextlib.suppress(ApiError):
+                    set_owner(self.api, status.namespace, status.name, me)
         return adopted
+
+    def owns_kernel(self, kernel_id: str) -> bool:
+        """Whether this replica culls (and restarts) ``kernel_id`` (see :mod:`.adoption`)."""
+        kernel = self.kernel_manager._kernels.get(kernel_id)
+        proxy = getattr(kernel, "process_proxy", None)
+        namespace = getattr(proxy, "kernel_namespace", None)
+        name = getattr(proxy, "kernel_resource_name", None)
+        status = self.watch.get(namespace, name) if namespace and name else None
+        return status is None or responsible(status.owner)
+
+    def api_background(self, func: Any, *args: Any, then: Any = None) -> None:
+        """Run a blocking API call on the client's thread pool; ``then(result)`` on the loop."""
+        task = asyncio.ensure_future(self.api.run(func, *args))
+        self._tasks.add(task)
+
+        def done(future: asyncio.Future[Any]) -> None:
+            self._tasks.discard(future)
+            if future.cancelled():
+                return
+            error = future.exception()
+            if error is not None:
+                self.log.warning("kernel sync: API call failed: %r", error)
+            elif then is not None:
+                then(future.result())
+
+        task.add_done_callback(done)
 
     def detach(self) -> None:
         """Replaces EG's ``shutdown()``: leave every kernel running for the next gateway."""
@@ -283,4 +350,11 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
             "gateway adopts them",
             len(ids),
         )
+        if self.sync is not None:
+            self.sync.stop()
+        me = replica_name()
+        for status in self._candidates():  # hand them over: another replica claims them
+            if status.owner == me:
+                with contextlib.suppress(Exception):
+                    set_owner(self.api, status.namespace, status.name, "")
         self.watch.stop()

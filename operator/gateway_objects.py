@@ -67,6 +67,7 @@ REMOTE_KERNEL_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
 # delete (the JupyterKernel owns it: garbage collection removes it).
 KERNEL_SECRET_VERBS = ["create", "get", "patch"]
 SESSION_MANAGER_CLASS = "elastic_jupyter.gateway_plugin.session_store.KubeflowKernelSessionManager"
+KERNEL_MANAGER_CLASS = "elastic_jupyter.gateway_plugin.adoption.KubeflowMappingKernelManager"
 READ_VERBS = ["get", "list", "watch"]
 
 
@@ -418,6 +419,8 @@ def container_env(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
     meta, spec = gateway["metadata"], gateway.get("spec") or {}
     env: list[dict[str, Any]] = [
         _field_env("EG_IP", "status.podIP"),
+        # The replica's identity on the kernels it owns (gateway_plugin/adoption.py).
+        _field_env("POD_NAME", "metadata.name"),
         _env("EG_PORT", HTTP_PORT),
         _env("EG_PORT_RETRIES", 0),
         _env("EG_NAME", meta["name"]),
@@ -475,6 +478,8 @@ def container_args(spec: Mapping[str, Any]) -> list[str]:
         f"--EnterpriseGatewayApp.kernel_spec_manager_class={KERNELSPEC_MANAGER_CLASS}",
         # Kernel sessions live on the JupyterKernels: restarts and rollouts keep every kernel.
         f"--EnterpriseGatewayApp.kernel_session_manager_class={SESSION_MANAGER_CLASS}",
+        # Replicas serve every kernel: hydrate on miss on every route, owner-only culling.
+        f"--EnterpriseGatewayApp.kernel_manager_class={KERNEL_MANAGER_CLASS}",
     ]
 
 
@@ -512,7 +517,8 @@ def deployment(gateway: Mapping[str, Any]) -> dict[str, Any]:
         "kind": "Deployment",
         "metadata": _metadata(gateway),
         "spec": {
-            "replicas": 1,
+            # Active-active: any replica serves any kernel (gateway_plugin/adoption.py).
+            "replicas": int(spec.get("replicas") or 1),
             "selector": {"matchLabels": pod_labels},
             # A new gateway pod is ready before the old one goes: kernel starts never fail.
             "strategy": {
