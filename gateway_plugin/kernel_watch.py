@@ -61,6 +61,11 @@ Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
 
 WATCH_TIMEOUT_SECONDS = 300
+#: A watch stream silent for this long is taken as stalled (a dead connection, a hung proxy)
+#: and resumed from its resourceVersion: the API server sends bookmarks or ends the stream
+#: well before (the sandbox bookmarks every 5 s; a real API server about every minute, so
+#: an idle namespace costs one cheap watch request per this many seconds, never a re-list).
+WATCH_STALL_SECONDS = 15.0
 _GONE_MEMORY = 4096
 
 # Reasons (from status.reason or a condition) that end a launch at once.
@@ -258,7 +263,7 @@ class _NamespaceStream:
         }
         owner.watches += 1
         stream = owner.api.stream(
-            kernels_path(self.namespace), query, read_timeout=WATCH_TIMEOUT_SECONDS + 30
+            kernels_path(self.namespace), query, read_timeout=owner.stall_seconds
         )
         for event in stream:
             if owner._stopped.is_set():
@@ -341,6 +346,7 @@ class KernelWatch:
     ) -> None:
         self.api = api
         self.label_selector = label_selector
+        self.stall_seconds = WATCH_STALL_SECONDS
         self.log = log or logging.getLogger(__name__)
         self.lists = 0
         self.watches = 0
