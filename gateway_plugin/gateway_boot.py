@@ -32,6 +32,13 @@ A kernel id is *known* (never deleted) when any of these holds:
 * with session persistence, EG's session manager holds a session for it
   (``app.kernel_session_manager._sessions``).
 
+With the operator's configuration the session manager is
+:class:`~.session_store.KubeflowKernelSessionManager`: persistence is on, so the mode is
+``replication`` below and "the shared store" is the JupyterKernels themselves - a live
+JupyterKernel with a session is adopted by some replica, never swept. Whatever the mode, a
+JupyterKernel labelled with another JupyterGateway's uid is never judged (a same-name gateway
+of another namespace sharing the kernel namespace).
+
 Per availability mode (``EG_AVAILABILITY_MODE``; persistence alone implies ``replication``):
 
 * **off** (no persistence): kernels of a previous gateway process are unreachable anyway; any

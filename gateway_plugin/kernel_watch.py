@@ -25,8 +25,10 @@ namespace its kernels may run in** - the gateway's own included when clients may
 namespaced Role + RoleBinding (or a RoleBinding to a shared ClusterRole; never a
 ClusterRoleBinding):
 
-* ``kubeflow.tkestack.io`` ``jupyterkernels``: get, list, watch, create, delete (in the
-  gateway's own namespace the operator's Role also grants update and patch);
+* ``kubeflow.tkestack.io`` ``jupyterkernels``: get, list, watch, create, patch (the session
+  annotation, :mod:`.session_store`), delete (in the gateway's own namespace the operator's
+  Role also grants update);
+* ``secrets``: create, get, patch - the per-kernel session Secret (:mod:`.kernel_secret`);
 * ``kubeflow.tkestack.io`` ``jupyterkerneltemplates``: get, where templates live.
 
 Besides, in its own namespace only: ``jupytergateways`` get (its own object, for owner

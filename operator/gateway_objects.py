@@ -7,7 +7,8 @@ compare and write them.
 A gateway ``<name>`` in namespace ``<ns>`` owns, all named ``<name>`` unless noted:
 
 * ServiceAccount, Role and RoleBinding: least privilege for the plugin (JupyterKernels CRUD and
-  watch, templates read, its own JupyterGateway read, kernelspec ConfigMaps read). The plugin
+  watch, templates read, its own JupyterGateway read, kernelspec ConfigMaps read, the per-kernel
+  session Secrets create/get/patch - never list, watch or delete). The plugin
   reads no pods and writes no events (it reads JupyterKernel status), so neither is granted.
   Never cluster-admin, never pod creation, nothing cluster-wide: the plugin runs one
   JupyterKernel list+watch per namespace (``gateway_plugin/kernel_watch.py``), so each other
