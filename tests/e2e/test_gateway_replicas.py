@@ -145,3 +145,38 @@ def test_started_through_one_replica_served_by_the_other(replicas: Any) -> None:
     time.sleep(5)  # A's restarter would have resurrected it by now
     assert path.kernel_objects(kernel_id) == [], "a replica restarted a kernel shut down elsewhere"
     assert a.kernel(kernel_id) is None and b.kernel(kernel_id) is None
+
+
+def test_killing_one_replica_leaves_every_kernel_usable_through_the_other(replicas: Any) -> None:
+    path, a, b, demo = replicas
+    count = int(os.environ.get("EJ_E2E_RECOVERY_KERNELS", "3"))
+    body = {"name": path.kernel_name, "env": {"KERNEL_USERNAME": "alice"}}
+    values = {}
+    for i in range(count):
+        kernel_id = str(a.request("POST", "/api/kernels", body)["id"])
+        with a.channel(kernel_id) as channel:
+            assert channel.execute(f"x = {500 + i}", timeout_s=60).status == "ok"
+        values[kernel_id] = 500 + i
+    before = {kid: {j["metadata"]["uid"] for j in path.kernel_objects(kid)} for kid in values}
+    selector = f"{crds.LABEL_COMPONENT}={crds.COMPONENT_GATEWAY}"
+    (pod,) = [
+        p
+        for p in path.kubectl.items("pods", "-l", selector)
+        if a.base_url.endswith(f"//{p['status'].get('podIP')}:8888")
+    ]
+    os.kill(int(pod["status"]["containerStatuses"][0]["containerID"].rpartition("://")[2]), 9)
+    for kernel_id, value in values.items():
+
+        def answer(kid: str = kernel_id) -> str | None:
+            try:
+                with b.channel(kid) as channel:
+                    return str(channel.execute("print(x)", timeout_s=10).stdout.strip())
+            except Exception:
+                return None
+
+        got = demo.wait_until(f"kernel {kernel_id} through B", answer, 60, 0.5)
+        assert got == str(value)
+    after = {kid: {j["metadata"]["uid"] for j in path.kernel_objects(kid)} for kid in values}
+    assert after == before, "JupyterKernels were deleted or replaced"
+    for kernel_id in values:
+        b.request("DELETE", f"/api/kernels/{kernel_id}")
