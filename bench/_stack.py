@@ -182,8 +182,15 @@ class Stack:
     EG's LocalProcessProxy running the same kernel venv's ipykernel as a child of the gateway.
     """
 
-    def __init__(self, workdir: Path, pods: int, launch_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        pods: int,
+        launch_timeout: float | None = None,
+        gateway_args: tuple[str, ...] = (),
+    ) -> None:
         self.workdir = workdir
+        self.gateway_args = gateway_args
         extra = ["--node-resource", f"pods={pods + 50}"]
         self.sandbox = SandboxCluster(
             apply_crds=True, node_cpu="256", node_memory="1Ti", dns=False, extra_args=extra
@@ -242,7 +249,7 @@ class Stack:
     def _start_gateway(self) -> None:
         share = self.workdir / "share" / "jupyter"
         kernelspecs(share)
-        self.port = free_port()
+        self.port = self.port or free_port()  # a restarted gateway keeps its address
         self.base = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in self.sandbox.env().items() if not k.startswith(("EG_", "EJ_"))}
         env = {k: v for k, v in env.items() if not k.startswith("KERNEL_")}
@@ -263,9 +270,14 @@ class Stack:
         )
         if self.launch_timeout is not None:
             env["EG_KERNEL_LAUNCH_TIMEOUT"] = str(int(self.launch_timeout))
-        with self.gateway_log.open("wb") as log:
+        with self.gateway_log.open("ab") as log:  # a restart appends
             self.gateway = subprocess.Popen(
-                [str(BIN / "jupyter-enterprisegateway"), "--ip=127.0.0.1", f"--port={self.port}"],
+                [
+                    str(BIN / "jupyter-enterprisegateway"),
+                    "--ip=127.0.0.1",
+                    f"--port={self.port}",
+                    *self.gateway_args,
+                ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -29,6 +29,7 @@ ORDER = [
     "api_load",
     "memory",
     "gpu_hours",
+    "gateway_recovery",
 ]
 
 HEADER = """# Benchmarks

@@ -75,6 +75,9 @@ LABEL_KERNELSPEC = f"{GROUP}/kernelspec"  # name of the kernelspec a kernel was 
 LABEL_KERNEL = f"{GROUP}/kernel"  # name of the JupyterKernel that owns a pod
 LABEL_NOTEBOOK = f"{GROUP}/notebook"  # name of the JupyterNotebook that owns an object
 LABEL_KERNEL_USERNAME = f"{GROUP}/username"  # KERNEL_USERNAME, made label-safe
+# uid of the JupyterGateway that launched a kernel: who owns it across namespaces (owner
+# references cannot cross namespaces, and two gateways in two namespaces may share a name).
+LABEL_GATEWAY_UID = f"{GROUP}/gateway-uid"
 
 # --- Status vocabulary ------------------------------------------------------------------------
 # The CRDs' status schemas are closed (no x-kubernetes-preserve-unknown-fields): a value outside
@@ -259,13 +262,23 @@ ANNOTATION_KERNEL_TEMPLATE = f"{GROUP}/kernel-template"
 # operator mounts into the kernel pod at KERNEL_SECRET_MOUNT_PATH. Set by the gateway, which
 # creates that Secret right after the JupyterKernel.
 ANNOTATION_KERNEL_SECRET = f"{GROUP}/kernel-secret"
+# On a JupyterKernel: the gateway's kernel session (JSON, no secret: the HMAC key and the launch
+# arguments live in the kernel's Secret, see SESSION_SECRET_*).
+ANNOTATION_KERNEL_SESSION = f"{GROUP}/kernel-session"
+# On a JupyterKernel: the gateway replica (pod name) that culls it and restarts it after its pod
+# died, so that replicas do either once (gateway_plugin/adoption.py).
+ANNOTATION_GATEWAY_OWNER = f"{GROUP}/gateway-owner"
 
 # --- The kernel's Secret -----------------------------------------------------------------
 # One Secret per JupyterKernel, named exactly like it, owned by it (controller ownerReference,
 # so it goes with the kernel), mounted only into that kernel's pod. Keys:
 #   launch-token   - written by the gateway: the kernel proves with it that the connection
 #                    info it sends to the gateway's response address is its own.
+#   connection-key - the kernel's HMAC key, and
+#   launch-args    - EG's launch arguments: the gateway's kernel session (session_store).
 KERNEL_SECRET_LAUNCH_TOKEN_KEY = "launch-token"
+SESSION_SECRET_CONNECTION_KEY = "connection-key"
+SESSION_SECRET_LAUNCH_ARGS = "launch-args"
 # Where the kernel pod sees the Secret's keys as files (read-only).
 KERNEL_SECRET_MOUNT_PATH = "/var/run/elastic-jupyter/kernel"
 KERNEL_SECRET_VOLUME = "kernel-secret"

@@ -38,6 +38,13 @@ A kernel id is *known* (never deleted) when any of these holds:
 * with session persistence, EG's session manager holds a session for it
   (``app.kernel_session_manager._sessions``).
 
+With the operator's configuration the session manager is
+:class:`~.session_store.KubeflowKernelSessionManager`: persistence is on, so the mode is
+``replication`` below and "the shared store" is the JupyterKernels themselves - a live
+JupyterKernel with a session is adopted by some replica, never swept. Whatever the mode, a
+JupyterKernel labelled with another JupyterGateway's uid is never judged (a same-name gateway
+of another namespace sharing the kernel namespace).
+
 Per availability mode (``EG_AVAILABILITY_MODE``; persistence alone implies ``replication``):
 
 * **off** (no persistence): kernels of a previous gateway process are unreachable anyway; any
@@ -66,7 +73,7 @@ from typing import Any
 from . import client_auth, kernel_secret
 from .kernel_watch import KernelStatus, KernelWatch
 from .kube import ApiError, KubeApi, shared_api
-from .launcher import delete_kernel
+from .launcher import delete_kernel, gateway_ref
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -127,7 +134,7 @@ def start_gateway_services(
     client_auth.install(
         lambda: client_auth.ClientRegistry(api, gateway.gateway_namespace, gateway.gateway_name),
         lambda kernel_id: next(
-            (s.owner for s in watch.all() if s.kernel_id == kernel_id and s.owner), None
+            (s.client for s in watch.all() if s.kernel_id == kernel_id and s.client), None
         ),
     )
     kernel_secret.install()
@@ -211,6 +218,13 @@ class OrphanSweeper:
             return True
         return False
 
+    def gateway_uid(self) -> str | None:
+        """This gateway's JupyterGateway uid (``None`` when it has none or it is unreadable)."""
+        try:
+            return gateway_ref(self.api, self.settings).uid
+        except ApiError:
+            return None
+
     def replication(self, app: Any) -> bool:
         return str(getattr(app, "availability_mode", "") or "").lower() == REPLICATION
 
@@ -221,6 +235,11 @@ class OrphanSweeper:
             return []
         grace = self.settings.orphan_grace
         candidates = self.watch.orphans(lambda kid: self.is_known(app, kid), grace)
+        if candidates:  # never another JupyterGateway's kernels (same name, other namespace)
+            uid = self.gateway_uid()
+            candidates = [
+                s for s in candidates if not (uid and s.gateway_uid and s.gateway_uid != uid)
+            ]
         if candidates and self.replication(app):
             wall = time.time() if now is None else now
             min_age = self.settings.kernel_launch_timeout + grace

@@ -639,6 +639,8 @@ def build_kernel_manifest(
         container["resources"] = merged
 
     metadata: Obj = {"name": plan.name, "namespace": plan.namespace, "labels": labels}
+    if gateway.uid:  # ownership across namespaces (sweeps, adoption, the operator's clean-up)
+        labels[crds.LABEL_GATEWAY_UID] = gateway.uid
     if plan.owner:
         metadata["annotations"] = {crds.ANNOTATION_CLIENT: plan.owner}
     if gateway.uid and gateway.namespace == plan.namespace:

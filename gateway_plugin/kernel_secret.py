@@ -1,30 +1,40 @@
-"""The kernel's Secret and the launch token that makes a kernel's answer unforgeable.
+"""The kernel's Secret: named exactly like its JupyterKernel, owned by it, written by the gateway.
 
-Every kernel's launcher reports its connection info to the gateway's response address,
-encrypted with the gateway's RSA *public* key. That key is in every kernel's env, and kernel ids
-are in JupyterKernel labels, so anyone who can reach the response address could send "kernel
-X listens at my address" before X does, and receive the user's code. So:
+Everything the gateway keeps secret about one kernel lives in this one Secret, each under its own
+key (names in :mod:`elastic_jupyter.crds`):
 
-* for each launch the process proxy draws a random launch token, creates *the kernel's Secret*
-  (named exactly like the JupyterKernel, owned by it, key ``launch-token``; the operator mounts it
-  into that kernel's pod only, see ``operator/kernel_pod.py``) and registers the token here;
-* the launcher puts the token into the encrypted connection info;
-* :func:`install` wraps Enterprise Gateway's ``ResponseManager._post_connection``: connection info
-  for a kernel with a registered token is accepted only with that token, and only once (a replay
-  or a second answer is dropped). Kernels launched without a token (other process proxies) keep
-  EG's behaviour.
+* ``launch-token``: makes the kernel's answer unforgeable. Every launcher reports its connection
+  info to the gateway's response address, encrypted with the gateway's RSA *public* key; that key
+  is in every kernel's env and kernel ids are in JupyterKernel labels, so anyone who can reach
+  the response address could send "kernel X listens at my address" before X does, and receive
+  the user's code. So for each launch the process proxy draws a random token, writes it here
+  (the operator mounts the Secret into that kernel's pod only, see ``operator/kernel_pod.py``)
+  and registers it with :func:`expect`; the launcher puts it into the encrypted connection info;
+  :func:`install` wraps Enterprise Gateway's ``ResponseManager._post_connection`` so that an
+  answer for a kernel with a registered token is accepted only with that token, and only once.
+  Kernels launched without a token (other process proxies) keep EG's behaviour.
+* ``connection-key`` and ``launch-args``: the kernel's HMAC key and EG's launch arguments (they
+  carry the client's env and headers), kept by the session store (:mod:`.session_store`) so any
+  gateway process of the JupyterGateway can re-attach to the kernel.
 
-Another key of the same Secret may be added later (e.g. ``connection-key``): build and read the
-Secret only through this module.
+Writes are create-or-merge: :func:`put_kernel_secret` never removes a key it was not given, so
+independent writers share the object. The JupyterKernel is the Secret's controller owner, so
+deleting the kernel (shutdown, culling, the operator's clean-up) deletes the Secret with it.
+
+RBAC: the gateway's service account needs ``secrets`` create, get and patch in each kernel
+namespace (``operator/gateway_objects.py`` grants exactly that); nothing else reads these.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 import logging
 import secrets
 import threading
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from elastic_jupyter import crds
 
@@ -40,44 +50,107 @@ _lock = threading.Lock()
 _installed = False
 
 
-def new_launch_token() -> str:
-    return secrets.token_urlsafe(32)
+# --- the Secret ------------------------------------------------------------------------------
 
 
-def secret_manifest(kernel: Obj, launch_token: str) -> Obj:
-    """The kernel's Secret for a created JupyterKernel (needs its uid for the owner ref)."""
-    meta = kernel["metadata"]
+def secret_path(namespace: str, name: str | None = None) -> str:
+    """REST path of the Secrets of ``namespace`` (or of one)."""
+    path = f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets"
+    return path if name is None else f"{path}/{quote(name, safe='')}"
+
+
+def _encoded(data: Mapping[str, str]) -> dict[str, str]:
+    return {k: base64.b64encode(v.encode("utf-8")).decode("ascii") for k, v in data.items()}
+
+
+def kernel_secret_manifest(
+    namespace: str, kernel_name: str, kernel_uid: str, data: Mapping[str, str]
+) -> Obj:
+    """The Secret of JupyterKernel ``namespace/kernel_name`` (uid ``kernel_uid``) holding
+    ``data`` (plain text values, base64-encoded here)."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
         "metadata": {
-            "name": crds.kernel_secret_name(str(meta["name"])),
-            "namespace": meta["namespace"],
-            "labels": {
-                crds.LABEL_MANAGED_BY: crds.MANAGED_BY,
-                crds.LABEL_KERNEL: str(meta["name"]),
-            },
+            "name": crds.kernel_secret_name(kernel_name),
+            "namespace": namespace,
+            "labels": {crds.LABEL_MANAGED_BY: crds.MANAGED_BY, crds.LABEL_KERNEL: kernel_name},
             "ownerReferences": [
                 {
                     "apiVersion": crds.API_VERSION,
                     "kind": crds.JUPYTER_KERNEL.kind,
-                    "name": meta["name"],
-                    "uid": meta["uid"],
+                    "name": kernel_name,
+                    "uid": kernel_uid,
                     "controller": True,
-                    "blockOwnerDeletion": True,
+                    # False: setting it needs update on jupyterkernels/finalizers in clusters
+                    # that enforce owner-reference permissions, and nothing waits on it.
+                    "blockOwnerDeletion": False,
                 }
             ],
         },
-        "stringData": {crds.KERNEL_SECRET_LAUNCH_TOKEN_KEY: launch_token},
+        "data": _encoded(data),
     }
 
 
+def put_kernel_secret(
+    api: KubeApi, namespace: str, kernel_name: str, kernel_uid: str, data: Mapping[str, str]
+) -> None:
+    """Create the kernel's Secret with ``data``, or merge ``data`` into the existing one (other
+    keys are kept). Blocking. Raises :class:`~.kube.ApiError`."""
+    manifest = kernel_secret_manifest(namespace, kernel_name, kernel_uid, data)
+    try:
+        api.request("POST", secret_path(namespace), body=manifest, timeout=5.0)
+        return
+    except ApiError as err:
+        if err.status != 409:
+            raise
+    api.request(
+        "PATCH",
+        secret_path(namespace, crds.kernel_secret_name(kernel_name)),
+        body={"data": manifest["data"]},
+        content_type="application/merge-patch+json",
+        timeout=5.0,
+    )
+
+
+def read_kernel_secret(api: KubeApi, namespace: str, kernel_name: str) -> dict[str, str] | None:
+    """The decoded keys of the kernel's Secret; ``None`` when there is none."""
+    try:
+        obj = api.request(
+            "GET", secret_path(namespace, crds.kernel_secret_name(kernel_name)), timeout=5.0
+        )
+    except ApiError as err:
+        if err.status == 404:
+            return None
+        raise
+    data = obj.get("data") or {}
+    return {
+        str(k): base64.b64decode(str(v)).decode("utf-8", "replace")
+        for k, v in data.items()
+        if isinstance(v, str)
+    }
+
+
+# --- the launch token ------------------------------------------------------------------------
+
+
+def new_launch_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def secret_manifest(kernel: Obj, launch_token: str) -> Obj:
+    """The kernel's Secret with its launch token, for a created JupyterKernel (its uid)."""
+    meta = kernel["metadata"]
+    data = {crds.KERNEL_SECRET_LAUNCH_TOKEN_KEY: launch_token}
+    return kernel_secret_manifest(str(meta["namespace"]), str(meta["name"]), meta["uid"], data)
+
+
 def create_secret(api: KubeApi, kernel: Obj, launch_token: str) -> None:
-    """Create the kernel's Secret (blocking). Raises ``ApiError``."""
-    manifest = secret_manifest(kernel, launch_token)
-    namespace = manifest["metadata"]["namespace"]
-    api.request("POST", f"/api/v1/namespaces/{namespace}/secrets", body=manifest, timeout=10.0)
+    """Write the launch token into the kernel's Secret (blocking). Raises ``ApiError``."""
+    meta = kernel["metadata"]
+    data = {crds.KERNEL_SECRET_LAUNCH_TOKEN_KEY: launch_token}
+    put_kernel_secret(api, str(meta["namespace"]), str(meta["name"]), meta["uid"], data)
 
 
 def expect(kernel_id: str, launch_token: str) -> None:
@@ -140,6 +213,9 @@ __all__ = [
     "expect",
     "forget",
     "install",
+    "kernel_secret_manifest",
     "new_launch_token",
+    "put_kernel_secret",
+    "read_kernel_secret",
     "secret_manifest",
 ]

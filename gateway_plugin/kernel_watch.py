@@ -25,8 +25,10 @@ namespace its kernels may run in** - the gateway's own included when clients may
 namespaced Role + RoleBinding (or a RoleBinding to a shared ClusterRole; never a
 ClusterRoleBinding):
 
-* ``kubeflow.tkestack.io`` ``jupyterkernels``: get, list, watch, create, delete (never update
-  or patch: a kernel's status is the operator's);
+* ``kubeflow.tkestack.io`` ``jupyterkernels``: get, list, watch, create, patch (the session
+  annotation, :mod:`.session_store`), delete (in the gateway's own namespace the operator's
+  Role also grants update);
+* ``secrets``: create, get, patch - the per-kernel session Secret (:mod:`.kernel_secret`);
 * ``kubeflow.tkestack.io`` ``jupyterkerneltemplates``: get, where templates live.
 
 Besides, in its own namespace only: ``jupytergateways`` get (its own object, for owner
@@ -61,6 +63,11 @@ Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
 
 WATCH_TIMEOUT_SECONDS = 300
+#: A watch stream silent for this long is taken as stalled (a dead connection, a hung proxy)
+#: and resumed from its resourceVersion: the API server sends bookmarks or ends the stream
+#: well before (the sandbox bookmarks every 5 s; a real API server about every minute, so
+#: an idle namespace costs one cheap watch request per this many seconds, never a re-list).
+WATCH_STALL_SECONDS = 15.0
 _GONE_MEMORY = 4096
 
 # Reasons (from status.reason or a condition) that end a launch at once.
@@ -110,7 +117,10 @@ class KernelStatus:
     deleting: bool = False
     created: float | None = None  # metadata.creationTimestamp, seconds since the epoch
     conditions: tuple[tuple[str, str, str, str], ...] = ()  # (type, status, reason, message)
-    owner: str = ""  # the gateway client that started it (annotation, see client_auth.py)
+    client: str = ""  # annotation: the gateway client that started it (see client_auth.py)
+    gateway_uid: str = ""  # label: uid of the JupyterGateway that launched it ("" = older)
+    session: str = ""  # annotation: the gateway's kernel session (JSON), see session_store
+    owner: str = ""  # annotation: the gateway replica that culls and restarts it (adoption)
 
     @property
     def key(self) -> Key:
@@ -150,7 +160,10 @@ class KernelStatus:
             deleting=bool(meta.get("deletionTimestamp")),
             created=_timestamp(meta.get("creationTimestamp")),
             conditions=conditions,
-            owner=str((meta.get("annotations") or {}).get(crds.ANNOTATION_CLIENT) or ""),
+            client=str((meta.get("annotations") or {}).get(crds.ANNOTATION_CLIENT) or ""),
+            gateway_uid=str(labels.get(crds.LABEL_GATEWAY_UID) or ""),
+            session=str((meta.get("annotations") or {}).get(crds.ANNOTATION_KERNEL_SESSION) or ""),
+            owner=str((meta.get("annotations") or {}).get(crds.ANNOTATION_GATEWAY_OWNER) or ""),
         )
 
     @property
@@ -257,7 +270,7 @@ class _NamespaceStream:
         }
         owner.watches += 1
         stream = owner.api.stream(
-            kernels_path(self.namespace), query, read_timeout=WATCH_TIMEOUT_SECONDS + 30
+            kernels_path(self.namespace), query, read_timeout=owner.stall_seconds
         )
         for event in stream:
             if owner._stopped.is_set():
@@ -340,6 +353,7 @@ class KernelWatch:
     ) -> None:
         self.api = api
         self.label_selector = label_selector
+        self.stall_seconds = WATCH_STALL_SECONDS
         self.log = log or logging.getLogger(__name__)
         self.lists = 0
         self.watches = 0
@@ -447,6 +461,11 @@ class KernelWatch:
     def was_deleted(self, namespace: str, name: str) -> bool:
         """Whether the watch saw this JupyterKernel disappear."""
         return (namespace, name) in self._gone
+
+    def by_kernel_id(self, kernel_id: str) -> list[KernelStatus]:
+        """Every cached JupyterKernel of one kernel id (a restart briefly leaves two)."""
+        with self._lock:
+            return [s for s in self._objects.values() if s.kernel_id == kernel_id]
 
     def all(self) -> list[KernelStatus]:
         """A snapshot of every cached JupyterKernel."""

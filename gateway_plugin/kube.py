@@ -198,6 +198,8 @@ class KubeApi:
                         yield json.loads(line)
             if buffer.strip():
                 yield json.loads(buffer)
+        except urllib3.exceptions.ReadTimeoutError:
+            return  # silent for read_timeout: a stalled stream ends like a closed one
         except urllib3.exceptions.HTTPError as err:
             raise ApiError(0, "ConnectionError", str(err)) from err
         finally:

@@ -55,10 +55,11 @@ from elastic_jupyter import crds
 from elastic_jupyter.kernel_launcher import comm_auth
 
 from . import client_auth, gateway_boot, kernel_secret
+from .adoption import responsible
 from .gateway_boot import gateway_settings
 from .kernel_resource import KernelRequestError, LaunchInput
 from .kernel_watch import UNSCHEDULABLE, KernelStatus, KernelWatch, describe_failure
-from .kube import ApiError, KubeApi, kernels_path, kube_loaded, shared_api
+from .kube import ApiError, KubeApi, kube_loaded, shared_api
 from .launcher import create_kernel, delete_kernel
 from .launcher_cli import LauncherArgsError, launcher_args_start, parse_launcher_argv
 from .settings import SettingsError, parse_template_ref
@@ -66,6 +67,9 @@ from .settings import SettingsError, parse_template_ref
 __all__ = ["KubeflowProcessProxy", "gateway_settings", "raise_http"]
 
 _tasks: set[asyncio.Task[Any]] = set()
+
+#: Longest wait between two attempts to delete a JupyterKernel (the API server is failing).
+DELETE_RETRY_MAX_SECONDS = 10.0
 
 
 def _http_reason(text: str) -> str:
@@ -409,25 +413,27 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         return {"failed", "succeeded"}
 
     def _status(self) -> KernelStatus | None:
+        """The JupyterKernel's status from the watch cache; never an API call (poll() runs on
+        EG's loop). Until its namespace is listed the kernel counts as alive (phase unknown):
+        nothing is restarted or deleted on a guess."""
         namespace, name = self.kernel_namespace, self.kernel_resource_name
         if not namespace or not name:
             return None
         watch = self.watch
         watch.ensure_namespace(namespace)
-        if not watch.is_synced(namespace) and not watch.wait_synced(3.0, namespace):
-            return self._status_direct(namespace, name)
+        if not watch.is_synced(namespace):
+            return KernelStatus(name=name, namespace=namespace, kernel_id=self.kernel_id)
         return watch.get(namespace, name)
 
-    def _status_direct(self, namespace: str, name: str) -> KernelStatus | None:
-        """One GET, only while the watch has not loaded yet (right after a gateway start)."""
-        try:
-            obj = self.api.request("GET", kernels_path(namespace, name), timeout=5.0)
-        except ApiError as err:
-            if err.status == 404:
-                return None
-            self.log.warning("Cannot read JupyterKernel %s/%s: %s", namespace, name, err)
-            return KernelStatus(name=name, namespace=namespace, kernel_id=self.kernel_id)
-        return KernelStatus.from_object(obj)
+    def _ended_elsewhere(self) -> bool:
+        """Whether another replica (or the operator) deleted this kernel's JupyterKernel while
+        a kernel sync (:mod:`.adoption`) runs here to forget it - not a death to restart."""
+        if not self.kernel_resource_name or self._delete_requested:
+            return False
+        sessions = getattr(gateway_boot.current_app(), "kernel_session_manager", None)
+        if getattr(sessions, "sync", None) is None:
+            return False
+        return self.watch.was_deleted(self.kernel_namespace or "", self.kernel_resource_name)
 
     def get_container_status(self, iteration: int | None) -> str:
         """The JupyterKernel's phase in lower case ('' when unknown), from the watch cache."""
@@ -445,9 +451,13 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         """
         status = self._status()
         if status is None:
+            if self._ended_elsewhere():
+                return None  # ended through another replica: the kernel sync forgets it here
             return False
         if status.phase in ("", crds.PHASE_PENDING, crds.PHASE_RUNNING):
             return None
+        if not responsible(status.owner):
+            return None  # its owner replica restarts it (once); this one re-adopts the new pod
         return False
 
     # --- termination ----------------------------------------------------------------------
@@ -462,17 +472,30 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         kernel_id = self.kernel_id
 
         def run() -> None:
-            try:
-                found = delete_kernel(self.api, namespace, name, grace_seconds)
-                log.info(
-                    "KubeflowProcessProxy: %s JupyterKernel %s/%s of kernel %s",
-                    "deleted" if found else "already gone:",
-                    namespace,
-                    name,
-                    kernel_id,
-                )
-            except Exception as err:  # never let a failed delete crash the gateway (#1136)
-                log.warning("Could not delete JupyterKernel %s/%s: %s", namespace, name, err)
+            # Retried until it succeeds (404 included): a kernel left behind keeps its pod and
+            # maybe a GPU. Never raises (EG #1136).
+            delay = 0.5
+            while True:
+                try:
+                    found = delete_kernel(self.api, namespace, name, grace_seconds)
+                    log.info(
+                        "KubeflowProcessProxy: %s JupyterKernel %s/%s of kernel %s",
+                        "deleted" if found else "already gone:",
+                        namespace,
+                        name,
+                        kernel_id,
+                    )
+                    return
+                except Exception as err:
+                    log.warning(
+                        "Could not delete JupyterKernel %s/%s: %s; retrying in %.1fs",
+                        namespace,
+                        name,
+                        err,
+                        delay,
+                    )
+                time.sleep(delay)
+                delay = min(delay * 2, DELETE_RETRY_MAX_SECONDS)
 
         _background(self.api, run)
 

@@ -7,8 +7,10 @@ compare and write them.
 A gateway ``<name>`` in namespace ``<ns>`` owns, all named ``<name>`` unless noted:
 
 * ServiceAccount, Role and RoleBinding: least privilege for the plugin (JupyterKernels create,
-  get, list, watch, delete; templates get; its own JupyterGateway read; kernelspec ConfigMaps
-  list/watch), pinned by ``tests/security/test_component_rbac.py``. The plugin
+  get, list, watch, patch (session annotations, never status), delete; templates get; its own
+  JupyterGateway read; kernelspec ConfigMaps list/watch; the per-kernel Secrets create/get/patch,
+  never list, watch or delete; its clients Secret get by name), pinned by
+  ``tests/security/test_component_rbac.py``. The plugin
   reads no pods and writes no events (it reads JupyterKernel status), so neither is granted.
   Never cluster-admin, never pod creation, nothing cluster-wide: the plugin runs one
   JupyterKernel list+watch per namespace (``gateway_plugin/kernel_watch.py``), so each other
@@ -59,10 +61,17 @@ RUN_AS_USER = 1000
 RUN_AS_GROUP = 100
 
 # What the plugin does with JupyterKernels in every namespace its kernels run in: list+watch
-# them (kernel_watch.py), create one per start, read one by name, delete it (launcher.py). It
-# never updates or patches one: their status is the operator's.
-KERNEL_VERBS = ["get", "list", "watch", "create", "delete"]
+# them (kernel_watch.py), create one per start, read one by name, delete it (launcher.py), and
+# merge-patch its annotations to record its session and the replica that owns it
+# (session_store.py, adoption.py). Never update, never status: the status is the operator's.
+KERNEL_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
 REMOTE_KERNEL_VERBS = KERNEL_VERBS
+# The per-kernel Secret (gateway_plugin/kernel_secret.py): created, read back when a gateway
+# adopts the kernel, merged into. Never list/watch (no reading other Secrets in bulk), never
+# delete (the JupyterKernel owns it: garbage collection removes it).
+KERNEL_SECRET_VERBS = ["create", "get", "patch"]
+SESSION_MANAGER_CLASS = "elastic_jupyter.gateway_plugin.session_store.KubeflowKernelSessionManager"
+KERNEL_MANAGER_CLASS = "elastic_jupyter.gateway_plugin.adoption.KubeflowMappingKernelManager"
 READ_VERBS = ["get", "list", "watch"]
 
 
@@ -251,9 +260,9 @@ def _kernel_rules(kernel_verbs: list[str]) -> list[dict[str, Any]]:
         rule(crds.GROUP, crds.JUPYTER_KERNEL.plural, kernel_verbs),
         # Read by name when a kernelspec names one (launcher.py); never listed.
         rule(crds.GROUP, crds.JUPYTER_KERNEL_TEMPLATE.plural, ["get"]),
-        # Each kernel's Secret (its launch token), created right after its JupyterKernel,
-        # which owns it (gateway_plugin/kernel_secret.py). Never read, listed or deleted.
-        rule("", "secrets", ["create"]),
+        # Each kernel's Secret (launch token, session key), created right after its
+        # JupyterKernel, which owns it (gateway_plugin/kernel_secret.py).
+        rule("", "secrets", KERNEL_SECRET_VERBS),
     ]
 
 
@@ -364,6 +373,27 @@ def external_objects(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
     return kernel_namespace_rbac(gateway)
 
 
+def kernel_selector(gateway: Mapping[str, Any]) -> str:
+    """Label selector of the JupyterKernels a gateway's plugin creates (any namespace)."""
+    return f"{crds.LABEL_GATEWAY}={gateway['metadata']['name']}"
+
+
+def owned_kernels(
+    gateway: Mapping[str, Any], kernels: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The JupyterKernels (matching :func:`kernel_selector`) that this very gateway launched:
+    its uid label, or - for kernels from before that label - its namespace in
+    ``spec.gateway``. A same-name gateway of another namespace owns the others."""
+    meta = gateway["metadata"]
+    owned = []
+    for kernel in kernels:
+        uid = ((kernel.get("metadata") or {}).get("labels") or {}).get(crds.LABEL_GATEWAY_UID)
+        origin = ((kernel.get("spec") or {}).get("gateway") or {}).get("namespace")
+        if uid == meta.get("uid") or (not uid and origin == meta["namespace"]):
+            owned.append(kernel)
+    return owned
+
+
 def stale_external_objects(
     before: Mapping[str, Any], after: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
@@ -403,6 +433,8 @@ def container_env(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
     meta, spec = gateway["metadata"], gateway.get("spec") or {}
     env: list[dict[str, Any]] = [
         _field_env("EG_IP", "status.podIP"),
+        # The replica's identity on the kernels it owns (gateway_plugin/adoption.py).
+        _field_env("POD_NAME", "metadata.name"),
         _env("EG_PORT", HTTP_PORT),
         _env("EG_PORT_RETRIES", 0),
         _env("EG_NAME", meta["name"]),
@@ -458,6 +490,10 @@ def container_args(spec: Mapping[str, Any]) -> list[str]:
         + ("True" if spec.get("cullConnected") else "False"),
         f"--log-level={log_level(spec)}",
         f"--EnterpriseGatewayApp.kernel_spec_manager_class={KERNELSPEC_MANAGER_CLASS}",
+        # Kernel sessions live on the JupyterKernels: restarts and rollouts keep every kernel.
+        f"--EnterpriseGatewayApp.kernel_session_manager_class={SESSION_MANAGER_CLASS}",
+        # Replicas serve every kernel: hydrate on miss on every route, owner-only culling.
+        f"--EnterpriseGatewayApp.kernel_manager_class={KERNEL_MANAGER_CLASS}",
     ]
 
 
@@ -495,7 +531,8 @@ def deployment(gateway: Mapping[str, Any]) -> dict[str, Any]:
         "kind": "Deployment",
         "metadata": _metadata(gateway),
         "spec": {
-            "replicas": 1,
+            # Active-active: any replica serves any kernel (gateway_plugin/adoption.py).
+            "replicas": int(spec.get("replicas") or 1),
             "selector": {"matchLabels": pod_labels},
             # A new gateway pod is ready before the old one goes: kernel starts never fail.
             "strategy": {

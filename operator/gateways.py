@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import datetime
 import secrets
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -572,11 +573,43 @@ async def gateway_consent_recheck(
             await reconcile(state.client, fresh, logger)
 
 
+async def delete_remote_kernels(client: kube.KubeClient, gateway: Mapping[str, Any]) -> int:
+    """Delete the gateway's JupyterKernels in its other kernel namespaces; return how many are
+    left (still terminating). Its own namespace's go by owner reference."""
+    left = 0
+    for namespace in gateway_objects.rbac_namespaces(gateway):
+        selector = gateway_objects.kernel_selector(gateway)
+        path = custom_collection(crds.JUPYTER_KERNEL.plural, namespace)
+        try:
+            query = urllib.parse.urlencode({"labelSelector": selector})
+            items = (await client.request("GET", f"{path}?{query}"))["items"]
+        except kube.ApiError as error:
+            if error.status == 404:
+                continue
+            raise kopf.TemporaryError(
+                f"listing kernels in {namespace}: {error}", delay=2
+            ) from error
+        for kernel in gateway_objects.owned_kernels(gateway, items):
+            left += 1
+            if kernel["metadata"].get("deletionTimestamp"):
+                continue
+            with contextlib.suppress(kube.ApiError):  # counted as left: checked again below
+                await client.request("DELETE", f"{path}/{kernel['metadata']['name']}")
+    return left
+
+
 @kopf.on.delete(*GATEWAYS, when=_has_external_objects)
 async def gateway_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Remove what garbage collection cannot: RBAC in other namespaces, and a cluster-wide
-    grant left by an earlier release."""
+    """Remove what garbage collection cannot: the gateway's kernels in other namespaces (before
+    the RBAC that let its pod reach them, and by the operator itself, so none is left with its
+    GPU), RBAC in other namespaces, and a cluster-wide grant left by an earlier release."""
+    client = settings.runtime_of(memo).client
+    left = await delete_remote_kernels(client, body)
+    if left:
+        raise kopf.TemporaryError(
+            f"{left} JupyterKernel(s) in other namespaces still going", delay=2
+        )
     objects = [*gateway_objects.external_objects(body), *network_policy.external_policies(body)]
     if (body.get("spec") or {}).get("allowKernelNamespace"):
         objects = [*gateway_objects.legacy_cluster_rbac(body), *objects]
-    await delete_objects(settings.runtime_of(memo).client, objects)
+    await delete_objects(client, objects)

@@ -90,6 +90,7 @@ def test_manifest_carries_labels_image_env_and_template_metadata() -> None:
         crds.LABEL_GATEWAY: "gw",
         crds.LABEL_KERNELSPEC: "python-kubernetes",
         crds.LABEL_KERNEL_USERNAME: "jovyan",
+        crds.LABEL_GATEWAY_UID: "u-1",  # ownership by uid, also in other namespaces
     }
     assert meta["ownerReferences"] == [
         {

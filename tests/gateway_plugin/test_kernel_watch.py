@@ -346,3 +346,51 @@ def test_creation_timestamps_are_read() -> None:
     created = KernelStatus.from_object(obj).created
     assert created is not None and abs(created - 1767323045.0) < 1e-6
     assert KernelStatus.from_object(kernel("b", "1")).created is None
+
+
+def test_a_silently_stalled_watch_is_resumed_in_seconds() -> None:
+    """An API connection that stays open but goes silent (no events, no bookmarks) must not
+    blind the gateway for minutes: the stream is resumed from its resourceVersion."""
+    import http.server
+    import time
+
+    watches: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if "watch=true" in self.path:
+                watches.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.flush()
+                time.sleep(20)  # stalled: open, silent
+                return
+            body = b'{"kind": "List", "items": [], "metadata": {"resourceVersion": "7"}}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = KubeApi(f"http://127.0.0.1:{server.server_address[1]}")
+        watch = KernelWatch(api, "ns", "a=b")
+        watch.stall_seconds = 0.5
+        watch.start()
+        deadline = time.monotonic() + 10
+        while len(watches) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        watch.stop()
+        assert len(watches) >= 3, watches  # resumed twice within seconds
+        assert all("resourceVersion=7" in w for w in watches)  # resumed, not re-listed
+        assert watch.lists == 1
+    finally:
+        server.shutdown()

@@ -83,10 +83,19 @@ def test_role_is_least_privilege() -> None:
         "secrets",
     }
     assert not any("*" in (g, r, v) for g, r, v in granted)
-    # Secrets: create (each kernel's Secret) and get only its clients Secret, by name.
-    assert {v for _, r, v in granted if r == "secrets"} == {"create", "get"}
-    get_secret = next(r for r in rules if r["resources"] == ["secrets"] and "get" in r["verbs"])
-    assert get_secret["resourceNames"] == ["gw-clients"] and get_secret["verbs"] == ["get"]
+    # Secrets: each kernel's Secret (launch token, session key): written, read back at
+    # adoption, merged into; never listed or watched, never deleted (the JupyterKernel owns
+    # it). And its clients Secret, read by name only.
+    assert {v for _, r, v in granted if r == "secrets"} == {"create", "get", "patch"}
+    named = [r for r in rules if r["resources"] == ["secrets"] and r.get("resourceNames")]
+    assert named == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["get"],
+            "resourceNames": ["gw-clients"],
+        }
+    ]
     assert (crds.GROUP, "jupyterkerneltemplates", "create") not in granted
     gateway_rule = next(r for r in rules if r["resources"] == ["jupytergateways"])
     assert gateway_rule["resourceNames"] == ["gw"]
@@ -125,6 +134,8 @@ def test_deployment_defaults() -> None:
     assert "--RemoteMappingKernelManager.cull_connected=False" in args
     assert "--log-level=INFO" in args
     assert f"--EnterpriseGatewayApp.kernel_spec_manager_class={go.KERNELSPEC_MANAGER_CLASS}" in args
+    # Kernel sessions live on the JupyterKernels (adoption after restarts, detach on SIGTERM).
+    assert f"--EnterpriseGatewayApp.kernel_session_manager_class={go.SESSION_MANAGER_CLASS}" in args
     # The emptyDir the kernelspec sync writes into.
     assert {"name": "kernelspecs", "mountPath": go.KERNELSPEC_DIR} in container["volumeMounts"]
 
@@ -235,11 +246,13 @@ def test_kernel_namespace_rbac_only_for_another_namespace() -> None:
         "name": "team.gw",
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gw", "namespace": "team"}]
-    # Exactly what the plugin does there (gateway_plugin/kernel_watch.py), nothing more.
+    # Exactly what the plugin does there (gateway_plugin/kernel_watch.py, session_store.py,
+    # kernel_secret.py), nothing more: no update, no Secret list/watch/delete.
+    kernel_verbs = ("get", "list", "watch", "create", "patch", "delete")
     assert grants(role) == {
-        *((crds.GROUP, "jupyterkernels", v) for v in ("get", "list", "watch", "create", "delete")),
-        (crds.GROUP, "jupyterkerneltemplates", "get"),
-        ("", "secrets", "create"),  # each kernel's Secret (launch token), nothing else
+        *((crds.GROUP, "jupyterkernels", v) for v in kernel_verbs),
+        *((crds.GROUP, "jupyterkerneltemplates", v) for v in ("get", "list", "watch")),
+        *(("", "secrets", v) for v in ("create", "get", "patch")),
     }
 
 

@@ -105,9 +105,9 @@ def test_gateway_service_account(sandbox: SandboxCluster, namespaces: tuple[str,
         # each kernel's Secret (launch token), and its notebooks' token digests by name only
         (True, f"create secrets -n {ns}"),
         (True, f"get secrets/{crds.gateway_clients_secret_name('gw')} -n {ns}"),
-        (False, f"get secrets/{ns}-auth -n {ns}"),
+        # the session annotations on its kernels (session_store.py, adoption.py)
+        (True, f"patch jupyterkernels.{kf} -n {ns}"),
         # never: kernel status is the operator's, pods are read through the JupyterKernel
-        (False, f"patch jupyterkernels.{kf} -n {ns}"),
         (False, f"update jupyterkernels.{kf} -n {ns}"),
         (False, f"patch jupyterkernels.{kf} --subresource=status -n {ns}"),
         (False, f"get pods -n {ns}"),
@@ -141,7 +141,7 @@ def test_gateway_kernel_namespace_grant_is_kernels_only(
     matrix = [
         (True, f"create jupyterkernels.{kf} -n {kernels}"),
         (True, f"watch jupyterkernels.{kf} -n {kernels}"),
-        (False, f"patch jupyterkernels.{kf} -n {kernels}"),
+        (False, f"update jupyterkernels.{kf} -n {kernels}"),
         (False, f"watch configmaps -n {kernels}"),
         (False, f"get jupytergateways.{kf}/multi -n {kernels}"),
     ]

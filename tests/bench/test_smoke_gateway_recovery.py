@@ -1,0 +1,38 @@
+"""Smoke run of bench/gateway_recovery.py (one kernel, results in a temporary directory).
+
+Keeps the benchmark script from rotting; it asserts what was produced and that the kernel
+survived the SIGKILL of its gateway, not timings.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "bench" / "gateway_recovery.py"
+LAUNCHER = ROOT / ".venv-kernel" / "bin" / "kubeflow-kernel-launcher"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LAUNCHER.exists(), reason=f"{LAUNCHER} missing: run `make venv` first")
+def test_gateway_recovery_benchmark_runs(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--sizes", "1", "--out-dir", str(tmp_path)],
+        check=True,
+        timeout=240,
+        cwd=tmp_path,
+        capture_output=True,
+    )
+    result = json.loads((tmp_path / "gateway_recovery.json").read_text())
+    (row,) = result["rows"]
+    assert row["kernels"] == 1
+    assert row["usable"] == 1  # its `x` read back through the new gateway process
+    assert row["jupyterkernels_deleted_or_replaced"] == 0
+    section = (tmp_path / "gateway_recovery.md").read_text()
+    assert section.startswith("## Gateway killed")
+    assert "--sizes 1" in section
