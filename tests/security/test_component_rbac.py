@@ -65,7 +65,6 @@ def test_operator_service_account(sandbox: SandboxCluster, namespaces: tuple[str
         # namespace consent is read, never written (operator/namespace_consent.py)
         (True, f"get namespaces/{ns}"),
         (False, f"patch namespaces/{ns}"),
-        (False, "list namespaces"),
         # a NetworkPolicy per gateway (operator/network_policy.py)
         (True, f"create networkpolicies.networking.k8s.io -n {ns}"),
         # what it never does: kernel pods go by garbage collection, nothing cluster-wide is

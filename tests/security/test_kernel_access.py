@@ -179,7 +179,7 @@ def test_second_notebook_cannot_see_or_touch_the_first_ones_kernel(
         )["items"]
         owners = {
             k["metadata"]["labels"][crds.LABEL_KERNEL_ID]: k["metadata"]["annotations"][
-                f"{crds.GROUP}/owner"
+                crds.ANNOTATION_CLIENT
             ]
             for k in kernels
         }
