@@ -81,6 +81,10 @@ def setup(
     names = [f"{prefix}-a", f"{prefix}-b", f"{prefix}-k"]
     for name in names:
         sandbox.create_namespace(name)
+    # The shared kernel namespace accepts kernels from both gateways' namespaces (its admin's
+    # consent, docs/security.md).
+    accept = f"{crds.ANNOTATION_ACCEPT_KERNELS_FROM}={names[0]},{names[1]}"
+    sandbox.kubectl("annotate", "namespace", names[2], accept)
     log = tmp_path_factory.mktemp("ownership-logs") / "operator.log"
     try:
         with demo.operator_process(sandbox.env(), f"{prefix}-*", log):
