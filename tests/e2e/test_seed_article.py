@@ -141,6 +141,10 @@ def test_remote_kernels_example_runs_a_cell_in_a_kernel_pod(user: Any) -> None:
     spec = specs["kernelspecs"][crds.BUILTIN_KERNELSPEC]["spec"]
     assert spec["display_name"] == crds.BUILTIN_KERNELSPEC_DISPLAY_NAME
     assert_default_kernel_pod(pod)
+    # A notebook opened without naming a kernel gets the gateway's default too.
+    body = {"path": "unnamed.ipynb", "name": "unnamed.ipynb", "type": "notebook", "kernel": {}}
+    session = user.client.request("POST", "/api/sessions", body)
+    assert session["kernel"]["name"] == crds.BUILTIN_KERNELSPEC
     gateway = user.kubectl.get("jupytergateway", "jupytergateway-elastic")
     assert gateway["status"]["kernelSpecs"] == [crds.BUILTIN_KERNELSPEC]
 
