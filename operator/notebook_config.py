@@ -233,7 +233,7 @@ except ImportError:
     _GatewaySpecs = None
 
 
-if _GatewaySpecs is not None:
+if _gateway_connections is not None and _GatewaySpecs is not None:
 
     def _with_the_gateways_default(method):
         """An API method that runs once the server has adopted the gateway's default kernel
