@@ -62,6 +62,16 @@ the gateway becomes :data:`ERROR_CLASS`, whose message and ``str()`` are the gat
 message, with the gateway's status code. Connection failures keep jupyter_server's text. The
 upstream change would be the same few lines inside ``gateway_request``.
 
+**Third fix: the default kernel is one the gateway serves.** jupyter_server 2's
+``GET /api/kernelspecs`` puts the kernel manager's ``default_kernel_name`` in its answer *before*
+asking the gateway, and only then adopts the gateway's default; ``POST /api/kernels`` without a
+name uses it as it stands. So a fresh server's first answers name its own ``python3``, which the
+gateway (serving ``python_kubernetes``, say) does not have, and JupyterLab may try to start it.
+The file wraps both handler methods: the first authenticated call asks the gateway for its
+kernelspecs (which sets the default) before running the upstream method; after that, upstream's
+own adoption at every listing keeps it current. The upstream change would be to list the
+gateway's kernelspecs before reading the default.
+
 **Trade-off.** Enterprise Gateway buffers a kernel's output while its last websocket is gone
 and replays it to the next websocket *with the same session key*. With a key per browser
 websocket, output produced while the browser was disconnected (laptop asleep, network blip) is
@@ -212,6 +222,41 @@ if _gateway_connections is not None and _gateway_client is not None:
 
     _gateway_client.gateway_request = _gateway_request
     _gateway_managers.gateway_request = _gateway_request
+
+try:
+    import functools
+
+    from jupyter_server.gateway.managers import GatewayKernelSpecManager as _GatewaySpecs
+    from jupyter_server.services.kernels import handlers as _kernel_handlers
+    from jupyter_server.services.kernelspecs import handlers as _kernelspec_handlers
+except ImportError:
+    _GatewaySpecs = None
+
+
+if _gateway_connections is not None and _GatewaySpecs is not None:
+
+    def _with_the_gateways_default(method):
+        """An API method that runs once the server has adopted the gateway's default kernel
+        name (jupyter_server reads its own, python3, before its first listing would adopt it)."""
+
+        @functools.wraps(method)
+        async def wrapper(self, *args, **kwargs):
+            specs = self.kernel_spec_manager
+            if (
+                self.current_user  # else the upstream check refuses: no gateway request
+                and isinstance(specs, _GatewaySpecs)
+                and not getattr(specs, "_adopted_gateway_default", False)
+            ):
+                await specs.get_all_specs()  # sets kernel_manager.default_kernel_name
+                specs._adopted_gateway_default = True  # later listings keep it current
+            return await method(self, *args, **kwargs)
+
+        return wrapper
+
+    _specs_handler = _kernelspec_handlers.MainKernelSpecHandler
+    _specs_handler.get = _with_the_gateways_default(_specs_handler.get)
+    _kernels_handler = _kernel_handlers.MainKernelHandler
+    _kernels_handler.post = _with_the_gateways_default(_kernels_handler.post)
 '''
 
 

@@ -104,13 +104,18 @@ def first_cell(path: Any, gateway: str, notebook: str) -> tuple[dict[str, Any], 
     served kernelspecs and the kernel pod (checked to be the JupyterKernel's)."""
     path.notebook, path.lab_url = path.connect_notebook(gateway, notebook)
 
+    answers: list[dict[str, Any]] = []
+
     def served() -> dict[str, Any] | None:
         specs: dict[str, Any] = path.client.kernelspecs()
-        names = specs.get("kernelspecs") or {}
-        return specs if names and specs.get("default") in names else None
+        answers.append(specs)
+        return specs if specs.get("kernelspecs") else None
 
-    # The gateway's default kernel follows what it serves; jupyter_server adopts it.
-    specs = wait_for(served, 30, 0.3, "a served kernelspec that is also the default")
+    specs = wait_for(served, 30, 0.3, "a served kernelspec")
+    # Every answer, the fresh server's very first included, names a default JupyterLab can
+    # start: one the gateway serves (jupyter_server's own default, python3, is not).
+    unserved = [a for a in answers if a.get("kernelspecs") and a["default"] not in a["kernelspecs"]]
+    assert not unserved, f"the notebook server's default is not served: {unserved}"
     path.kernel_name = specs["default"]
     path.open_notebook("article.ipynb")
     where = path.run_in_kernel_pod()
@@ -136,6 +141,10 @@ def test_remote_kernels_example_runs_a_cell_in_a_kernel_pod(user: Any) -> None:
     spec = specs["kernelspecs"][crds.BUILTIN_KERNELSPEC]["spec"]
     assert spec["display_name"] == crds.BUILTIN_KERNELSPEC_DISPLAY_NAME
     assert_default_kernel_pod(pod)
+    # A notebook opened without naming a kernel gets the gateway's default too.
+    body = {"path": "unnamed.ipynb", "name": "unnamed.ipynb", "type": "notebook", "kernel": {}}
+    session = user.client.request("POST", "/api/sessions", body)
+    assert session["kernel"]["name"] == crds.BUILTIN_KERNELSPEC
     gateway = user.kubectl.get("jupytergateway", "jupytergateway-elastic")
     assert gateway["status"]["kernelSpecs"] == [crds.BUILTIN_KERNELSPEC]
 

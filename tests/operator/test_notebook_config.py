@@ -7,16 +7,22 @@ takes a while, as Enterprise Gateway's does while it waits for the kernel's ``ke
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import socket
 import subprocess
 import textwrap
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from elastic_jupyter.operator import notebook_config
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNEL_PYTHON = ROOT / ".venv-kernel" / "bin" / "python"
@@ -177,6 +183,9 @@ ERROR_PROBE = textwrap.dedent(
     REASON = "Kernel k1 could not start: ErrImagePull: image 'registry.invalid/nope:1' (50%)"
 
     class Kernels(web.RequestHandler):
+        def get(self):  # the notebook server's /api/status lists the gateway's kernels
+            self.finish(json.dumps([]))
+
         def post(self):
             self.set_status(500)
             self.finish({"reason": "Internal Server Error", "message": REASON})
@@ -237,3 +246,136 @@ def test_the_gateways_reason_is_the_readable_message(tmp_path: Path) -> None:
     assert answer["type"] == notebook_config.ERROR_CLASS
     # No answer from the gateway at all: jupyter_server's own text stays.
     assert "Check to be sure the Gateway instance is running" in result["refused"]["str"]
+
+
+#: A stand-in gateway serving only ``python_kubernetes`` (its default), as the article's bare
+#: JupyterGateway does; it records every request (and the kernel name asked for) at /seen.
+KERNELSPEC_GATEWAY = textwrap.dedent(
+    """
+    import asyncio, json
+    from tornado import web
+
+    SPEC = {"name": "python_kubernetes", "resources": {},
+            "spec": {"display_name": "Python on Kubernetes", "language": "python",
+                     "argv": ["python"], "env": {}, "metadata": {}}}
+    seen = []
+
+    class Specs(web.RequestHandler):
+        def get(self):
+            seen.append("GET /api/kernelspecs")
+            self.finish({"default": "python_kubernetes",
+                         "kernelspecs": {"python_kubernetes": SPEC}})
+
+    class Kernels(web.RequestHandler):
+        def get(self):  # the notebook server's /api/status lists the gateway's kernels
+            self.finish(json.dumps([]))
+
+        def post(self):
+            name = json.loads(self.request.body).get("name")
+            seen.append(f"POST /api/kernels {name}")
+            self.set_status(201)
+            self.finish({"id": f"k{len(seen)}", "name": name,
+                         "last_activity": "2026-01-01T00:00:00.000000Z",
+                         "execution_state": "starting", "connections": 0})
+
+    class Seen(web.RequestHandler):
+        def get(self):
+            self.finish({"seen": seen})
+
+    async def main():
+        app = web.Application([(r"/api/kernelspecs", Specs), (r"/api/kernels", Kernels),
+                               (r"/seen", Seen)])
+        server = app.listen(0, "127.0.0.1")
+        print(next(iter(server._sockets.values())).getsockname()[1], flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+    """
+)
+SERVER_TOKEN = "probe-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _call(url: str, method: str = "GET", token: str = SERVER_TOKEN) -> Any:
+    request = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method)
+    if token:
+        request.add_header("Authorization", f"token {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@contextlib.contextmanager
+def _process(args: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(args, text=True, **kwargs)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def fresh_notebook_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A stand-in gateway and a freshly started jupyter_server 2 with ``--gateway-url`` to it
+    and the rendered file in ``JUPYTER_CONFIG_PATH``: yields (server URL, gateway URL)."""
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    text = notebook_config.server_config(uses_gateway=True)
+    (config_dir / notebook_config.FILE_NAME).write_text(text, encoding="utf-8")
+    (tmp_path / "gateway.py").write_text(KERNELSPEC_GATEWAY, encoding="utf-8")
+    env = {
+        "PATH": str(KERNEL_PYTHON.parent),
+        "HOME": str(tmp_path),
+        "JUPYTER_CONFIG_PATH": str(config_dir),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "user-config"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+    }
+    gateway_args = [str(KERNEL_PYTHON), str(tmp_path / "gateway.py")]
+    with _process(gateway_args, stdout=subprocess.PIPE) as gateway:
+        assert gateway.stdout is not None
+        gateway_url = f"http://127.0.0.1:{gateway.stdout.readline().strip()}"
+        port = _free_port()
+        server_args = [
+            str(KERNEL_PYTHON), "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1",
+            f"--port={port}", f"--IdentityProvider.token={SERVER_TOKEN}",
+            f"--gateway-url={gateway_url}", "--allow-root",  # the test may run as root
+        ]  # fmt: skip
+        log = (tmp_path / "server.log").open("w")
+        with log, _process(server_args, env=env, cwd=tmp_path, stdout=log, stderr=log):
+            base = f"http://127.0.0.1:{port}"
+            wait_for(lambda: _call(f"{base}/api/status"), 30, 0.2, "the notebook server")
+            yield base, gateway_url
+
+
+@needs_kernel_venv
+def test_the_first_kernelspec_listing_names_the_gateways_default(tmp_path: Path) -> None:
+    """The very first ``GET /api/kernelspecs`` of a freshly started notebook server (what
+    JupyterLab asks to pick its kernel) names the gateway's default, not jupyter_server's own
+    ``python3`` that the gateway does not serve. A request without the server's token gets
+    nothing and sends nothing to the gateway."""
+    with fresh_notebook_server(tmp_path) as (base, gateway_url):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _call(f"{base}/api/kernelspecs", token="")
+        assert refused.value.code == 403
+        assert _call(f"{gateway_url}/seen") == {"seen": []}
+
+        first = _call(f"{base}/api/kernelspecs")
+        assert list(first["kernelspecs"]) == ["python_kubernetes"]
+        assert first["default"] == "python_kubernetes"
+
+
+@needs_kernel_venv
+def test_a_first_kernel_without_a_name_is_the_gateways_default(tmp_path: Path) -> None:
+    """``POST /api/kernels`` without a name, before anything listed the kernelspecs, asks the
+    gateway for its default kernel."""
+    with fresh_notebook_server(tmp_path) as (base, gateway_url):
+        kernel = _call(f"{base}/api/kernels", method="POST")
+        assert kernel["name"] == "python_kubernetes"
+        assert "POST /api/kernels python_kubernetes" in _call(f"{gateway_url}/seen")["seen"]
