@@ -49,7 +49,13 @@ def test_kernel_pod_runs_and_status_tells_where(
     assert the_pod["spec"]["restartPolicy"] == "Never"
     owner = the_pod["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["controller"]) == ("JupyterKernel", True)
-    assert ("Normal", "Running") in [(t, r) for t, r, _ in events(sandbox, op_namespace, "k-run")]
+    # kopf posts Events in the background: the status can say Running a moment before.
+    wait_for(
+        lambda: (
+            ("Normal", "Running") in [(t, r) for t, r, _ in events(sandbox, op_namespace, "k-run")]
+        ),
+        message="a Normal/Running Event for k-run",
+    )
 
 
 @pytest.mark.kubectl
