@@ -36,7 +36,7 @@ import aiohttp
 from _report_utils import run_keeping_logs
 from _stack import Stack, command_line, machine, summary
 
-from elastic_jupyter.gateway_plugin.kube import KubeApi, kernels_path
+from elastic_jupyter.gateway_plugin.kube import kernels_path
 
 HERE = Path(__file__).resolve().parent
 GATEWAY_ARGS = (
@@ -108,8 +108,7 @@ async def until_usable(
 
 def kernel_objects(stack: Stack) -> dict[str, str]:
     """kernel id -> JupyterKernel name (with uid, so a replaced object counts as changed)."""
-    api = KubeApi(stack.sandbox.url, user_agent="bench-client")
-    listed = api.request("GET", kernels_path(stack.namespace))
+    listed = stack.sandbox.request("GET", kernels_path(stack.namespace))  # as the admin
     return {
         str(o["spec"]["kernelId"]): f"{o['metadata']['name']}/{o['metadata']['uid']}"
         for o in listed.get("items") or []

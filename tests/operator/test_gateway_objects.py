@@ -68,9 +68,11 @@ def test_role_is_least_privilege() -> None:
     # What the plugin needs.
     for verb in ("get", "list", "watch", "create", "delete"):
         assert (crds.GROUP, "jupyterkernels", verb) in granted
-    # Kernel status is the operator's: the gateway never writes a JupyterKernel.
-    for verb in ("update", "patch"):
-        assert (crds.GROUP, "jupyterkernels", verb) not in granted
+    # Kernel status is the operator's: the gateway never updates a JupyterKernel or its
+    # status; it merge-patches only the session annotations (session_store.py, adoption.py).
+    assert (crds.GROUP, "jupyterkernels", "update") not in granted
+    assert (crds.GROUP, "jupyterkernels/status", "patch") not in granted
+    assert (crds.GROUP, "jupyterkernels", "patch") in granted
     assert (crds.GROUP, "jupyterkerneltemplates", "get") in granted
     assert ("", "configmaps", "watch") in granted
     # What it must not have: it reads JupyterKernel status, never pods, and posts no Events.
@@ -251,7 +253,7 @@ def test_kernel_namespace_rbac_only_for_another_namespace() -> None:
     kernel_verbs = ("get", "list", "watch", "create", "patch", "delete")
     assert grants(role) == {
         *((crds.GROUP, "jupyterkernels", v) for v in kernel_verbs),
-        *((crds.GROUP, "jupyterkerneltemplates", v) for v in ("get", "list", "watch")),
+        (crds.GROUP, "jupyterkerneltemplates", "get"),
         *(("", "secrets", v) for v in ("create", "get", "patch")),
     }
 
