@@ -206,6 +206,18 @@ LEGACY_DEFAULT_KERNEL = "python_kubernetes"  # the original's defaultKernel, use
 # default kernel pod with the operator's default kernel image.
 BUILTIN_KERNELSPEC = LEGACY_DEFAULT_KERNEL
 BUILTIN_KERNELSPEC_DISPLAY_NAME = "Python on Kubernetes"
+# EG's argv placeholders after the launcher's name in every kernel.json we write (the operator's
+# rendered kernelspecs and the gateway's built-in one), filled by EG per kernel start.
+KERNELSPEC_LAUNCHER_ARGS = (
+    "--RemoteProcessProxy.kernel-id",
+    "{kernel_id}",
+    "--RemoteProcessProxy.port-range",
+    "{port_range}",
+    "--RemoteProcessProxy.response-address",
+    "{response_address}",
+    "--RemoteProcessProxy.public-key",
+    "{public_key}",
+)
 DEFAULT_KERNEL_LANGUAGE = "python"  # JupyterKernelSpec.spec.language when unset
 GATEWAY_PORT = 8888  # Enterprise Gateway's HTTP port, in status.url
 # JupyterKernelSpec.spec.className: ours by default; the original's class path means ours too.

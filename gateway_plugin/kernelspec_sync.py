@@ -84,17 +84,7 @@ def builtin_kernel_json() -> str:
         "display_name": crds.BUILTIN_KERNELSPEC_DISPLAY_NAME,
         "language": crds.DEFAULT_KERNEL_LANGUAGE,
         "env": {},
-        "argv": [
-            "kubeflow-launcher",
-            "--RemoteProcessProxy.kernel-id",
-            "{kernel_id}",
-            "--RemoteProcessProxy.port-range",
-            "{port_range}",
-            "--RemoteProcessProxy.response-address",
-            "{response_address}",
-            "--RemoteProcessProxy.public-key",
-            "{public_key}",
-        ],
+        "argv": ["kubeflow-launcher", *crds.KERNELSPEC_LAUNCHER_ARGS],
         "metadata": {
             "process_proxy": {"class_name": crds.DEFAULT_PROCESS_PROXY_CLASS, "config": {}}
         },

@@ -52,16 +52,7 @@ REASON_TEMPLATE_NOT_FOUND: Final = "TemplateNotFound"
 REASON_TEMPLATE_INVALID: Final = "TemplateInvalid"
 
 #: EG's argv placeholders, filled per kernel start.
-LAUNCHER_ARGS: Final = (
-    "--RemoteProcessProxy.kernel-id",
-    "{kernel_id}",
-    "--RemoteProcessProxy.port-range",
-    "{port_range}",
-    "--RemoteProcessProxy.response-address",
-    "{response_address}",
-    "--RemoteProcessProxy.public-key",
-    "{public_key}",
-)
+LAUNCHER_ARGS: Final = crds.KERNELSPEC_LAUNCHER_ARGS
 
 
 @dataclass(frozen=True)

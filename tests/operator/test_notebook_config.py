@@ -98,11 +98,12 @@ PROBE = textwrap.dedent(
 )
 
 
-def run_probe(tmp_path: Path) -> dict[str, Any]:
+def run_probe(tmp_path: Path, source: str = PROBE) -> dict[str, Any]:
+    """Run a probe script in the kernel venv with the rendered notebook config; its last line."""
     config = tmp_path / notebook_config.FILE_NAME
     config.write_text(notebook_config.server_config(uses_gateway=True), encoding="utf-8")
     probe = tmp_path / "probe.py"
-    probe.write_text(PROBE, encoding="utf-8")
+    probe.write_text(source, encoding="utf-8")
     done = subprocess.run(
         [str(KERNEL_PYTHON), str(probe), str(config)],
         capture_output=True,
@@ -224,19 +225,7 @@ def test_the_gateways_reason_is_the_readable_message(tmp_path: Path) -> None:
     """An error answer of the gateway: /api/kernels shows the error's ``log_message`` as its
     JSON message, /api/sessions wraps ``str(error)``; both must be the gateway's own text, not
     jupyter_server's template with "Ensure gateway url is valid..."."""
-    config = tmp_path / notebook_config.FILE_NAME
-    config.write_text(notebook_config.server_config(uses_gateway=True), encoding="utf-8")
-    probe = tmp_path / "error_probe.py"
-    probe.write_text(ERROR_PROBE, encoding="utf-8")
-    done = subprocess.run(
-        [str(KERNEL_PYTHON), str(probe), str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_probe(tmp_path, ERROR_PROBE)
     reason = "Kernel k1 could not start: ErrImagePull: image 'registry.invalid/nope:1' (50%)"
     assert result["same"] is True  # managers imported it by name: patched there too
     answer = result["answer"]
