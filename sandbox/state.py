@@ -8,12 +8,16 @@ Write pipeline (create / update / patch, main resource or ``status``):
 metadata checks → kind-specific defaults (Pods, Services, Namespaces, CRDs, Deployments) →
 CRD schema pruning, defaulting and validation → server-owned fields (uid, timestamps,
 generation, resourceVersion) → no-op detection → store + watch event.
+
+The class is assembled from mixins, one concern each: :mod:`.kinds` (per-kind defaults and
+validation), :mod:`.crd_serving` (CRDs), :mod:`.subresources` (binding, scale) and
+:mod:`.deletion` (finalizers, garbage collection, namespaces); this module keeps reads, the
+write pipeline, metadata and schema checks, Service IP allocation and the after-write hooks.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import ipaddress
 import json
 import random
@@ -22,25 +26,25 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from . import builtin, errors, schema, validation
+from . import builtin, errors, schema
+from .clock import now
+from .crd_serving import CrdServing
+from .deletion import PROTECTED_NAMESPACES, Deletion
 from .errors import Cause
+from .kinds import CRDS, NAMESPACES, PODS, SERVICES, KindRules
 from .patching import JSON_PATCH, PatchTestFailedError, apply_patch
 from .resources import Registry, ResKey, ResourceType, builtin_resources
 from .selectors import Selector
 from .store import ADDED, MODIFIED, Store, clone
+from .subresources import Subresources
 
 JsonObj = dict[str, Any]
 Admit = Callable[[JsonObj], None]  # an admission check on the final object; raises ApiError
 
-NAMESPACES: ResKey = ("", "namespaces")
-PODS: ResKey = ("", "pods")
-SERVICES: ResKey = ("", "services")
-CRDS: ResKey = ("apiextensions.k8s.io", "customresourcedefinitions")
 SERVICE_CIDR = ipaddress.IPv4Network("127.96.0.0/16")
 """Service clusterIPs: loopback addresses the sandbox's Service proxy can bind."""
 
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 
 # ObjectMeta fields a client may send; others are unknown fields (pruned, strict error)
 _META_FIELDS = {
@@ -70,17 +74,19 @@ _SERVER_META = (
     "selfLink",
 )
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-_POD_MUTABLE_NOTE = (
-    "pod updates may not change fields other than `spec.containers[*].image`,"
-    "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only "
-    "additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set "
-    "to 1 if it was previously negative)"
-)
 
-
-def now() -> str:
-    """RFC 3339 UTC timestamp with second precision, as Kubernetes writes them."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+__all__ = [
+    "CRDS",
+    "INITIAL_NAMESPACES",
+    "NAMESPACES",
+    "PODS",
+    "PROTECTED_NAMESPACES",
+    "SERVICES",
+    "SERVICE_CIDR",
+    "ApiState",
+    "WriteResult",
+    "now",
+]
 
 
 class WriteResult:
@@ -91,7 +97,7 @@ class WriteResult:
         self.warnings = warnings or []
 
 
-class ApiState:
+class ApiState(Subresources, Deletion, CrdServing, KindRules):
     """All objects and all semantics of the sandbox cluster."""
 
     def __init__(self, history_size: int = 5000) -> None:
@@ -455,91 +461,7 @@ class ApiState:
             raise errors.invalid(rt.kind, rt.group, obj["metadata"].get("name", ""), causes)
         return warnings
 
-    def _validate(self, rt: ResourceType, obj: JsonObj) -> None:
-        meta = obj["metadata"]
-        rule = validation.NAME_RULES.get(rt.key, "subdomain")
-        causes = validation.metadata_causes(meta, rule)
-        if rt.key == PODS:
-            causes += validation.pod_causes(obj)
-        elif rt.key in (("apps", "deployments"), ("apps", "replicasets")):
-            causes += _workload_causes(obj)
-        elif rt.key == CRDS:
-            causes += _crd_causes(obj)
-        if causes:
-            raise errors.invalid(rt.kind, rt.group, str(meta.get("name") or ""), causes)
-
-    def _validate_update(self, rt: ResourceType, old: JsonObj, new: JsonObj) -> None:
-        if rt.key in (("", "configmaps"), ("", "secrets")) and old.get("immutable"):
-            for key in ("data", "binaryData", "stringData", "immutable"):
-                if old.get(key) != new.get(key):
-                    raise errors.invalid(
-                        rt.kind,
-                        rt.group,
-                        new["metadata"]["name"],
-                        [
-                            Cause(
-                                "FieldValueForbidden",
-                                "Forbidden: field is immutable when `immutable` is set",
-                                key,
-                            )
-                        ],
-                    )
-        if rt.key == PODS:
-            if _pod_spec_frozen(old.get("spec")) != _pod_spec_frozen(new.get("spec")):
-                raise errors.invalid(
-                    rt.kind,
-                    rt.group,
-                    new["metadata"]["name"],
-                    [Cause("FieldValueForbidden", f"Forbidden: {_POD_MUTABLE_NOTE}", "spec")],
-                )
-        elif rt.key == SERVICES:
-            old_ip = (old.get("spec") or {}).get("clusterIP")
-            new_ip = (new.get("spec") or {}).get("clusterIP")
-            if old_ip and new_ip != old_ip:
-                raise errors.invalid(
-                    rt.kind,
-                    rt.group,
-                    new["metadata"]["name"],
-                    [
-                        Cause(
-                            "FieldValueInvalid",
-                            f'Invalid value: "{new_ip}": field is immutable',
-                            "spec.clusterIPs[0]",
-                        )
-                    ],
-                )
-
     # --- kind-specific defaults and side effects ---------------------------------------------
-    def _prepare(self, rt: ResourceType, obj: JsonObj, old: JsonObj | None) -> None:
-        """Defaults kube-apiserver applies per kind (on create and on update)."""
-        key = rt.key
-        if key == NAMESPACES:
-            name = obj["metadata"].get("name")
-            if name:
-                obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
-            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
-            if old is None:
-                obj["status"] = {"phase": "Active"}
-        elif key == PODS:
-            _default_pod(obj, old)
-        elif key == SERVICES:
-            _default_service(obj, old)
-        elif key in (("apps", "deployments"), ("apps", "replicasets")):
-            _default_workload(obj, key[1])
-            if old is None:
-                obj["status"] = {}  # the controller owns status from the start
-        elif key == CRDS:
-            _default_crd(obj, old)
-        elif key == ("", "secrets"):
-            if not obj.get("type"):
-                obj["type"] = "Opaque"
-            # stringData is write-only: kube-apiserver folds it into data (base64)
-            string_data = obj.pop("stringData", None)
-            if isinstance(string_data, dict) and string_data:
-                data = obj.setdefault("data", {})
-                for name, value in string_data.items():
-                    data[name] = base64.b64encode(str(value).encode()).decode()
-
     def _allocate(self, rt: ResourceType, obj: JsonObj) -> None:
         """Resources handed out only for objects actually stored (Service clusterIPs)."""
         if rt.key != SERVICES:
@@ -592,371 +514,6 @@ class ApiState:
         if rt.key == CRDS:
             self._register_crd(new)
 
-    # --- CRDs ------------------------------------------------------------------------------
-    def _register_crd(self, crd: JsonObj) -> None:
-        """Serve every served version of a CRD (replacing what it declared before)."""
-        name = crd["metadata"]["name"]
-        spec = crd["spec"]
-        names = spec["names"]
-        self.registry.remove_crd(name)
-        subresource_names: tuple[str, ...]
-        for version in spec.get("versions") or ():
-            if not version.get("served", True):
-                continue
-            subs = version.get("subresources") or {}
-            subresource_names = tuple(s for s in ("status", "scale") if s in subs)
-            self.registry.add(
-                ResourceType(
-                    group=spec["group"],
-                    version=version["name"],
-                    plural=names["plural"],
-                    singular=names.get("singular") or names["kind"].lower(),
-                    kind=names["kind"],
-                    namespaced=spec.get("scope", "Namespaced") == "Namespaced",
-                    short_names=tuple(names.get("shortNames") or ()),
-                    categories=tuple(names.get("categories") or ()),
-                    subresources=subresource_names,
-                    list_kind=names.get("listKind") or f"{names['kind']}List",
-                    schema=(version.get("schema") or {}).get("openAPIV3Schema")
-                    or {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                    crd_name=name,
-                    printer_columns=list(version.get("additionalPrinterColumns") or ()),
-                    scale_paths=subs.get("scale"),
-                )
-            )
-        storage = next((v["name"] for v in spec.get("versions") or () if v.get("storage")), None)
-        if storage:
-            self.registry.set_preferred(spec["group"], storage)
-
-    def _unregister_crd(self, crd: JsonObj) -> None:
-        """A CRD is gone: stop serving it and delete its objects."""
-        spec = crd.get("spec") or {}
-        self.registry.remove_crd(crd["metadata"]["name"])
-        plural = (spec.get("names") or {}).get("plural")
-        if plural:
-            res: ResKey = (spec.get("group", ""), plural)
-            # finalizers of custom objects are not waited for, but their dependents are collected
-            for obj in list(self.store.iter(res)):
-                meta = obj["metadata"]
-                self._remove(res, meta.get("namespace", ""), meta["name"])
-            self.store.close_watchers(res)
-
-    # --- subresources --------------------------------------------------------------------
-    def bind(self, namespace: str, name: str, body: Any) -> JsonObj:
-        """POST pods/{name}/binding: set ``spec.nodeName`` (what the scheduler calls)."""
-        pods = self.rt(PODS)
-        pod = self.get(pods, namespace, name)
-        target = (body or {}).get("target") if isinstance(body, dict) else None
-        node = (target or {}).get("name") if isinstance(target, dict) else None
-        if not node:
-            raise errors.invalid(
-                "Binding", "", name, [Cause("FieldValueRequired", "Required value", "target.name")]
-            )
-        current = (pod.get("spec") or {}).get("nodeName")
-        if current:
-            raise errors.conflict(
-                "", "pods/binding", name, f'pod {name} is already assigned to node "{current}"'
-            )
-        new = clone(pod)
-        new["spec"]["nodeName"] = node
-        conditions = [
-            c
-            for c in (new.setdefault("status", {}).get("conditions") or ())
-            if c.get("type") != "PodScheduled"
-        ]
-        conditions.append(
-            {
-                "type": "PodScheduled",
-                "status": "True",
-                "lastProbeTime": None,
-                "lastTransitionTime": now(),
-            }
-        )
-        new["status"]["conditions"] = conditions
-        new["metadata"]["resourceVersion"] = str(self.store.next_rv())
-        self.store.put(PODS, new, MODIFIED, pod)
-        return {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Success",
-            "code": 201,
-        }
-
-    def get_scale(self, rt: ResourceType, namespace: str | None, name: str) -> JsonObj:
-        """GET <resource>/scale as an ``autoscaling/v1`` Scale."""
-        obj = self.get(rt, namespace, name)
-        spec_path, status_path, selector_path = self._scale_paths(rt)
-        selector = _dig(obj, selector_path) if selector_path else None
-        if isinstance(selector, dict):
-            selector = ",".join(f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items())
-        meta = obj["metadata"]
-        scale: JsonObj = {
-            "kind": "Scale",
-            "apiVersion": "autoscaling/v1",
-            "metadata": {
-                k: meta[k]
-                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                if k in meta
-            },
-            "spec": {"replicas": int(_dig(obj, spec_path) or 0)},
-            "status": {"replicas": int(_dig(obj, status_path) or 0)},
-        }
-        if selector:
-            scale["status"]["selector"] = selector
-        return scale
-
-    def update_scale(
-        self, rt: ResourceType, namespace: str | None, name: str, replicas: Any
-    ) -> JsonObj:
-        """PUT/PATCH <resource>/scale: write ``spec.replicas`` of the parent object."""
-        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise errors.invalid(
-                "Scale",
-                "autoscaling",
-                name,
-                [
-                    Cause(
-                        "FieldValueInvalid",
-                        f"Invalid value: {replicas!r}: must be greater than or equal to 0",
-                        "spec.replicas",
-                    )
-                ],
-            )
-        obj = self.get(rt, namespace, name)
-        spec_path = self._scale_paths(rt)[0]
-        new = clone(obj)
-        _put(new, spec_path, replicas)
-        self._write(rt, obj, new, None, False, "Ignore")
-        return self.get_scale(rt, namespace, name)
-
-    def _scale_paths(self, rt: ResourceType) -> tuple[str, str, str | None]:
-        if rt.scale_paths:
-            return (
-                rt.scale_paths.get("specReplicasPath", ".spec.replicas"),
-                rt.scale_paths.get("statusReplicasPath", ".status.replicas"),
-                rt.scale_paths.get("labelSelectorPath"),
-            )
-        return ".spec.replicas", ".status.replicas", ".spec.selector"
-
-    # --- delete, garbage collection, namespaces ---------------------------------------------
-    def delete(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        name: str,
-        *,
-        propagation: str | None = None,
-        preconditions: JsonObj | None = None,
-        dry_run: bool = False,
-    ) -> tuple[JsonObj, bool]:
-        """DELETE one object. Returns ``(object, removed_now)``.
-
-        Finalizers (including ``foregroundDeletion``/``orphan`` added for those policies) keep
-        the object with a ``deletionTimestamp`` until they are gone.
-        """
-        obj = self.get(rt, namespace, name)
-        meta = obj["metadata"]
-        pre = preconditions or {}
-        if pre.get("uid") and pre["uid"] != meta["uid"]:
-            raise errors.conflict(
-                rt.group,
-                rt.plural,
-                name,
-                (
-                    f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: "
-                    f"{meta['uid']}"
-                ),
-            )
-        if pre.get("resourceVersion") and str(pre["resourceVersion"]) != meta["resourceVersion"]:
-            raise errors.conflict(
-                rt.group,
-                rt.plural,
-                name,
-                (
-                    "Precondition failed: ResourceVersion in precondition: "
-                    f"{pre['resourceVersion']}, "
-                    f"ResourceVersion in object meta: {meta['resourceVersion']}"
-                ),
-            )
-        if propagation not in (None, "Background", "Foreground", "Orphan"):
-            raise errors.bad_request(f"propagationPolicy: Unsupported value: {propagation!r}")
-        if dry_run:
-            return obj, False
-        if rt.key == NAMESPACES:
-            return self._delete_namespace(obj), False
-        policy = propagation or "Background"
-        finalizers = list(meta.get("finalizers") or ())
-        has_dependents = bool(self.store.dependents(meta["uid"]))
-        if policy == "Foreground" and has_dependents and "foregroundDeletion" not in finalizers:
-            finalizers.append("foregroundDeletion")
-        if policy == "Orphan" and has_dependents and "orphan" not in finalizers:
-            finalizers.append("orphan")
-        if not finalizers:
-            final = self._remove(rt.key, meta.get("namespace", ""), name)
-            return final or obj, True
-        if not meta.get("deletionTimestamp") or finalizers != meta.get("finalizers"):
-            new = clone(obj)
-            new_meta = new["metadata"]
-            new_meta.setdefault("deletionTimestamp", now())
-            new_meta.setdefault("deletionGracePeriodSeconds", 0)
-            new_meta["finalizers"] = finalizers
-            new_meta["resourceVersion"] = str(self.store.next_rv())
-            self.store.put(rt.key, new, MODIFIED, obj)
-            obj = new
-        if "orphan" in finalizers:
-            self._orphan_dependents(obj)
-            obj = self._drop_finalizer(rt.key, obj, "orphan")
-        if "foregroundDeletion" in finalizers:
-            for ref in self.store.dependents(meta["uid"]):
-                self._delete_ref(ref, "Background")
-            current = self.store.get(rt.key, meta.get("namespace", ""), name)
-            if current is not None:
-                obj = self._release_foreground(rt.key, current) or obj
-        still = self.store.get(rt.key, meta.get("namespace", ""), name)
-        return (still, False) if still is not None else (obj, True)
-
-    def delete_collection(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        predicate: Callable[[JsonObj], bool],
-        propagation: str | None = None,
-    ) -> list[JsonObj]:
-        """DELETE on a collection: delete every matching object; returns them."""
-        out = []
-        for obj in [o for o in self.store.iter(rt.key, namespace) if predicate(o)]:
-            meta = obj["metadata"]
-            if self.store.get(rt.key, meta.get("namespace", ""), meta["name"]) is None:
-                continue  # already collected as a dependent of an earlier one
-            out.append(
-                self.delete(rt, meta.get("namespace"), meta["name"], propagation=propagation)[0]
-            )
-        return out
-
-    def _remove(self, res: ResKey, namespace: str, name: str) -> JsonObj | None:
-        """Remove for good, then cascade: CRD instances, dependents, owners, namespaces."""
-        final = self.store.remove(res, namespace, name)
-        if final is None:
-            return None
-        meta = final["metadata"]
-        if res == CRDS:
-            self._unregister_crd(final)
-        if res == SERVICES:
-            ip = (final.get("spec") or {}).get("clusterIP")
-            self._service_ips.discard(ip or "")
-        for ref in self.store.dependents(meta["uid"]):
-            self._collect(ref, meta["uid"])
-        for owner in meta.get("ownerReferences") or ():
-            where = self.store.by_uid(owner.get("uid", "")) if isinstance(owner, dict) else None
-            if where is not None:
-                owner_obj = self.store.get(*where)
-                if owner_obj is not None:
-                    self._release_foreground(where[0], owner_obj)
-        if namespace and res != NAMESPACES:
-            self._maybe_finish_namespace(namespace)
-        return final
-
-    def _collect(self, ref: tuple[ResKey, str, str], owner_uid: str) -> None:
-        """GC one dependent of a removed owner (kept if another owner still exists)."""
-        res, ns, name = ref
-        obj = self.store.get(res, ns, name)
-        if obj is None:
-            return
-        owners = [o for o in obj["metadata"].get("ownerReferences") or () if isinstance(o, dict)]
-        alive = [
-            o for o in owners if o.get("uid") != owner_uid and self.store.by_uid(o.get("uid", ""))
-        ]
-        if alive:
-            new = clone(obj)
-            new["metadata"]["ownerReferences"] = [o for o in owners if o.get("uid") != owner_uid]
-            new["metadata"]["resourceVersion"] = str(self.store.next_rv())
-            self.store.put(res, new, MODIFIED, obj)
-            return
-        self._delete_ref(ref, "Background")
-
-    def _delete_ref(self, ref: tuple[ResKey, str, str], policy: str) -> None:
-        res, ns, name = ref
-        rt = self.registry.any_version(res)
-        if rt is None or self.store.get(res, ns, name) is None:
-            return
-        self.delete(rt, ns or None, name, propagation=policy)
-
-    def _orphan_dependents(self, owner: JsonObj) -> None:
-        uid = owner["metadata"]["uid"]
-        for res, ns, name in self.store.dependents(uid):
-            obj = self.store.get(res, ns, name)
-            if obj is None:
-                continue
-            new = clone(obj)
-            refs = [o for o in new["metadata"].get("ownerReferences") or () if o.get("uid") != uid]
-            if refs:
-                new["metadata"]["ownerReferences"] = refs
-            else:
-                new["metadata"].pop("ownerReferences", None)
-            new["metadata"]["resourceVersion"] = str(self.store.next_rv())
-            self.store.put(res, new, MODIFIED, obj)
-
-    def _drop_finalizer(self, res: ResKey, obj: JsonObj, finalizer: str) -> JsonObj:
-        meta = obj["metadata"]
-        remaining = [f for f in meta.get("finalizers") or () if f != finalizer]
-        if not remaining:
-            return self._remove(res, meta.get("namespace", ""), meta["name"]) or obj
-        new = clone(obj)
-        new["metadata"]["finalizers"] = remaining
-        new["metadata"]["resourceVersion"] = str(self.store.next_rv())
-        self.store.put(res, new, MODIFIED, obj)
-        return new
-
-    def _release_foreground(self, res: ResKey, owner: JsonObj) -> JsonObj | None:
-        """Drop ``foregroundDeletion`` once no dependent blocks the owner any more.
-
-        Only dependents whose owner reference sets ``blockOwnerDeletion: true`` (as
-        ``kopf.adopt`` and controllers do) hold the owner back, as in kube-controller-manager.
-        """
-        meta = owner["metadata"]
-        if not meta.get("deletionTimestamp") or "foregroundDeletion" not in (
-            meta.get("finalizers") or ()
-        ):
-            return None
-        uid = meta["uid"]
-        for dep_res, dep_ns, dep_name in self.store.dependents(uid):
-            dep = self.store.get(dep_res, dep_ns, dep_name)
-            refs = (dep or {}).get("metadata", {}).get("ownerReferences") or ()
-            if any(r.get("uid") == uid and r.get("blockOwnerDeletion") for r in refs):
-                return None
-        return self._drop_finalizer(res, owner, "foregroundDeletion")
-
-    def _delete_namespace(self, ns_obj: JsonObj) -> JsonObj:
-        name = ns_obj["metadata"]["name"]
-        if name in PROTECTED_NAMESPACES:
-            raise errors.forbidden("", "namespaces", name, "this namespace may not be deleted")
-        if ns_obj["metadata"].get("deletionTimestamp"):
-            return ns_obj
-        new = clone(ns_obj)
-        new["metadata"]["deletionTimestamp"] = now()
-        new["metadata"]["deletionGracePeriodSeconds"] = 0
-        new["status"] = {"phase": "Terminating"}
-        new["metadata"]["resourceVersion"] = str(self.store.next_rv())
-        self.store.put(NAMESPACES, new, MODIFIED, ns_obj)
-        # the namespace controller empties it asynchronously; clients see Terminating first
-        self._defer(lambda: self._sweep_namespace(name))
-        return new
-
-    def _sweep_namespace(self, name: str) -> None:
-        for res in self.store.resources_in_namespace(name):
-            for obj in list(self.store.iter(res, name)):
-                self._delete_ref((res, name, obj["metadata"]["name"]), "Background")
-        self._maybe_finish_namespace(name)
-
-    def _maybe_finish_namespace(self, name: str) -> None:
-        ns_obj = self.store.get(NAMESPACES, "", name)
-        if ns_obj is None or not ns_obj["metadata"].get("deletionTimestamp"):
-            return
-        if ns_obj["metadata"].get("finalizers") or self.store.count_in_namespace(name):
-            return
-        self._remove(NAMESPACES, "", name)
-
 
 # --- helpers ------------------------------------------------------------------------------
 def _sort_key(obj: JsonObj) -> str:
@@ -983,268 +540,3 @@ def _spec_changed(old: JsonObj, new: JsonObj) -> bool:
     return {k: v for k, v in old.items() if k not in skip} != {
         k: v for k, v in new.items() if k not in skip
     }
-
-
-def _dig(obj: JsonObj, path: str) -> Any:
-    cur: Any = obj
-    for part in path.strip(".").split("."):
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(part)
-    return cur
-
-
-def _put(obj: JsonObj, path: str, value: Any) -> None:
-    parts = path.strip(".").split(".")
-    cur = obj
-    for part in parts[:-1]:
-        cur = cur.setdefault(part, {})
-    cur[parts[-1]] = value
-
-
-def _pod_spec_frozen(spec: Any) -> Any:
-    """A pod spec minus the fields an update may change."""
-    if not isinstance(spec, dict):
-        return spec
-    frozen = clone(spec)
-    for key in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"):
-        frozen.pop(key, None)
-    for kind in ("containers", "initContainers"):
-        for c in frozen.get(kind) or ():
-            if isinstance(c, dict):
-                c.pop("image", None)
-    if not spec.get("nodeName"):
-        frozen.pop("nodeName", None)
-    return frozen
-
-
-def _default_pod(pod: JsonObj, old: JsonObj | None) -> None:
-    spec = pod.get("spec")
-    if not isinstance(spec, dict):
-        return
-    if old is not None and not spec.get("nodeName") and (old.get("spec") or {}).get("nodeName"):
-        spec["nodeName"] = old["spec"]["nodeName"]
-    spec.setdefault("restartPolicy", "Always")
-    spec.setdefault("dnsPolicy", "ClusterFirst")
-    spec.setdefault("schedulerName", "default-scheduler")
-    spec.setdefault("terminationGracePeriodSeconds", 30)
-    spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
-    spec.setdefault("serviceAccount", spec["serviceAccountName"])
-    spec.setdefault("securityContext", {})
-    spec.setdefault("priority", 0)
-    spec.setdefault("enableServiceLinks", True)
-    for kind in ("initContainers", "containers"):
-        for c in spec.get(kind) or ():
-            if not isinstance(c, dict):
-                continue
-            image = str(c.get("image") or "")
-            tagged = ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest")
-            c.setdefault("imagePullPolicy", "IfNotPresent" if tagged or "@" in image else "Always")
-            c.setdefault("terminationMessagePath", "/dev/termination-log")
-            c.setdefault("terminationMessagePolicy", "File")
-            c.setdefault("resources", {})
-            for port in c.get("ports") or ():
-                if isinstance(port, dict):
-                    port.setdefault("protocol", "TCP")
-    if old is None:
-        pod["status"] = {"phase": "Pending", "qosClass": _qos_class(spec)}
-
-
-def _qos_class(spec: JsonObj) -> str:
-    containers = [c for c in spec.get("containers") or () if isinstance(c, dict)]
-    requests_any = False
-    guaranteed = True
-    for c in containers:
-        res = c.get("resources") or {}
-        req, lim = res.get("requests") or {}, res.get("limits") or {}
-        if req or lim:
-            requests_any = True
-        for name in ("cpu", "memory"):
-            if name not in lim or req.get(name, lim[name]) != lim[name]:
-                guaranteed = False
-    if not requests_any:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
-
-
-def _default_service(svc: JsonObj, old: JsonObj | None) -> None:
-    spec = svc.setdefault("spec", {})
-    old_spec = (old or {}).get("spec") or {}
-    if old_spec.get("clusterIP") and "clusterIP" not in spec:
-        spec["clusterIP"] = old_spec["clusterIP"]
-        spec["clusterIPs"] = old_spec.get("clusterIPs", [old_spec["clusterIP"]])
-    spec.setdefault("type", "ClusterIP")
-    spec.setdefault("sessionAffinity", "None")
-    if spec["type"] != "ExternalName":
-        spec.setdefault("ipFamilies", ["IPv4"])
-        spec.setdefault("ipFamilyPolicy", "SingleStack")
-        spec.setdefault("internalTrafficPolicy", "Cluster")
-    for port in spec.get("ports") or ():
-        if isinstance(port, dict):
-            port.setdefault("protocol", "TCP")
-            if "port" in port:
-                port.setdefault("targetPort", port["port"])
-    svc.setdefault("status", {"loadBalancer": {}})
-
-
-def _default_workload(obj: JsonObj, plural: str) -> None:
-    spec = obj.get("spec")
-    if not isinstance(spec, dict):
-        return
-    spec.setdefault("replicas", 1)
-    if plural == "deployments":
-        spec.setdefault("revisionHistoryLimit", 10)
-        spec.setdefault("progressDeadlineSeconds", 600)
-        spec.setdefault(
-            "strategy",
-            {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"},
-            },
-        )
-    template = spec.get("template")
-    if isinstance(template, dict) and isinstance(template.get("spec"), dict):
-        pod_like = {"spec": template["spec"]}
-        _default_pod(pod_like, {"spec": {}})
-
-
-def _workload_causes(obj: JsonObj) -> list[Cause]:
-    spec = obj.get("spec")
-    if not isinstance(spec, dict):
-        return [Cause("FieldValueRequired", "Required value", "spec")]
-    selector = spec.get("selector")
-    if not isinstance(selector, dict) or not (
-        selector.get("matchLabels") or selector.get("matchExpressions")
-    ):
-        return [Cause("FieldValueRequired", "Required value", "spec.selector")]
-    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-    wanted = selector.get("matchLabels") or {}
-    if any(labels.get(k) != v for k, v in wanted.items()):
-        shown = (
-            "map[string]string{"
-            + ", ".join(f'"{k}":"{v}"' for k, v in sorted(labels.items()))
-            + "}"
-        )
-        return [
-            Cause(
-                "FieldValueInvalid",
-                f"Invalid value: {shown}: `selector` does not match template `labels`",
-                "spec.template.metadata.labels",
-            )
-        ]
-    return []
-
-
-def _default_crd(crd: JsonObj, old: JsonObj | None) -> None:
-    spec = crd.get("spec")
-    if not isinstance(spec, dict):
-        return
-    names = spec.get("names")
-    if isinstance(names, dict) and names.get("kind"):
-        names.setdefault("singular", str(names["kind"]).lower())
-        names.setdefault("listKind", f"{names['kind']}List")
-    spec.setdefault("scope", "Namespaced")
-    spec.setdefault("conversion", {"strategy": "None"})
-    for version in spec.get("versions") or ():
-        if isinstance(version, dict):
-            version.setdefault("served", True)
-            version.setdefault("storage", False)
-    stamp = now()
-    old_status = (old or {}).get("status") or {}
-    stored = list(old_status.get("storedVersions") or ())
-    for version in spec.get("versions") or ():
-        if (
-            isinstance(version, dict)
-            and version.get("storage")
-            and version.get("name") not in stored
-        ):
-            stored.append(version["name"])
-    crd["status"] = {
-        "acceptedNames": clone(names) if isinstance(names, dict) else {},
-        "conditions": [
-            {
-                "type": "NamesAccepted",
-                "status": "True",
-                "reason": "NoConflicts",
-                "message": "no conflicts found",
-                "lastTransitionTime": _since(old_status, "NamesAccepted", stamp),
-            },
-            {
-                "type": "Established",
-                "status": "True",
-                "reason": "InitialNamesAccepted",
-                "message": "the initial names have been accepted",
-                "lastTransitionTime": _since(old_status, "Established", stamp),
-            },
-        ],
-        "storedVersions": stored,
-    }
-
-
-def _since(status: JsonObj, ctype: str, default: str) -> str:
-    for cond in status.get("conditions") or ():
-        if cond.get("type") == ctype and cond.get("lastTransitionTime"):
-            return str(cond["lastTransitionTime"])
-    return default
-
-
-def _crd_causes(crd: JsonObj) -> list[Cause]:
-    spec = crd.get("spec")
-    if not isinstance(spec, dict):
-        return [Cause("FieldValueRequired", "Required value", "spec")]
-    causes: list[Cause] = []
-    group = spec.get("group")
-    raw_names = spec.get("names")
-    names: JsonObj = raw_names if isinstance(raw_names, dict) else {}
-    if not group:
-        causes.append(Cause("FieldValueRequired", "Required value", "spec.group"))
-    for key in ("plural", "kind"):
-        if not names.get(key):
-            causes.append(Cause("FieldValueRequired", "Required value", f"spec.names.{key}"))
-    if spec.get("scope") not in ("Namespaced", "Cluster"):
-        causes.append(
-            Cause(
-                "FieldValueNotSupported",
-                f'Unsupported value: "{spec.get("scope")}": supported values: "Cluster", '
-                '"Namespaced"',
-                "spec.scope",
-            )
-        )
-    versions = spec.get("versions")
-    if not isinstance(versions, list) or not versions:
-        causes.append(Cause("FieldValueRequired", "Required value", "spec.versions"))
-    else:
-        storage = [v for v in versions if isinstance(v, dict) and v.get("storage")]
-        if len(storage) != 1:
-            causes.append(
-                Cause(
-                    "FieldValueInvalid",
-                    "Invalid value: must have exactly one version marked as storage version",
-                    "spec.versions",
-                )
-            )
-        for i, version in enumerate(versions):
-            if not isinstance(version, dict) or not version.get("name"):
-                causes.append(
-                    Cause("FieldValueRequired", "Required value", f"spec.versions[{i}].name")
-                )
-                continue
-            root = (version.get("schema") or {}).get("openAPIV3Schema")
-            if root is not None and (not isinstance(root, dict) or root.get("type") != "object"):
-                causes.append(
-                    Cause(
-                        "FieldValueInvalid",
-                        'Invalid value: "": must be object at the root',
-                        f"spec.versions[{i}].schema.openAPIV3Schema.type",
-                    )
-                )
-    name = crd["metadata"].get("name")
-    if group and names.get("plural") and name != f"{names['plural']}.{group}":
-        causes.append(
-            Cause(
-                "FieldValueInvalid",
-                f'Invalid value: "{name}": must be spec.names.plural+"."+spec.group',
-                "metadata.name",
-            )
-        )
-    return causes
