@@ -17,44 +17,57 @@ off (debugging only: every request then acts as a superuser).
 Extra endpoints for benchmarks and reliability tests (not part of Kubernetes; admin only):
 ``GET /sandbox/stats``, ``POST /sandbox/stats/reset``, ``GET /sandbox/requests?limit=N``,
 ``GET|POST /sandbox/faults``, ``POST /sandbox/tokens`` (a token for a named user).
+
+Where each part lives: this module holds the middleware (errors, faults, counting,
+authentication and authorization), the ``/api``/``/apis`` dispatch, watch streams, the
+lifecycle and the entry points; :mod:`.routing` parses URLs and query parameters,
+:mod:`.responses` encodes bodies, :mod:`.verbs` handles the verbs on resources,
+:mod:`.podlog` proxies ``pods/log``, :mod:`.nonresource` serves ``/version``, ``/openapi`` and
+``/sandbox/*``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
 
-from . import discovery, errors, protobuf, rbac_defaults, tables
+from . import discovery, errors, rbac_defaults, tables
 from .access import ANONYMOUS_USER, REVIEW_PLURALS, Access, forbidden, unauthorized
 from .errors import ApiError
-from .patching import SUPPORTED as PATCH_TYPES
-from .patching import apply_patch
+from .nonresource import NonResourceHandlers
+from .podlog import PodLogProxy
 from .rbac import Attributes, UserInfo
 from .resources import ResourceType
-from .selectors import Selector, make_filter
+from .responses import _STATUS_REASONS, _dumps, error_response, json_response, view
+from .routing import (
+    PATH_INFO,
+    USER,
+    PathInfo,
+    _float_param,
+    _truthy,
+    k8s_verb,
+    parse_path,
+    request_attributes,
+)
+from .selectors import Selector
 from .state import NAMESPACES, ApiState
 from .stats import FaultConfig, RequestRecord, RequestStats, user_agent_product
 from .store import Event, Watcher
 from .tls import ServingCert
+from .verbs import VerbHandlers
 
 log = logging.getLogger(__name__)
 
 JsonObj = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-# resources whose DELETE answers with the removed object; the others answer Status Success
-_RETURN_DELETED_OBJECT = {("", "pods")}
 
 # which methods each subresource answers (others: 405 MethodNotAllowed)
 _SUBRESOURCE_METHODS = {
@@ -65,146 +78,6 @@ _SUBRESOURCE_METHODS = {
     "finalize": ("PUT",),
     "token": ("POST",),
 }
-
-_STATUS_REASONS = {
-    400: "BadRequest",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "NotFound",
-    405: "MethodNotAllowed",
-    409: "Conflict",
-    410: "Gone",
-    415: "UnsupportedMediaType",
-    422: "Invalid",
-    429: "TooManyRequests",
-    500: "InternalError",
-    503: "ServiceUnavailable",
-    504: "Timeout",
-}
-
-
-@dataclass
-class PathInfo:
-    """What a request URL addresses (resolved without the registry)."""
-
-    group: str = ""
-    version: str = ""
-    namespace: str | None = None
-    plural: str = ""
-    name: str | None = None
-    subresource: str | None = None
-    legacy_watch: bool = False
-
-    @property
-    def is_resource(self) -> bool:
-        """Whether the URL names a resource (not discovery)."""
-        return bool(self.plural)
-
-
-def parse_path(path: str) -> PathInfo | None:
-    """Split ``/api/v1/namespaces/ns/pods/name/status`` style URLs (``None``: not an API path)."""
-    parts = [p for p in path.split("/") if p]
-    if not parts or parts[0] not in ("api", "apis"):
-        return None
-    info = PathInfo()
-    if parts[0] == "api":
-        if len(parts) < 2:
-            return info
-        info.version, rest = parts[1], parts[2:]
-    else:
-        if len(parts) < 3:
-            info.group = parts[1] if len(parts) == 2 else ""
-            return info
-        info.group, info.version, rest = parts[1], parts[2], parts[3:]
-    if rest and rest[0] == "watch":
-        info.legacy_watch, rest = True, rest[1:]
-    if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] not in ("status", "finalize"):
-        info.namespace, rest = rest[1], rest[2:]
-    if not rest:
-        return info
-    if len(rest) > 3:
-        return PathInfo(plural="\x00")  # unknown deep path → 404
-    info.plural = rest[0]
-    info.name = rest[1] if len(rest) > 1 else None
-    info.subresource = rest[2] if len(rest) > 2 else None
-    return info
-
-
-PATH_INFO: web.RequestKey[PathInfo | None] = web.RequestKey("sandbox_path_info", object)  # type: ignore[arg-type]
-USER: web.RequestKey[UserInfo] = web.RequestKey("sandbox_user", UserInfo)
-
-
-def request_attributes(path: str, info: PathInfo | None, verb: str, query: Any) -> Attributes:
-    """What RBAC is asked about one request (kube-apiserver's RequestInfo)."""
-    if info is None or not info.is_resource:
-        return Attributes(verb, path=path)
-    name = info.name or ""
-    namespace = info.namespace or ""
-    if info.plural == "namespaces" and name and not namespace:
-        namespace = name  # a namespace is authorized within itself
-    if not name and verb in ("list", "watch"):
-        # a list or watch of one object by name is authorized as that object
-        selector = str(query.get("fieldSelector") or "")
-        key, sep, value = selector.partition("=")
-        if sep and key == "metadata.name" and "," not in value and not value.startswith("="):
-            name = value
-    return Attributes(verb, namespace, info.group, info.plural, info.subresource or "", name)
-
-
-def _truthy(value: str | None) -> bool:
-    return value is not None and value.lower() in ("true", "1", "yes")
-
-
-def k8s_verb(method: str, info: PathInfo | None, query: Any) -> str:
-    """The Kubernetes verb of a request (what RBAC and the stats call it)."""
-    if info is None or not info.is_resource:
-        return method.lower()
-    if method == "GET":
-        if info.name and not info.legacy_watch:
-            return "get"
-        if info.legacy_watch or _truthy(query.get("watch")):
-            return "watch"
-        return "list"
-    if method == "POST":
-        return "create"
-    if method == "PUT":
-        return "update"
-    if method == "PATCH":
-        return "patch"
-    if method == "DELETE":
-        return "delete" if info.name else "deletecollection"
-    return method.lower()
-
-
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
-
-
-def json_response(obj: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
-    """A JSON response, with one ``Warning`` header per warning (RFC 7234 code 299)."""
-    resp = web.Response(body=_dumps(obj), status=status, content_type="application/json")
-    for warning in warnings or ():
-        resp.headers.add("Warning", f'299 - "{_escape(warning)}"')
-    return resp
-
-
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def error_response(err: ApiError) -> web.Response:
-    """The ``Status`` body of an error."""
-    resp = json_response(err.status(), status=err.code)
-    for key, value in err.headers.items():
-        resp.headers[key] = value
-    return resp
-
-
-def view(obj: JsonObj, rt: ResourceType) -> JsonObj:
-    """An object as seen through one served version (shared storage, no conversion)."""
-    if obj.get("apiVersion") == rt.api_version:
-        return obj
-    return dict(obj, apiVersion=rt.api_version)
 
 
 class WatchEncoder:
@@ -242,7 +115,7 @@ class WatchEncoder:
         return _dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
 
 
-class ApiServer:
+class ApiServer(PodLogProxy, VerbHandlers, NonResourceHandlers):
     """Request handlers over one :class:`ApiState`; stored in the app as ``app[SERVER]``."""
 
     def __init__(
@@ -363,68 +236,6 @@ class ApiServer:
             )
         )
 
-    # --- discovery & openapi -------------------------------------------------------------------
-    async def version(self, request: web.Request) -> web.Response:
-        """``GET /version``."""
-        return json_response(discovery.SERVER_VERSION)
-
-    async def health(self, request: web.Request) -> web.Response:
-        """``/healthz``, ``/readyz``, ``/livez``."""
-        return web.Response(text="ok")
-
-    async def openapi_v2(self, request: web.Request) -> web.Response:
-        """An empty protobuf document: kubectl then skips client-side validation."""
-        return web.Response(
-            body=b"", content_type="application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
-        )
-
-    async def openapi_v3(self, request: web.Request) -> web.Response:
-        """The OpenAPI v3 index (CRD group-versions only)."""
-        return json_response(discovery.openapi_v3_index(self.state.registry))
-
-    async def openapi_v3_gv(self, request: web.Request) -> web.Response:
-        """``/openapi/v3/apis/<group>/<version>`` for CRD group-versions."""
-        parts = request.match_info["tail"].strip("/").split("/")
-        doc = None
-        if len(parts) == 3 and parts[0] == "apis":
-            doc = discovery.openapi_v3_document(self.state.registry, parts[1], parts[2])
-        if doc is None:
-            raise errors.plain_not_found()
-        return json_response(doc)
-
-    # --- sandbox extras -----------------------------------------------------------------------
-    async def get_stats(self, request: web.Request) -> web.Response:
-        """``GET /sandbox/stats``."""
-        return json_response(
-            self.stats.to_json(len(self.watchers)) | {"resourceVersion": self.state.store.rv}
-        )
-
-    async def reset_stats(self, request: web.Request) -> web.Response:
-        """``POST /sandbox/stats/reset``."""
-        self.stats.reset()
-        return json_response({"reset": True})
-
-    async def get_requests(self, request: web.Request) -> web.Response:
-        """``GET /sandbox/requests?limit=N``."""
-        limit = _int_param(request.query.get("limit"), "limit", 100)
-        return json_response({"items": self.stats.recent(limit)})
-
-    async def get_faults(self, request: web.Request) -> web.Response:
-        """``GET /sandbox/faults``."""
-        return json_response(self.faults.to_json())
-
-    async def mint_token(self, request: web.Request) -> web.Response:
-        """``POST /sandbox/tokens``: a bearer token for a named user and groups."""
-        return json_response(self.access.mint_user(await request.json()), status=201)
-
-    async def set_faults(self, request: web.Request) -> web.Response:
-        """``POST /sandbox/faults`` with the new configuration (``{}`` turns faults off)."""
-        try:
-            self.faults = FaultConfig.from_json(await request.json())
-        except (ValueError, TypeError) as exc:
-            raise errors.bad_request(str(exc)) from exc
-        return json_response(self.faults.to_json())
-
     # --- the API ------------------------------------------------------------------------------
     async def api(self, request: web.Request) -> web.StreamResponse:
         """Every ``/api`` and ``/apis`` URL: discovery documents and resources."""
@@ -475,203 +286,6 @@ class ApiServer:
         if method == "DELETE":
             return await self._delete(request, rt, info)
         raise errors.method_not_allowed(method)
-
-    async def _get(
-        self, request: web.Request, rt: ResourceType, info: PathInfo
-    ) -> web.StreamResponse:
-        q = request.query
-        st = self.state
-        if info.name and not info.legacy_watch:
-            if info.subresource == "log":
-                return await self._pod_log(request, info)
-            if info.subresource == "scale":
-                return json_response(st.get_scale(rt, info.namespace, info.name))
-            obj = view(st.get(rt, info.namespace, info.name), rt)
-            if tables.wants_table(request.headers.get("Accept", "")):
-                return json_response(
-                    tables.table(rt, [obj], st.store.rv, q.get("includeObject"), single=True)
-                )
-            return json_response(obj)
-        field_selector = q.get("fieldSelector")
-        if info.legacy_watch and info.name:
-            field_selector = ",".join(filter(None, [field_selector, f"metadata.name={info.name}"]))
-        predicate = make_filter(q.get("labelSelector"), field_selector)
-        if info.legacy_watch or _truthy(q.get("watch")):
-            return await self._watch(request, rt, info, predicate)
-        limit = _int_param(q.get("limit"), "limit", 0)
-        items, rv, cont, remaining = st.list_objects(
-            rt, info.namespace, predicate, limit, q.get("continue")
-        )
-        items = [view(o, rt) for o in items]
-        if tables.wants_table(request.headers.get("Accept", "")):
-            body = tables.table(rt, items, rv, q.get("includeObject"))
-            if cont:
-                body["metadata"]["continue"] = cont
-            return json_response(body)
-        meta: JsonObj = {"resourceVersion": str(rv)}
-        if cont:
-            meta["continue"] = cont
-            meta["remainingItemCount"] = remaining
-        return json_response(
-            {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta, "items": items}
-        )
-
-    async def _post(self, request: web.Request, rt: ResourceType, info: PathInfo) -> web.Response:
-        body, mode = await self._body(request)
-        if info.subresource == "token" and info.name:
-            token = self.access.token_request(info.namespace or "", info.name, body)
-            return json_response(token, status=201)
-        if info.subresource == "binding" and info.name:
-            return json_response(self.state.bind(info.namespace or "", info.name, body), status=201)
-        if info.name:
-            raise errors.method_not_allowed("POST")
-        if rt.namespaced and info.namespace is None:
-            raise errors.plain_not_found()
-        result = self.state.create(
-            rt,
-            info.namespace,
-            body,
-            dry_run=_dry_run(request),
-            field_validation=mode,
-            admit=self._admit(request, rt),
-        )
-        return json_response(view(result.obj, rt), status=201, warnings=result.warnings)
-
-    async def _write(self, request: web.Request, rt: ResourceType, info: PathInfo) -> web.Response:
-        if not info.name:
-            raise errors.method_not_allowed(request.method)
-        st = self.state
-        sub = info.subresource
-        if request.method == "PATCH":
-            ctype = request.content_type
-            if ctype not in PATCH_TYPES:
-                raise errors.unsupported_media_type(ctype)
-            body, mode = await self._body(request, patch=True)
-            if sub == "scale":
-                current = st.get_scale(rt, info.namespace, info.name)
-                patched = apply_patch(ctype, current, body)
-                return json_response(
-                    st.update_scale(
-                        rt, info.namespace, info.name, (patched.get("spec") or {}).get("replicas")
-                    )
-                )
-            result = st.patch(
-                rt,
-                info.namespace,
-                info.name,
-                ctype,
-                body,
-                subresource=_write_sub(sub),
-                dry_run=_dry_run(request),
-                field_validation=mode,
-                admit=self._admit(request, rt),
-            )
-        else:
-            body, mode = await self._body(request)
-            if sub == "scale":
-                replicas = (
-                    ((body or {}).get("spec") or {}).get("replicas")
-                    if isinstance(body, dict)
-                    else None
-                )
-                return json_response(st.update_scale(rt, info.namespace, info.name, replicas))
-            result = st.update(
-                rt,
-                info.namespace,
-                info.name,
-                body,
-                subresource=_write_sub(sub),
-                dry_run=_dry_run(request),
-                field_validation=mode,
-                admit=self._admit(request, rt),
-            )
-        return json_response(view(result.obj, rt), warnings=result.warnings)
-
-    def _admit(self, request: web.Request, rt: ResourceType) -> Callable[[JsonObj], None] | None:
-        """The escalation check for RBAC writes (``None`` for every other resource)."""
-        if rt.group != "rbac.authorization.k8s.io":
-            return None
-        user = request[USER]
-        return lambda obj: self.access.admit_rbac(user, rt.plural, obj)
-
-    @staticmethod
-    def _typed(rt: ResourceType, obj: JsonObj) -> JsonObj:
-        return dict(obj, kind=rt.kind, apiVersion=rt.api_version)
-
-    async def _delete(self, request: web.Request, rt: ResourceType, info: PathInfo) -> web.Response:
-        q = request.query
-        body: Any = None
-        if request.can_read_body:
-            raw = await request.read()
-            if raw.strip():
-                body = _decode_json(raw)[0]
-        opts = body if isinstance(body, dict) else {}
-        propagation = q.get("propagationPolicy") or opts.get("propagationPolicy")
-        if propagation is None and opts.get("orphanDependents") is True:
-            propagation = "Orphan"
-        if info.name is None:
-            if rt.namespaced and info.namespace is None:
-                raise errors.plain_not_found()
-            predicate = make_filter(q.get("labelSelector"), q.get("fieldSelector"))
-            removed = self.state.delete_collection(rt, info.namespace, predicate, propagation)
-            return json_response(
-                {
-                    "kind": rt.list_kind,
-                    "apiVersion": rt.api_version,
-                    "metadata": {"resourceVersion": str(self.state.store.rv)},
-                    "items": [view(o, rt) for o in removed],
-                }
-            )
-        obj, removed_now = self.state.delete(
-            rt,
-            info.namespace,
-            info.name,
-            propagation=propagation,
-            preconditions=opts.get("preconditions"),
-            dry_run=_dry_run(request),
-        )
-        # kube-apiserver: 202 only when cascading was asked via orphanDependents=false
-        status = 202 if not removed_now and opts.get("orphanDependents") is False else 200
-        if removed_now and rt.key not in _RETURN_DELETED_OBJECT:
-            meta = obj["metadata"]
-            details: JsonObj = {"name": meta["name"], "kind": rt.plural, "uid": meta["uid"]}
-            if rt.group:
-                details["group"] = rt.group
-            done = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
-            return json_response(done | {"details": details}, status=status)
-        return json_response(view(obj, rt), status=status)
-
-    async def _body(self, request: web.Request, patch: bool = False) -> tuple[Any, str]:
-        """Decode a JSON body; returns it with the effective ``fieldValidation`` mode."""
-        mode = request.query.get("fieldValidation") or "Warn"
-        if mode not in ("Strict", "Warn", "Ignore"):
-            raise errors.bad_request(
-                f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", '
-                '"Strict", "Warn"'
-            )
-        ctype = request.content_type
-        raw = await request.read()
-        if not patch and ctype == protobuf.CONTENT_TYPE:
-            try:
-                return protobuf.decode(raw), mode
-            except (protobuf.ProtobufError, UnicodeDecodeError, KeyError) as exc:
-                raise ApiError(415, "UnsupportedMediaType", str(exc), {}) from exc
-        if not patch and ctype not in ("application/json", "application/octet-stream", "", "*/*"):
-            if ctype in ("application/yaml", "application/x-yaml", "text/yaml"):
-                import yaml
-
-                try:
-                    return yaml.safe_load(raw), mode
-                except yaml.YAMLError as exc:
-                    raise errors.bad_request(f"invalid YAML body: {exc}") from exc
-            raise errors.unsupported_media_type(ctype)
-        if not raw.strip():
-            raise errors.bad_request("the request body is empty")
-        body, duplicates = _decode_json(raw)
-        if duplicates and mode == "Strict":
-            listed = ", ".join(f'duplicate field "{d}"' for d in duplicates)
-            raise errors.bad_request(f"strict decoding error: {listed}")
-        return body, mode
 
     # --- watch --------------------------------------------------------------------------------
     async def _watch(
@@ -790,67 +404,6 @@ class ApiServer:
                 item = queue.get_nowait()
             await resp.write(b"".join(lines))
 
-    # --- pods/log -------------------------------------------------------------------------------
-    async def _pod_log(self, request: web.Request, info: PathInfo) -> web.StreamResponse:
-        """Proxy to the kubelet of the pod's node: ``GET /containerLogs/{ns}/{pod}/{container}``."""
-        st = self.state
-        pod = st.get(st.rt(("", "pods")), info.namespace, info.name or "")
-        name = pod["metadata"]["name"]
-        ns = pod["metadata"]["namespace"]
-        containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or ()]
-        init = [c.get("name") for c in (pod.get("spec") or {}).get("initContainers") or ()]
-        container = request.query.get("container")
-        if not container:
-            if len(containers) != 1:
-                raise errors.bad_request(
-                    f"a container name must be specified for pod {name}, choose one of: "
-                    f"[{' '.join(str(c) for c in containers)}]"
-                )
-            container = str(containers[0])
-        elif container not in containers + init:
-            raise errors.bad_request(f"container {container} is not valid for pod {name}")
-        node_name = (pod.get("spec") or {}).get("nodeName")
-        if not node_name:
-            raise errors.bad_request(
-                f'container "{container}" in pod "{name}" is waiting to start: pod is not '
-                "scheduled to a node yet"
-            )
-        node = st.store.get(("", "nodes"), "", node_name)
-        if node is None:
-            raise errors.not_found("", "nodes", node_name)
-        address, port = _kubelet_address(node)
-        params = {
-            k: v
-            for k, v in request.query.items()
-            if k in ("follow", "tailLines", "timestamps", "previous", "sinceSeconds", "limitBytes")
-        }
-        url = f"http://{address}:{port}/containerLogs/{quote(ns)}/{quote(name)}/{quote(container)}"
-        if self.http is None:
-            self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=5))
-        try:
-            upstream = await self.http.get(url, params=params)
-        except (aiohttp.ClientError, OSError) as exc:
-            raise errors.bad_request(
-                f'Get "{url}": the kubelet of node "{node_name}" is unreachable: {exc}'
-            ) from exc
-        async with upstream:
-            if upstream.status != 200:
-                text = (await upstream.text()).strip()
-                code = upstream.status if upstream.status in (400, 404) else 500
-                raise ApiError(
-                    code,
-                    _STATUS_REASONS.get(code, "InternalError"),
-                    text or f"kubelet answered {upstream.status}",
-                    {},
-                )
-            resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
-            resp.enable_chunked_encoding()
-            await resp.prepare(request)
-            with contextlib.suppress(ConnectionResetError, aiohttp.ClientError):
-                async for chunk in upstream.content.iter_any():
-                    await resp.write(chunk)
-            return resp
-
     # --- lifecycle ------------------------------------------------------------------------------
     async def on_startup(self, app: web.Application) -> None:
         """Let namespace deletion finish "soon" on this loop, like the namespace controller."""
@@ -871,60 +424,6 @@ class ApiServer:
         """Close the kubelet client session."""
         if self.http is not None:
             await self.http.close()
-
-
-def _kubelet_address(node: JsonObj) -> tuple[str, int]:
-    status = node.get("status") or {}
-    addresses = status.get("addresses") or []
-    address = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
-    address = address or next((a.get("address") for a in addresses), None) or "127.0.0.1"
-    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250
-    return str(address), int(port)
-
-
-def _write_sub(sub: str | None) -> str | None:
-    # namespaces/finalize writes spec.finalizers; treated as a main-resource write
-    return None if sub == "finalize" else sub
-
-
-def _dry_run(request: web.Request) -> bool:
-    return "All" in request.query.getall("dryRun", [])
-
-
-def _int_param(value: str | None, name: str, default: int) -> int:
-    if value in (None, ""):
-        return default
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise errors.bad_request(f"{name}: invalid value {value!r}") from exc
-
-
-def _float_param(value: str | None, name: str) -> float | None:
-    if value in (None, ""):
-        return None
-    try:
-        return float(value)
-    except ValueError as exc:
-        raise errors.bad_request(f"{name}: invalid value {value!r}") from exc
-
-
-def _decode_json(raw: bytes) -> tuple[Any, list[str]]:
-    """Parse JSON, reporting duplicate keys (kubectl's ``fieldValidation=Strict`` rejects them)."""
-    duplicates: list[str] = []
-
-    def pairs(items: list[tuple[str, Any]]) -> JsonObj:
-        out: JsonObj = {}
-        for key, value in items:
-            if key in out:
-                duplicates.append(key)
-            out[key] = value
-        return out
-
-    try:
-        return json.loads(raw, object_pairs_hook=pairs), duplicates
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.bad_request(f"the request body is not valid JSON: {exc}") from exc
 
 
 SERVER: web.AppKey[ApiServer] = web.AppKey("sandbox_apiserver", ApiServer)
