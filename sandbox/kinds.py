@@ -165,10 +165,12 @@ def _default_pod(pod: JsonObj, old: JsonObj | None) -> None:
                 if isinstance(port, dict):
                     port.setdefault("protocol", "TCP")
     if old is None:
-        pod["status"] = {"phase": "Pending", "qosClass": _qos_class(spec)}
+        pod["status"] = {"phase": "Pending", "qosClass": qos_class(spec)}
 
 
-def _qos_class(spec: JsonObj) -> str:
+def qos_class(spec: JsonObj) -> str:
+    """A pod's QoS class from its containers' requests and limits (the API server sets it at
+    create, the kubelet reports it in every status)."""
     containers = [c for c in spec.get("containers") or () if isinstance(c, dict)]
     requests_any = False
     guaranteed = True
@@ -178,7 +180,8 @@ def _qos_class(spec: JsonObj) -> str:
         if req or lim:
             requests_any = True
         for name in ("cpu", "memory"):
-            if name not in lim or req.get(name, lim[name]) != lim[name]:
+            limit = lim.get(name)
+            if limit is None or req.get(name, limit) != limit:
                 guaranteed = False
     if not requests_any:
         return "BestEffort"

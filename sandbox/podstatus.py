@@ -12,6 +12,7 @@ import logging
 import aiohttp
 
 from .clock import now
+from .kinds import qos_class
 from .kubeclient import ApiError, Obj, resource_path
 from .podstate import PodState
 
@@ -74,7 +75,7 @@ class PodStatus(PodState):
             "containerStatuses": [
                 c.status(str(c.spec.get("image") or "")) for c in self.containers
             ],
-            "qosClass": _qos_class(self.pod),
+            "qosClass": qos_class(self.pod.get("spec") or {}),
         }
         if self.init_containers:
             status["initContainerStatuses"] = [
@@ -140,21 +141,3 @@ def _without_times(status: Obj) -> Obj:
         for cond in status.get("conditions") or []
     ]
     return copy
-
-
-def _qos_class(pod: Obj) -> str:
-    containers = (pod.get("spec") or {}).get("containers") or []
-    any_set = False
-    guaranteed = True
-    for c in containers:
-        res = c.get("resources") or {}
-        requests, limits = res.get("requests") or {}, res.get("limits") or {}
-        if requests or limits:
-            any_set = True
-        for name in ("cpu", "memory"):
-            limit = limits.get(name)
-            if limit is None or requests.get(name, limit) != limit:
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
