@@ -28,6 +28,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from .clock import now
 from .kubeclient import ApiError, Informer, KubeClient, Obj, WorkQueue, cancel_tasks, resource_path
 
 HASH_LABEL = "pod-template-hash"
@@ -36,10 +37,6 @@ DESIRED = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 _SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _EXPECTATION_TTL = 30.0
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def template_hash(template: Obj, collision_count: int = 0) -> str:

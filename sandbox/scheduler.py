@@ -21,23 +21,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import Counter
 from fractions import Fraction
 from typing import Any
 
 import aiohttp
 
+from .clock import now
 from .kubeclient import ApiError, Informer, KubeClient, Obj, WorkQueue, cancel_tasks, resource_path
 from .quantity import parse_quantity, pod_requests
 
 log = logging.getLogger(__name__)
 SCHEDULER_NAME = "default-scheduler"
 _TERMINAL = ("Succeeded", "Failed")
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 # --- pure fit checks ----------------------------------------------------------------------------
