@@ -28,6 +28,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from .clock import now
+
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,42 @@ class KubeClient:
 
     async def patch(self, path: str, body: Any, content_type: str = MERGE_PATCH) -> Obj:
         return await self.request("PATCH", path, body=body, content_type=content_type)
+
+    async def post_pod_event(
+        self, pod: Obj, etype: str, reason: str, message: str, component: str, host: str = ""
+    ) -> None:
+        """Post a core/v1 Event about a pod, as ``kubectl describe pod`` shows them.
+
+        Best effort, as in real components: an Event that cannot be written is dropped.
+        """
+        meta = pod.get("metadata") or {}
+        ns = str(meta.get("namespace") or "default")
+        stamp = now()
+        source = {"component": component, "host": host} if host else {"component": component}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": ns},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": meta.get("name"),
+                "namespace": ns,
+                "uid": meta.get("uid"),
+            },
+            "reason": reason,
+            "message": message,
+            "type": etype,
+            "source": source,
+            "reportingComponent": component,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        if host:
+            body["reportingInstance"] = host
+        with contextlib.suppress(ApiError, aiohttp.ClientError, asyncio.TimeoutError):
+            await self.create(resource_path("v1", "events", ns), body)
 
     async def delete(
         self, path: str, *, grace_period: int | None = None, propagation: str | None = None

@@ -266,32 +266,9 @@ class Kubelet(KubeletServer):
 
     async def event(self, pod: Obj, etype: str, reason: str, message: str) -> None:
         """Post a core/v1 Event about a pod, as ``kubectl describe pod`` shows them."""
-        meta = pod.get("metadata") or {}
-        ns = str(meta.get("namespace") or "default")
-        stamp = now()
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": ns},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": meta.get("name"),
-                "namespace": ns,
-                "uid": meta.get("uid"),
-            },
-            "reason": reason,
-            "message": message,
-            "type": etype,
-            "source": {"component": "kubelet", "host": self.config.node_name},
-            "reportingComponent": "kubelet",
-            "reportingInstance": self.config.node_name,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
-        with contextlib.suppress(ApiError, aiohttp.ClientError, asyncio.TimeoutError):
-            await self.client.create(resource_path("v1", "events", ns), body)
+        await self.client.post_pod_event(
+            pod, etype, reason, message, "kubelet", self.config.node_name
+        )
 
     # -- watch handlers --
 

@@ -19,7 +19,6 @@ changes, which is when capacity can free up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from fractions import Fraction
@@ -397,28 +396,4 @@ class Scheduler:
         await self._event(pod, "Warning", "FailedScheduling", message)
 
     async def _event(self, pod: Obj, etype: str, reason: str, message: str) -> None:
-        meta = pod["metadata"]
-        ns = meta.get("namespace") or "default"
-        stamp = now()
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": ns},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": meta["name"],
-                "namespace": ns,
-                "uid": meta.get("uid"),
-            },
-            "reason": reason,
-            "message": message,
-            "type": etype,
-            "source": {"component": self.name},
-            "reportingComponent": self.name,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
-        with contextlib.suppress(ApiError, aiohttp.ClientError, asyncio.TimeoutError):
-            await self.client.create(resource_path("v1", "events", ns), body)
+        await self.client.post_pod_event(pod, etype, reason, message, self.name)
