@@ -16,26 +16,12 @@ from functools import lru_cache
 from typing import Any
 
 from .errors import Cause
+from .validation import OBJECT_META_FIELDS
 
 JsonObj = dict[str, Any]
 
 # ObjectMeta fields kept inside x-kubernetes-embedded-resource objects
-_EMBEDDED_META = {
-    "name",
-    "generateName",
-    "namespace",
-    "labels",
-    "annotations",
-    "finalizers",
-    "ownerReferences",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "managedFields",
-}
+_EMBEDDED_META = OBJECT_META_FIELDS - {"selfLink"}
 _ROOT_KEYS = ("apiVersion", "kind", "metadata")
 
 

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from . import builtin, errors, schema
+from . import builtin, errors, schema, validation
 from .clock import now
 from .crd_serving import CrdServing
 from .deletion import PROTECTED_NAMESPACES, Deletion
@@ -47,23 +47,7 @@ SERVICE_CIDR = ipaddress.IPv4Network("127.96.0.0/16")
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 # ObjectMeta fields a client may send; others are unknown fields (pruned, strict error)
-_META_FIELDS = {
-    "name",
-    "generateName",
-    "namespace",
-    "selfLink",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "labels",
-    "annotations",
-    "ownerReferences",
-    "finalizers",
-    "managedFields",
-}
+_META_FIELDS = validation.OBJECT_META_FIELDS
 # ObjectMeta fields only the server sets; updates keep the stored values
 _SERVER_META = (
     "uid",
