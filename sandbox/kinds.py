@@ -52,41 +52,32 @@ class KindRules:
         if rt.key in (("", "configmaps"), ("", "secrets")) and old.get("immutable"):
             for key in ("data", "binaryData", "stringData", "immutable"):
                 if old.get(key) != new.get(key):
-                    raise errors.invalid(
-                        rt.kind,
-                        rt.group,
-                        new["metadata"]["name"],
-                        [
-                            Cause(
-                                "FieldValueForbidden",
-                                "Forbidden: field is immutable when `immutable` is set",
-                                key,
-                            )
-                        ],
+                    raise _invalid_update(
+                        rt,
+                        new,
+                        Cause(
+                            "FieldValueForbidden",
+                            "Forbidden: field is immutable when `immutable` is set",
+                            key,
+                        ),
                     )
         if rt.key == PODS:
             if _pod_spec_frozen(old.get("spec")) != _pod_spec_frozen(new.get("spec")):
-                raise errors.invalid(
-                    rt.kind,
-                    rt.group,
-                    new["metadata"]["name"],
-                    [Cause("FieldValueForbidden", f"Forbidden: {_POD_MUTABLE_NOTE}", "spec")],
+                raise _invalid_update(
+                    rt, new, Cause("FieldValueForbidden", f"Forbidden: {_POD_MUTABLE_NOTE}", "spec")
                 )
         elif rt.key == SERVICES:
             old_ip = (old.get("spec") or {}).get("clusterIP")
             new_ip = (new.get("spec") or {}).get("clusterIP")
             if old_ip and new_ip != old_ip:
-                raise errors.invalid(
-                    rt.kind,
-                    rt.group,
-                    new["metadata"]["name"],
-                    [
-                        Cause(
-                            "FieldValueInvalid",
-                            f'Invalid value: "{new_ip}": field is immutable',
-                            "spec.clusterIPs[0]",
-                        )
-                    ],
+                raise _invalid_update(
+                    rt,
+                    new,
+                    Cause(
+                        "FieldValueInvalid",
+                        f'Invalid value: "{new_ip}": field is immutable',
+                        "spec.clusterIPs[0]",
+                    ),
                 )
 
     def _prepare(self, rt: ResourceType, obj: JsonObj, old: JsonObj | None) -> None:
@@ -118,6 +109,11 @@ class KindRules:
                 data = obj.setdefault("data", {})
                 for name, value in string_data.items():
                     data[name] = base64.b64encode(str(value).encode()).decode()
+
+
+def _invalid_update(rt: ResourceType, new: JsonObj, cause: Cause) -> errors.ApiError:
+    """422 for an update that changes what may not change."""
+    return errors.invalid(rt.kind, rt.group, new["metadata"]["name"], [cause])
 
 
 def _pod_spec_frozen(spec: Any) -> Any:

@@ -4,13 +4,16 @@ query parameters (resolved without the registry; :mod:`.apiserver` routes on the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from . import errors
 from .rbac import Attributes, UserInfo
+
+N = TypeVar("N", int, float)
 
 
 @dataclass
@@ -107,18 +110,19 @@ def k8s_verb(method: str, info: PathInfo | None, query: Any) -> str:
 
 
 def _int_param(value: str | None, name: str, default: int) -> int:
-    if value in (None, ""):
-        return default
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise errors.bad_request(f"{name}: invalid value {value!r}") from exc
+    parsed = _number_param(value, name, int)
+    return default if parsed is None else parsed
 
 
 def _float_param(value: str | None, name: str) -> float | None:
-    if value in (None, ""):
+    return _number_param(value, name, float)
+
+
+def _number_param(value: str | None, name: str, kind: Callable[[str], N]) -> N | None:
+    """A numeric query parameter (``None`` when absent or empty), or 400 naming it."""
+    if value is None or value == "":
         return None
     try:
-        return float(value)
+        return kind(value)
     except ValueError as exc:
         raise errors.bad_request(f"{name}: invalid value {value!r}") from exc
