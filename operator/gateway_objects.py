@@ -356,7 +356,7 @@ def legacy_cluster_rbac(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     Earlier releases let the plugin watch JupyterKernels in every namespace through these; it
     now watches namespace by namespace, so they only widen what the gateway may do. Listed role
-    first, binding last (:func:`~elastic_jupyter.operator.gateways.delete_objects` deletes in
+    first, binding last (:func:`~elastic_jupyter.operator.apply.delete_objects` deletes in
     reverse, so the grant goes before the rules).
     """
     name = legacy_cluster_rbac_name(gateway)
@@ -458,14 +458,14 @@ def container_env(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
         # The kernelspec cache would serve stale specs; the sync keeps the directory current
         # and jupyter_client re-reads it on every request.
         _env("EG_KERNELSPEC_CACHE_ENABLED", False),
-        _env("ELASTIC_JUPYTER_KERNELSPEC_DIR", KERNELSPEC_DIR),
-        _env("EJ_KERNEL_NAMESPACE", kernel_namespace(gateway)),
-        _env("EJ_ALLOW_KERNEL_NAMESPACE", bool(spec.get("allowKernelNamespace", False))),
+        _env(crds.ENV_KERNELSPEC_DIR, KERNELSPEC_DIR),
+        _env(crds.ENV_KERNEL_NAMESPACE, kernel_namespace(gateway)),
+        _env(crds.ENV_ALLOW_KERNEL_NAMESPACE, bool(spec.get("allowKernelNamespace", False))),
         _env("PYTHONUNBUFFERED", 1),
     ]
     # Only when set: an env entry that is always there would roll out every existing gateway.
     if kernel_namespaces(spec):
-        env.append(_env("EJ_KERNEL_NAMESPACES", ",".join(kernel_namespaces(spec))))
+        env.append(_env(crds.ENV_KERNEL_NAMESPACES, ",".join(kernel_namespaces(spec))))
     if spec.get("defaultKernel"):
         env.append(_env("EG_DEFAULT_KERNEL_NAME", str(spec["defaultKernel"])))
     if spec.get("clusterRole"):
@@ -627,16 +627,19 @@ def status(
     phase = conditions.phase(problems, is_ready)
 
     if is_ready:
-        ready_reason, ready_message = "GatewayReady", "Enterprise Gateway serves the current spec"
+        ready_reason, ready_message = (
+            crds.REASON_GATEWAY_READY,
+            "Enterprise Gateway serves the current spec",
+        )
     elif problems:
         ready_reason, ready_message = conditions.problem_reason(problems), "; ".join(problems)
     elif deployment_obj is None:
         ready_reason, ready_message = (
-            "DeploymentMissing",
+            crds.REASON_DEPLOYMENT_MISSING,
             "the gateway Deployment is not created yet",
         )
     else:
-        ready_reason = "GatewayNotReady"
+        ready_reason = crds.REASON_GATEWAY_NOT_READY
         ready_message = f"{ready} of {max(replicas, 1)} gateway pods ready, {updated} up to date"
 
     if missing:
@@ -647,14 +650,14 @@ def status(
             f"{meta['namespace']}) or remove the name from spec.kernels"
         )
     elif not existing_kernelspecs and not kernel_names(spec):
-        ks_reason = "BuiltInKernelSpec"
+        ks_reason = crds.REASON_BUILTIN_KERNELSPEC
         ks_message = (
             f"no JupyterKernelSpec in namespace {meta['namespace']}: serving the built-in "
             f"{crds.BUILTIN_KERNELSPEC} (Python in a kernel pod with the operator's default "
             "kernel image) until one is created"
         )
     else:
-        ks_reason, ks_message = "KernelSpecsFound", f"serving {', '.join(served)}"
+        ks_reason, ks_message = crds.REASON_KERNELSPECS_FOUND, f"serving {', '.join(served)}"
 
     return {
         "phase": phase,
@@ -692,7 +695,9 @@ def status(
             conditions.condition(
                 crds.CONDITION_PROGRESSING,
                 deployment_obj is not None and not rolled_out,
-                "RollingOut" if deployment_obj is not None and not rolled_out else "Complete",
+                crds.REASON_ROLLING_OUT
+                if deployment_obj is not None and not rolled_out
+                else crds.REASON_ROLLOUT_COMPLETE,
                 "a new gateway pod is being rolled out"
                 if deployment_obj is not None and not rolled_out
                 else "no rollout under way",
