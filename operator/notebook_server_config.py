@@ -21,7 +21,8 @@ from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
-c: Any = get_config()  # type: ignore[name-defined]  # noqa: F821
+# jupyter_server's config loader defines `c` (and `get_config`, which returns the same object)
+c: Any = globals().get("c") or get_config()  # type: ignore[name-defined]  # noqa: F821
 
 
 def _module(name: str) -> ModuleType | None:
