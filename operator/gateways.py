@@ -42,6 +42,7 @@ from elastic_jupyter.operator import (
     apply,
     conditions,
     gateway_objects,
+    gateway_status,
     kube,
     namespace_consent,
     network_policy,
@@ -190,7 +191,7 @@ async def refresh_status(
         raise kopf.TemporaryError(
             f"reading the state of {meta['name']}: {error}", delay=2
         ) from error
-    new = gateway_objects.status(gateway, dep, names, count, problems, crds.rfc3339())
+    new = gateway_status.status(gateway, dep, names, count, problems, crds.rfc3339())
     # not ready yet, no rollout: normal states (Valid reports bad specs)
     quiet = (crds.CONDITION_READY, crds.CONDITION_PROGRESSING)
     await apply.write_status(client, crds.JUPYTER_GATEWAY, gateway, new, quiet)

@@ -119,8 +119,8 @@ def test_secret_is_never_rewritten() -> None:
 
 
 def test_transitions_report_new_problems_once() -> None:
-    ok = gateway_objects.status(gateway(kernels=["a"]), None, ["a"], 0, [], "T")
-    bad = gateway_objects.status(gateway(kernels=["a", "b"]), None, ["a"], 0, [], "T")
+    ok = gateway_status.status(gateway(kernels=["a"]), None, ["a"], 0, [], "T")
+    bad = gateway_status.status(gateway(kernels=["a", "b"]), None, ["a"], 0, [], "T")
     types = [t for t, _ in apply.transitions(ok, bad)]
     assert crds.CONDITION_KERNELSPECS_RESOLVED in types
     assert crds.CONDITION_KERNELSPECS_RESOLVED not in [t for t, _ in apply.transitions(bad, bad)]
