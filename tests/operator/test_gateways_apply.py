@@ -7,7 +7,7 @@ import copy
 from typing import Any
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import apply, gateway_objects, kube
+from elastic_jupyter.operator import apply, gateway_objects, gateway_status, kube
 
 
 class FakeClient:
