@@ -12,10 +12,12 @@ user-facing reference for all of it; tests check the two agree).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 GROUP = "kubeflow.tkestack.io"
 VERSION = "v1alpha1"
@@ -41,6 +43,25 @@ class ResourceNames:
     def crd_file(self) -> str:
         """The file name of this kind's CRD inside the ``crds`` folder."""
         return f"{GROUP}_{self.plural}.yaml"
+
+    def __iter__(self) -> Iterator[str]:
+        """``(group, version, plural)``: what kopf's decorators take, ``@kopf.on.create(*KIND)``."""
+        return iter((GROUP, VERSION, self.plural))
+
+    def path(
+        self, namespace: str | None = None, name: str | None = None, subresource: str = ""
+    ) -> str:
+        """The REST path of the collection (in ``namespace``, or all namespaces), of one object,
+        or of one of its subresources (``status``)."""
+        path = f"/apis/{GROUP}/{VERSION}"
+        if namespace is not None:
+            path += f"/namespaces/{quote(namespace, safe='')}"
+        path += f"/{self.plural}"
+        if name is not None:
+            path += f"/{quote(name, safe='')}"
+            if subresource:
+                path += f"/{subresource}"
+        return path
 
 
 JUPYTER_GATEWAY = ResourceNames("JupyterGateway", "jupytergateways", "jupytergateway", ("jgw",))
@@ -128,6 +149,13 @@ REASON_EVICTED = "Evicted"  # the pod's own reason when the kubelet evicted it
 REASON_POD_DELETED = "PodDeleted"  # the kernel's pod was deleted behind the operator's back
 REASON_POD_CREATE_FAILED = "PodCreateFailed"  # the API server refused the pod (message says why)
 REASON_SPEC_IMMUTABLE = "SpecImmutable"  # Event: a JupyterKernel's spec was edited; not applied
+REASON_RUNNING = "Running"  # Event: the kernel's pod runs (and where)
+REASON_SCHEDULED = "Scheduled"  # kernel condition Scheduled=True (and Running before it runs)
+REASON_PENDING = "Pending"  # kernel: waiting for the scheduler or the container to start
+REASON_UNKNOWN = "Unknown"  # kernel Event when the pod gives no reason at all
+# Gateway side, told to the notebook user when a starting kernel ends without a pod reason.
+REASON_DELETED = "Deleted"  # the JupyterKernel was deleted while the kernel was starting
+REASON_FAILED = "Failed"  # the kernel failed and neither its status nor a condition says why
 # Spec validation (condition Valid, and the Events beside it).
 REASON_SPEC_VALID = "SpecValid"  # Valid=True
 REASON_INVALID_SPEC = "InvalidSpec"  # Valid=False for a reason with no name of its own
@@ -135,12 +163,26 @@ REASON_TEMPLATE_MISSING = "TemplateMissing"  # kernelspec without spec.template 
 REASON_TEMPLATE_NOT_FOUND = "TemplateNotFound"  # the referenced JupyterKernelTemplate is absent
 REASON_TEMPLATE_INVALID = "TemplateInvalid"  # the referenced template is not Valid
 REASON_NO_CONTAINERS = "NoContainers"  # a pod template without containers
+REASON_INVALID_CONTAINER_NAME = "InvalidContainerName"  # template: not a DNS-1123 label
+REASON_DUPLICATE_CONTAINER_NAME = "DuplicateContainerName"  # template: two containers, one name
 # template.metadata holds keys other than labels/annotations (the original sample's
 # `metadata: {app: ..., component: ...}`, issue #67): kept, not applied, reported with
 # "did you mean metadata.labels?". Valid stays True (the template works).
 REASON_MISPLACED_TEMPLATE_METADATA = "MisplacedTemplateMetadata"
 REASON_KERNELSPEC_NOT_FOUND = "KernelSpecNotFound"  # gateway: a `kernels` name has no CR
 REASON_GATEWAY_NOT_FOUND = "GatewayNotFound"  # notebook: spec.gateway names no JupyterGateway
+# Gateway and notebook conditions (Ready, KernelSpecsResolved, GatewayResolved) and Events.
+REASON_GATEWAY_READY = "GatewayReady"
+REASON_GATEWAY_NOT_READY = "GatewayNotReady"
+REASON_NOTEBOOK_READY = "NotebookReady"
+REASON_NOTEBOOK_NOT_READY = "NotebookNotReady"
+REASON_DEPLOYMENT_MISSING = "DeploymentMissing"
+REASON_ROLLING_OUT = "RollingOut"  # Progressing=True, and its Event: a new gateway pod rolls out
+REASON_ROLLOUT_COMPLETE = "Complete"  # Progressing=False: the current spec is out
+REASON_KERNELSPECS_FOUND = "KernelSpecsFound"
+REASON_BUILTIN_KERNELSPEC = "BuiltInKernelSpec"  # no JupyterKernelSpec: the built-in one served
+REASON_NO_GATEWAY = "NoGateway"  # notebook without spec.gateway: local kernels
+REASON_GATEWAY_FOUND = "GatewayFound"
 # Tenancy (docs/security.md). A kernel pod or template the admin's pod policy forbids (Pod
 # Security "restricted", service-account allow-list, token automount): never rendered.
 REASON_POLICY_VIOLATION = "PolicyViolation"
@@ -162,25 +204,29 @@ IMAGE_PULL_FAILURE_REASONS = frozenset(
         REASON_ERR_IMAGE_NEVER_PULL,
     }
 )
-# A JupyterKernel whose status.reason is one of these will not start without someone's help:
-# the gateway fails the launch at once with the reason and message (Unschedulable is handled
-# separately, after a grace period).
-KERNEL_LAUNCH_FAILURE_REASONS = IMAGE_PULL_FAILURE_REASONS | frozenset(
+_CONTAINER_CREATE_FAILURE_REASONS = frozenset(
     {
         REASON_CREATE_CONTAINER_CONFIG_ERROR,
         REASON_CREATE_CONTAINER_ERROR,
         REASON_RUN_CONTAINER_ERROR,
-        REASON_CRASH_LOOP_BACK_OFF,
-        REASON_OOM_KILLED,
-        REASON_ERROR,
-        REASON_COMPLETED,
-        REASON_EVICTED,
-        REASON_POD_DELETED,
-        REASON_POD_CREATE_FAILED,
-        REASON_POLICY_VIOLATION,
-        REASON_INVALID_SPEC,
-        REASON_NAME_CONFLICT,
     }
+)
+# Operator: a kernel container waiting for one of these will not start without someone's help,
+# so the JupyterKernel is marked Failed (condition Failed=True) with the pod's own reason.
+KERNEL_FATAL_WAITING_REASONS = (
+    IMAGE_PULL_FAILURE_REASONS
+    | _CONTAINER_CREATE_FAILURE_REASONS
+    | frozenset({REASON_CRASH_LOOP_BACK_OFF})
+)
+# Operator: waiting reasons that are progress, not problems (never copied into status.reason).
+BENIGN_WAITING_REASONS = frozenset({"ContainerCreating", "PodInitializing"})
+# Gateway: a starting kernel whose status.reason or a condition reason is one of these fails
+# the launch at once, before the operator's Failed condition arrives (Unschedulable is handled
+# separately, after a grace period: an autoscaler may still add a node).
+LAUNCH_FAIL_FAST_REASONS = (
+    IMAGE_PULL_FAILURE_REASONS
+    | _CONTAINER_CREATE_FAILURE_REASONS
+    | frozenset({REASON_POD_CREATE_FAILED})
 )
 
 # --- Spec vocabulary and defaults ------------------------------------------------------------
@@ -281,6 +327,16 @@ ANNOTATION_KERNEL_SESSION = f"{GROUP}/kernel-session"
 # died, so that replicas do either once (gateway_plugin/adoption.py).
 ANNOTATION_GATEWAY_OWNER = f"{GROUP}/gateway-owner"
 
+# --- Contracts between the operator and the gateway plugin ----------------------------------
+# The environment the operator writes into the gateway Deployment and the plugin reads.
+ENV_KERNEL_NAMESPACE = "EJ_KERNEL_NAMESPACE"  # the gateway's default kernel namespace
+ENV_ALLOW_KERNEL_NAMESPACE = "EJ_ALLOW_KERNEL_NAMESPACE"  # clients may pick KERNEL_NAMESPACE
+ENV_KERNEL_NAMESPACES = "EJ_KERNEL_NAMESPACES"  # comma-separated: every namespace it may use
+ENV_KERNELSPEC_DIR = "ELASTIC_JUPYTER_KERNELSPEC_DIR"  # where the kernelspec ConfigMaps mount
+# The container of a kernel pod that runs the kernel (templates may add sidecars): the operator
+# injects the launcher into it, the gateway's own template names it.
+KERNEL_CONTAINER_NAME = "kernel"
+
 # --- The kernel's Secret -----------------------------------------------------------------
 # One Secret per JupyterKernel, named exactly like it, owned by it (controller ownerReference,
 # so it goes with the kernel), mounted only into that kernel's pod. Keys:
@@ -312,6 +368,17 @@ def rfc3339(moment: datetime | None = None) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def epoch_seconds(timestamp: object) -> float | None:
+    """Seconds since the epoch of an RFC 3339 timestamp as the API server writes them
+    (``creationTimestamp``...); None when absent or not a timestamp."""
+    if not isinstance(timestamp, str) or not timestamp:
+        return None
+    try:
+        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def crd_text(names: ResourceNames) -> str:

@@ -84,7 +84,7 @@ class ClientRegistry:
         try:
             secret = self.api.request("GET", path, timeout=5.0)
         except ApiError as err:
-            if err.status != 404:
+            if not err.not_found:
                 log.warning("cannot read the clients Secret %s: %s", path, err)
                 return self._clients  # keep what we knew rather than lock everyone out
             return {}

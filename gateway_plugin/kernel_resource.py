@@ -51,7 +51,6 @@ from .settings import GatewaySettings, is_dns_label
 Obj = dict[str, Any]
 
 GPU_RESOURCE = "nvidia.com/gpu"
-KERNEL_CONTAINER = "kernel"
 MAX_ENV_VALUE = 32 * 1024
 
 # Client env names the gateway owns. A client value that differs from the gateway's is
@@ -546,7 +545,7 @@ def plan_kernel(inp: LaunchInput, settings: GatewaySettings) -> KernelPlan:
 
 def default_pod_template() -> Obj:
     """The pod template used when a kernelspec names no JupyterKernelTemplate."""
-    return {"metadata": {}, "spec": {"containers": [{"name": KERNEL_CONTAINER}]}}
+    return {"metadata": {}, "spec": {"containers": [{"name": crds.KERNEL_CONTAINER_NAME}]}}
 
 
 def _pod_template(template: Mapping[str, Any] | None, ref: tuple[str, str] | None) -> Obj:
@@ -619,7 +618,9 @@ def build_kernel_manifest(
     pod["metadata"]["labels"] = {**(pod_labels if isinstance(pod_labels, Mapping) else {})}
     pod["metadata"]["labels"].update(labels)
     containers: list[Obj] = pod["spec"]["containers"]
-    index = next((i for i, c in enumerate(containers) if c.get("name") == KERNEL_CONTAINER), 0)
+    index = next(
+        (i for i, c in enumerate(containers) if c.get("name") == crds.KERNEL_CONTAINER_NAME), 0
+    )
     container = containers[index]
     # Image precedence: the kernelspec's (or an allowed client KERNEL_IMAGE), else the
     # template's; with neither, the operator puts its default kernel image on the pod.

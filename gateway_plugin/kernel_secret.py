@@ -103,7 +103,7 @@ def put_kernel_secret(
         api.request("POST", secret_path(namespace), body=manifest, timeout=5.0)
         return
     except ApiError as err:
-        if err.status != 409:
+        if not err.conflict:
             raise
     api.request(
         "PATCH",
@@ -121,7 +121,7 @@ def read_kernel_secret(api: KubeApi, namespace: str, kernel_name: str) -> dict[s
             "GET", secret_path(namespace, crds.kernel_secret_name(kernel_name)), timeout=5.0
         )
     except ApiError as err:
-        if err.status == 404:
+        if err.not_found:
             return None
         raise
     data = obj.get("data") or {}

@@ -51,7 +51,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, ClassVar
 
 from elastic_jupyter import crds
@@ -70,28 +69,18 @@ WATCH_TIMEOUT_SECONDS = 300
 WATCH_STALL_SECONDS = 15.0
 _GONE_MEMORY = 4096
 
-# Reasons (from status.reason or a condition) that end a launch at once.
-FAIL_FAST_REASONS = frozenset(
-    {
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "InvalidImageName",
-        "ErrImageNeverPull",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-        "RunContainerError",
-        "PodCreateFailed",
-    }
-)
-UNSCHEDULABLE = "Unschedulable"
-
+_PULL_HINT = "check the kernel image name and that the cluster can pull it"
 _HINTS = {
-    "ErrImagePull": "check the kernel image name and that the cluster can pull it",
-    "ImagePullBackOff": "check the kernel image name and that the cluster can pull it",
-    "InvalidImageName": "fix the kernel image name (JupyterKernelSpec spec.image)",
-    "ErrImageNeverPull": "the image is not on the node and imagePullPolicy is Never",
-    "CreateContainerConfigError": "a Secret or ConfigMap the kernel template uses is missing",
-    UNSCHEDULABLE: "no node has room for the kernel's resources (KERNEL_CPUS/MEMORY/GPUS)",
+    crds.REASON_ERR_IMAGE_PULL: _PULL_HINT,
+    crds.REASON_IMAGE_PULL_BACK_OFF: _PULL_HINT,
+    crds.REASON_INVALID_IMAGE_NAME: "fix the kernel image name (JupyterKernelSpec spec.image)",
+    crds.REASON_ERR_IMAGE_NEVER_PULL: "the image is not on the node and imagePullPolicy is Never",
+    crds.REASON_CREATE_CONTAINER_CONFIG_ERROR: (
+        "a Secret or ConfigMap the kernel template uses is missing"
+    ),
+    crds.REASON_UNSCHEDULABLE: (
+        "no node has room for the kernel's resources (KERNEL_CPUS/MEMORY/GPUS)"
+    ),
     crds.REASON_POLICY_VIOLATION: "the kernel template asks for more than kernel pods may have: "
     "fix the JupyterKernelTemplate (see kubectl describe jkt)",
     crds.REASON_INVALID_SPEC: "fix the field named in the JupyterKernelTemplate",
@@ -158,7 +147,7 @@ class KernelStatus:
             pod_name=str(status.get("podName") or ""),
             exit_code=exit_code if isinstance(exit_code, int) else None,
             deleting=bool(meta.get("deletionTimestamp")),
-            created=_timestamp(meta.get("creationTimestamp")),
+            created=crds.epoch_seconds(meta.get("creationTimestamp")),
             conditions=conditions,
             client=str((meta.get("annotations") or {}).get(crds.ANNOTATION_CLIENT) or ""),
             gateway_uid=str(labels.get(crds.LABEL_GATEWAY_UID) or ""),
@@ -178,10 +167,10 @@ class KernelStatus:
 
     def waiting_reason(self) -> tuple[str, str]:
         """Return ``(reason, message)`` of a Pending kernel that is stuck, else ``("", "")``."""
-        if self.reason in FAIL_FAST_REASONS or self.reason == UNSCHEDULABLE:
+        if self.reason in crds.LAUNCH_FAIL_FAST_REASONS or self.reason == crds.REASON_UNSCHEDULABLE:
             return self.reason, self.message
         for ctype, cstatus, reason, message in self.conditions:
-            if reason in FAIL_FAST_REASONS:
+            if reason in crds.LAUNCH_FAIL_FAST_REASONS:
                 return reason, message
             if ctype == crds.CONDITION_SCHEDULED and cstatus == "False" and reason:
                 return reason, message
@@ -190,9 +179,12 @@ class KernelStatus:
     def failure(self) -> tuple[str, str] | None:
         """Return ``(reason, message)`` when a *starting* kernel can no longer come up."""
         if self.deleting:
-            return "Deleted", "its JupyterKernel was deleted while the kernel was starting"
+            return (
+                crds.REASON_DELETED,
+                "its JupyterKernel was deleted while the kernel was starting",
+            )
         if self.phase == crds.PHASE_FAILED:
-            reason = self.reason or "Failed"
+            reason = self.reason or crds.REASON_FAILED
             message = self.message or (
                 f"the kernel exited with code {self.exit_code}"
                 if self.exit_code is not None
@@ -200,23 +192,16 @@ class KernelStatus:
             )
             return reason, message
         if self.phase == crds.PHASE_SUCCEEDED:
-            return self.reason or "Completed", self.message or "the kernel exited during start"
+            return (
+                self.reason or crds.REASON_COMPLETED,
+                self.message or "the kernel exited during start",
+            )
         for ctype, cstatus, reason, message in self.conditions:
             if ctype == crds.CONDITION_FAILED and cstatus == "True":
-                return reason or "Failed", message
+                return reason or crds.REASON_FAILED, message
         reason, message = self.waiting_reason()
-        if reason in FAIL_FAST_REASONS:
+        if reason in crds.LAUNCH_FAIL_FAST_REASONS:
             return reason, message
-        return None
-
-
-def _timestamp(value: object) -> float | None:
-    """Seconds since the epoch of an RFC 3339 timestamp as the API server writes them."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
         return None
 
 
@@ -302,14 +287,14 @@ class _NamespaceStream:
                 backoff = 0.5
                 continue
             except ApiError as err:
-                if err.status == 410:
+                if err.gone:
                     log.info(
                         "JupyterKernel watch in %s expired (410 Gone): listing again",
                         self.namespace,
                     )
                     self.resource_version = ""
                     continue
-                if err.status in (401, 403):
+                if err.denied:
                     backoff = max(backoff, 5.0)
                     log.warning(
                         "JupyterKernel watch in namespace %s is not allowed (%s): the gateway's "

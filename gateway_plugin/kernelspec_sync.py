@@ -50,7 +50,7 @@ from elastic_jupyter import crds
 log = logging.getLogger(__name__)
 
 KERNEL_JSON = "kernel.json"
-DIR_ENV = "ELASTIC_JUPYTER_KERNELSPEC_DIR"
+DIR_ENV = crds.ENV_KERNELSPEC_DIR
 KERNELS_ENV = "ELASTIC_JUPYTER_KERNELSPECS"  # only when there is no gateway to read
 WATCH_TIMEOUT_SECONDS = 300
 RETRY_SECONDS = 1.0

@@ -18,11 +18,12 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import urllib3
 
 from elastic_jupyter import crds
+from elastic_jupyter.crds import api_errors
 
 from .settings import USER_AGENT
 
@@ -30,39 +31,23 @@ Obj = dict[str, Any]
 T = TypeVar("T")
 
 
-class ApiError(Exception):
-    """An error answer from the API server (``status`` is the HTTP code, 0 for no answer)."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
+#: Raised for every error answer, and with status 0 when there was none (shared with the operator).
+ApiError = api_errors.ApiError
 
 
 def kernels_path(namespace: str | None, name: str | None = None) -> str:
     """REST path of JupyterKernels (all namespaces when ``namespace`` is ``None``)."""
-    return _custom_path(crds.JUPYTER_KERNEL.plural, namespace, name)
+    return crds.JUPYTER_KERNEL.path(namespace, name)
 
 
 def templates_path(namespace: str, name: str) -> str:
     """REST path of one JupyterKernelTemplate."""
-    return _custom_path(crds.JUPYTER_KERNEL_TEMPLATE.plural, namespace, name)
+    return crds.JUPYTER_KERNEL_TEMPLATE.path(namespace, name)
 
 
 def gateways_path(namespace: str, name: str) -> str:
     """REST path of one JupyterGateway."""
-    return _custom_path(crds.JUPYTER_GATEWAY.plural, namespace, name)
-
-
-def _custom_path(plural: str, namespace: str | None, name: str | None) -> str:
-    path = f"/apis/{crds.GROUP}/{crds.VERSION}"
-    if namespace is not None:
-        path += f"/namespaces/{quote(namespace, safe='')}"
-    path += f"/{plural}"
-    if name is not None:
-        path += f"/{quote(name, safe='')}"
-    return path
+    return crds.JUPYTER_GATEWAY.path(namespace, name)
 
 
 class KubeApi:

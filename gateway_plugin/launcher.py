@@ -83,7 +83,7 @@ def read_template(api: KubeApi, ref: tuple[str, str]) -> Obj:
     try:
         return api.request("GET", templates_path(namespace, name), timeout=5.0)
     except ApiError as err:
-        if err.status == 404:
+        if err.not_found:
             raise KernelRequestError(
                 500,
                 f"JupyterKernelTemplate {namespace}/{name} not found: create it, or fix "
@@ -125,7 +125,7 @@ def create_kernel(
             obj = api.request("POST", kernels_path(plan.namespace), body=manifest, timeout=10.0)
             break
         except ApiError as err:
-            if err.status == 409 and attempt < 2:  # a name suffix collided: draw another
+            if err.conflict and attempt < 2:  # a name suffix collided: draw another
                 plan = plan_kernel(replace(inp, name_suffix=new_name_suffix()), settings)
                 manifest = _build(plan, template, gateway, launch_token)
                 continue
@@ -174,7 +174,7 @@ def delete_kernel(api: KubeApi, namespace: str, name: str, grace_seconds: int | 
     try:
         api.request("DELETE", kernels_path(namespace, name), body=body, timeout=5.0)
     except ApiError as err:
-        if err.status == 404:
+        if err.not_found:
             return False
         raise
     return True

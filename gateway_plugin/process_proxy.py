@@ -58,7 +58,7 @@ from . import client_auth, gateway_boot, kernel_secret
 from .adoption import responsible
 from .gateway_boot import gateway_settings
 from .kernel_resource import KernelRequestError, LaunchInput
-from .kernel_watch import UNSCHEDULABLE, KernelStatus, KernelWatch, describe_failure
+from .kernel_watch import KernelStatus, KernelWatch, describe_failure
 from .kube import ApiError, KubeApi, kube_loaded, shared_api
 from .launcher import create_kernel, delete_kernel
 from .launcher_cli import LauncherArgsError, launcher_args_start, parse_launcher_argv
@@ -301,7 +301,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
                 if status is None:
                     if seen or watch.was_deleted(namespace, name):
                         await self._fail_launch(
-                            500, "Deleted", "its JupyterKernel was deleted during start"
+                            500, crds.REASON_DELETED, "its JupyterKernel was deleted during start"
                         )
                 else:
                     seen, last = True, status
@@ -309,7 +309,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
                     if failure is not None:
                         await self._fail_launch(500, *failure)
                     reason, message = status.waiting_reason()
-                    if reason == UNSCHEDULABLE:
+                    if reason == crds.REASON_UNSCHEDULABLE:
                         unschedulable_since = unschedulable_since or now
                         if now - unschedulable_since >= self.settings.unschedulable_grace:
                             await self._fail_launch(503, reason, message)

@@ -63,6 +63,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from elastic_jupyter import crds
+
 from . import client_limits
 
 USER_AGENT = "elastic-jupyter-gateway/0.1"
@@ -173,22 +175,22 @@ class GatewaySettings:
     def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
         """Read the settings from ``env`` (``os.environ``); raise :class:`SettingsError`."""
         namespace = _dns_label(env, "EG_NAMESPACE", "default")
-        kernel_namespace = _dns_label(env, "EJ_KERNEL_NAMESPACE", namespace)
+        kernel_namespace = _dns_label(env, crds.ENV_KERNEL_NAMESPACE, namespace)
         template_text = env.get("EJ_DEFAULT_KERNEL_TEMPLATE", "").strip()
         template = parse_template_ref(template_text, namespace) if template_text else None
         images = _list(env, "EJ_ALLOWED_KERNEL_IMAGES")
-        namespaces = tuple(dict.fromkeys(_list(env, "EJ_KERNEL_NAMESPACES")))
+        namespaces = tuple(dict.fromkeys(_list(env, crds.ENV_KERNEL_NAMESPACES)))
         for value in namespaces:
             if not is_dns_label(value):
                 raise SettingsError(
-                    f"EJ_KERNEL_NAMESPACES holds {value!r}, which is not a namespace name "
+                    f"{crds.ENV_KERNEL_NAMESPACES} holds {value!r}, which is not a namespace name "
                     "(DNS-1123 label)"
                 )
         return cls(
             gateway_name=_dns_label(env, "EG_NAME", DEFAULT_GATEWAY_NAME),
             gateway_namespace=namespace,
             kernel_namespace=kernel_namespace,
-            allow_kernel_namespace=_flag(env, "EJ_ALLOW_KERNEL_NAMESPACE", False),
+            allow_kernel_namespace=_flag(env, crds.ENV_ALLOW_KERNEL_NAMESPACE, False),
             allowed_images=images,
             unschedulable_grace=_seconds(env, "EJ_UNSCHEDULABLE_GRACE_SECONDS", 10.0),
             orphan_grace=_seconds(env, "EJ_ORPHAN_GRACE_SECONDS", 60.0),

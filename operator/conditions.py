@@ -1,8 +1,9 @@
-"""Status pieces the JupyterGateway and JupyterNotebook builders share: pure functions, no I/O."""
+"""Status pieces every status builder shares (conditions, the owned-keys status patch, the
+gateway and notebook phase): pure functions, no I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,28 +33,54 @@ def problem_reason(problems: Sequence[str]) -> str:
 def condition(
     type_: str,
     ok: bool,
-    reason: str,
-    message: str,
+    reason: str | None,
+    message: str | None,
     now: str,
-    previous: Sequence[Mapping[str, Any]] = (),
+    previous: Iterable[Any] = (),
     generation: int | None = None,
 ) -> dict[str, Any]:
-    """One status condition; keeps ``lastTransitionTime`` while the status does not change."""
+    """One status condition; keeps ``lastTransitionTime`` while the status does not change.
+
+    ``previous`` is the object's current ``status.conditions`` (anything not a mapping in it
+    is ignored); a ``None`` reason or message is left out of the condition.
+    """
     status = crds.CONDITION_TRUE if ok else crds.CONDITION_FALSE
     since = now
     for old in previous:
-        if old.get("type") == type_ and old.get("status") == status:
+        if isinstance(old, Mapping) and old.get("type") == type_ and old.get("status") == status:
             since = str(old.get("lastTransitionTime") or now)
-    result: dict[str, Any] = {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since,
-    }
+    result: dict[str, Any] = {"type": type_, "status": status}
+    if reason is not None:
+        result["reason"] = reason
+    if message is not None:
+        result["message"] = message
+    result["lastTransitionTime"] = since
     if generation is not None:
         result["observedGeneration"] = generation
     return result
+
+
+def previous_conditions(status: Mapping[str, Any] | None) -> list[Any]:
+    """``status.conditions`` of an object's status as read (empty when absent)."""
+    return list((status or {}).get("conditions") or [])
+
+
+def status_patch(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any], owned: Iterable[str]
+) -> dict[str, Any] | None:
+    """The merge patch of ``status`` turning ``old`` into ``new``, or None if nothing changed.
+
+    Only the ``owned`` keys are compared and written: one that ``new`` lacks is removed (``None``
+    in a merge patch), keys somebody else owns are left alone.
+    """
+    keys = tuple(owned)
+    before = {k: (old or {}).get(k) for k in keys if (old or {}).get(k) is not None}
+    after = {k: new.get(k) for k in keys if new.get(k) is not None}
+    if before == after:
+        return None
+    patch: dict[str, Any] = {key: None for key in before if key not in after}
+    patch.update(after)
+    return patch
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import conditions, ownership
+from elastic_jupyter.operator import ownership
 
 HTTP_PORT = crds.GATEWAY_PORT
 RESPONSE_PORT = 8877
@@ -356,7 +356,7 @@ def legacy_cluster_rbac(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     Earlier releases let the plugin watch JupyterKernels in every namespace through these; it
     now watches namespace by namespace, so they only widen what the gateway may do. Listed role
-    first, binding last (:func:`~elastic_jupyter.operator.gateways.delete_objects` deletes in
+    first, binding last (:func:`~elastic_jupyter.operator.apply.delete_objects` deletes in
     reverse, so the grant goes before the rules).
     """
     name = legacy_cluster_rbac_name(gateway)
@@ -458,14 +458,14 @@ def container_env(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
         # The kernelspec cache would serve stale specs; the sync keeps the directory current
         # and jupyter_client re-reads it on every request.
         _env("EG_KERNELSPEC_CACHE_ENABLED", False),
-        _env("ELASTIC_JUPYTER_KERNELSPEC_DIR", KERNELSPEC_DIR),
-        _env("EJ_KERNEL_NAMESPACE", kernel_namespace(gateway)),
-        _env("EJ_ALLOW_KERNEL_NAMESPACE", bool(spec.get("allowKernelNamespace", False))),
+        _env(crds.ENV_KERNELSPEC_DIR, KERNELSPEC_DIR),
+        _env(crds.ENV_KERNEL_NAMESPACE, kernel_namespace(gateway)),
+        _env(crds.ENV_ALLOW_KERNEL_NAMESPACE, bool(spec.get("allowKernelNamespace", False))),
         _env("PYTHONUNBUFFERED", 1),
     ]
     # Only when set: an env entry that is always there would roll out every existing gateway.
     if kernel_namespaces(spec):
-        env.append(_env("EJ_KERNEL_NAMESPACES", ",".join(kernel_namespaces(spec))))
+        env.append(_env(crds.ENV_KERNEL_NAMESPACES, ",".join(kernel_namespaces(spec))))
     if spec.get("defaultKernel"):
         env.append(_env("EG_DEFAULT_KERNEL_NAME", str(spec["defaultKernel"])))
     if spec.get("clusterRole"):
@@ -595,110 +595,3 @@ def owned_objects(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
         deployment(gateway),
         service(gateway),
     ]
-
-
-# --- Status ---------------------------------------------------------------------------------
-
-
-def status(
-    gateway: Mapping[str, Any],
-    deployment_obj: Mapping[str, Any] | None,
-    existing_kernelspecs: Sequence[str],
-    kernel_count: int,
-    problems: Sequence[str],
-    now: str,
-) -> dict[str, Any]:
-    """The JupyterGateway status: replica counts (original names), URL, kernelspecs, conditions.
-
-    ``deployment_obj`` is the gateway's Deployment as read (None if absent);
-    ``existing_kernelspecs`` the JupyterKernelSpec names of the namespace; ``problems`` what
-    :func:`validate` found.
-    """
-    meta, spec = gateway["metadata"], gateway.get("spec") or {}
-    generation = meta.get("generation")
-    previous = (gateway.get("status") or {}).get("conditions") or []
-    dep_status = (deployment_obj or {}).get("status") or {}
-    progress = conditions.rollout(deployment_obj)
-    replicas, ready, updated = progress.replicas, progress.ready, progress.updated
-    rolled_out, is_ready = progress.rolled_out, progress.is_ready
-    missing = missing_kernelspecs(spec, existing_kernelspecs)
-    served = served_kernelspecs(spec, existing_kernelspecs)
-
-    phase = conditions.phase(problems, is_ready)
-
-    if is_ready:
-        ready_reason, ready_message = "GatewayReady", "Enterprise Gateway serves the current spec"
-    elif problems:
-        ready_reason, ready_message = conditions.problem_reason(problems), "; ".join(problems)
-    elif deployment_obj is None:
-        ready_reason, ready_message = (
-            "DeploymentMissing",
-            "the gateway Deployment is not created yet",
-        )
-    else:
-        ready_reason = "GatewayNotReady"
-        ready_message = f"{ready} of {max(replicas, 1)} gateway pods ready, {updated} up to date"
-
-    if missing:
-        ks_reason = crds.REASON_KERNELSPEC_NOT_FOUND
-        ks_message = (
-            f"spec.kernels names {', '.join(missing)}, but no JupyterKernelSpec of that name "
-            f"exists in namespace {meta['namespace']}: create it (kubectl get jks -n "
-            f"{meta['namespace']}) or remove the name from spec.kernels"
-        )
-    elif not existing_kernelspecs and not kernel_names(spec):
-        ks_reason = "BuiltInKernelSpec"
-        ks_message = (
-            f"no JupyterKernelSpec in namespace {meta['namespace']}: serving the built-in "
-            f"{crds.BUILTIN_KERNELSPEC} (Python in a kernel pod with the operator's default "
-            "kernel image) until one is created"
-        )
-    else:
-        ks_reason, ks_message = "KernelSpecsFound", f"serving {', '.join(served)}"
-
-    return {
-        "phase": phase,
-        "observedGeneration": generation,
-        "replicas": replicas,
-        "updatedReplicas": updated,
-        "readyReplicas": ready,
-        "availableReplicas": int(dep_status.get("availableReplicas") or 0),
-        "unavailableReplicas": int(dep_status.get("unavailableReplicas") or 0),
-        "url": gateway_url(meta["name"], meta["namespace"]),
-        "serviceName": meta["name"],
-        "authSecretName": secret_name(meta["name"], spec) if auth_enabled(spec) else "",
-        "kernelSpecs": served,
-        "kernels": kernel_count,
-        "conditions": [
-            conditions.condition(
-                crds.CONDITION_READY,
-                is_ready,
-                ready_reason,
-                ready_message,
-                now,
-                previous,
-                generation,
-            ),
-            conditions.valid_condition(problems, now, previous, generation),
-            conditions.condition(
-                crds.CONDITION_KERNELSPECS_RESOLVED,
-                not missing and bool(served),
-                ks_reason,
-                ks_message,
-                now,
-                previous,
-                generation,
-            ),
-            conditions.condition(
-                crds.CONDITION_PROGRESSING,
-                deployment_obj is not None and not rolled_out,
-                "RollingOut" if deployment_obj is not None and not rolled_out else "Complete",
-                "a new gateway pod is being rolled out"
-                if deployment_obj is not None and not rolled_out
-                else "no rollout under way",
-                now,
-                previous,
-                generation,
-            ),
-        ],
-    }

@@ -23,14 +23,13 @@ Who calls what:
 Bad specs never crash the handler: problems go to the ``Ready``/``Valid``-style conditions and
 to Warning Events whose message says what to fix (posted on transitions only).
 
-The helpers :func:`ensure` and :func:`object_path` are shared with :mod:`notebooks`.
+Objects are written through :mod:`apply` (shared with :mod:`notebooks`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import secrets
 import urllib.parse
 from collections.abc import Mapping
@@ -40,207 +39,35 @@ import kopf
 
 from elastic_jupyter import crds
 from elastic_jupyter.operator import (
+    apply,
     conditions,
     gateway_objects,
+    gateway_status,
     kube,
     namespace_consent,
     network_policy,
     ownership,
-    settings,
+    runtime,
 )
 
-GATEWAYS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_GATEWAY.plural)
-KERNELSPECS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_KERNEL_SPEC.plural)
-KERNELS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_KERNEL.plural)
 GATEWAY_DEPLOYMENT_LABELS: Final = {
     crds.LABEL_MANAGED_BY: crds.MANAGED_BY,
     crds.LABEL_COMPONENT: crds.COMPONENT_GATEWAY,
 }
-
-PLURALS: Final = {
-    "ServiceAccount": "serviceaccounts",
-    "Secret": "secrets",
-    "Service": "services",
-    "Deployment": "deployments",
-    "Role": "roles",
-    "RoleBinding": "rolebindings",
-    "ClusterRole": "clusterroles",
-    "ClusterRoleBinding": "clusterrolebindings",
-    "NetworkPolicy": "networkpolicies",
-    "JupyterGateway": crds.JUPYTER_GATEWAY.plural,
-    "JupyterNotebook": crds.JUPYTER_NOTEBOOK.plural,
-}
-
-
-def event_ref(obj: Mapping[str, Any]) -> kopf.Body:
-    """An object reference for ``kopf.event`` (the involvedObject of posted Events)."""
-    meta = obj["metadata"]
-    return kopf.Body(
-        {
-            "apiVersion": obj.get("apiVersion") or crds.API_VERSION,
-            "kind": obj.get("kind") or crds.JUPYTER_GATEWAY.kind,
-            "metadata": {
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-            },
-        }
-    )
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# --- Generic object writes (shared with notebooks) --------------------------------------------
-
-
-def collection_path(api_version: str, plural: str, namespace: str | None) -> str:
-    """The URL of a collection, core (``v1``) or grouped (``apps/v1``); cluster-scoped
-    without a namespace."""
-    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    return f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
-
-
-def custom_collection(plural: str, namespace: str) -> str:
-    """The URL of a collection of one of our kinds in ``namespace``."""
-    return collection_path(crds.API_VERSION, plural, namespace)
-
-
-def object_path(obj: Mapping[str, Any], name: str | None = None) -> str:
-    """The URL of one object given its manifest (or a name in its collection)."""
-    meta = obj["metadata"]
-    plural = PLURALS[str(obj["kind"])]
-    base = collection_path(str(obj["apiVersion"]), plural, meta.get("namespace"))
-    return f"{base}/{name or meta['name']}"
-
-
-async def get_or_none(client: kube.KubeClient, path: str) -> dict[str, Any] | None:
-    try:
-        return await client.get(path)
-    except kube.ApiError as error:
-        if error.status == 404:
-            return None
-        raise
-
-
-def _hash(obj: Mapping[str, Any]) -> str:
-    return str(
-        ((obj.get("metadata") or {}).get("annotations") or {}).get(crds.ANNOTATION_SPEC_HASH)
-    )
-
-
-async def ensure(client: kube.KubeClient, desired: Mapping[str, Any]) -> str:
-    """Make one object match ``desired``; return what was done (created/updated/unchanged).
-
-    * Secret, ServiceAccount: create only (a token is never rewritten).
-    * Deployment: replaced when the spec-hash annotation differs (this is the rollout).
-    * Service: merge-patched when the spec-hash annotation differs (clusterIP is kept).
-    * Role: rules patched when they differ. RoleBinding: subjects patched when they differ.
-
-    An existing object that is not ours (:func:`ownership.is_ours`: no controller owner reference
-    to the same resource, nor our owner annotation) is never patched, replaced or adopted:
-    :class:`ownership.NameConflictError` says so instead.
-    """
-    path = object_path(desired)
-    kind = str(desired["kind"])
-    try:
-        current = await get_or_none(client, path)
-        if current is None:
-            collection = path.rsplit("/", 1)[0]
-            await client.create(collection, desired)
-            return "created"
-        if not ownership.is_ours(current, desired):
-            meta = desired["metadata"]
-            raise ownership.NameConflictError(kind, meta.get("namespace"), str(meta["name"]))
-        if kind in ("Secret", "ServiceAccount"):
-            return "unchanged"
-        if kind == "Deployment":
-            if _hash(current) == _hash(desired):
-                return "unchanged"
-            body = dict(desired)
-            body["metadata"] = {
-                **desired["metadata"],
-                "resourceVersion": current["metadata"].get("resourceVersion"),
-            }
-            await client.request("PUT", path, body)
-            return "updated"
-        patch: dict[str, Any] = {}
-        if kind == "Service" and _hash(current) != _hash(desired):
-            spec = desired["spec"]
-            patch = {
-                "metadata": {"labels": desired["metadata"]["labels"]},
-                "spec": {k: spec[k] for k in ("ports", "selector", "sessionAffinity") if k in spec},
-            }
-            patch["metadata"]["annotations"] = desired["metadata"].get("annotations") or {}
-        elif kind == "Role" and current.get("rules") != desired["rules"]:
-            patch = {"rules": desired["rules"]}
-        elif kind == "RoleBinding" and current.get("subjects") != desired["subjects"]:
-            patch = {"subjects": desired["subjects"]}
-        elif kind == "NetworkPolicy" and current.get("spec") != desired["spec"]:
-            patch = {"spec": desired["spec"]}
-        if not patch:
-            return "unchanged"
-        await client.merge_patch(path, patch)
-        return "updated"
-    except kube.ApiError as error:
-        if error.retryable or error.status == 409:
-            raise kopf.TemporaryError(f"{kind} {path}: {error}", delay=2) from error
-        raise kopf.PermanentError(f"{kind} {path}: {error}") from error
-
-
-async def patch_status(
-    client: kube.KubeClient,
-    plural: str,
-    body: Mapping[str, Any],
-    new_status: dict[str, Any],
-) -> bool:
-    """Write ``status`` when it differs from the object's; return whether it was written."""
-    old = dict(body.get("status") or {})
-    if _same_status(old, new_status):
-        return False
-    meta = body["metadata"]
-    path = kube.custom_path(plural, meta["namespace"], meta["name"], "status")
-    try:
-        await client.merge_patch(path, {"status": new_status})
-    except kube.ApiError as error:
-        if error.status == 404:
-            return False  # deleted meanwhile
-        raise kopf.TemporaryError(f"status of {meta['name']}: {error}", delay=2) from error
-    return True
-
-
-def _same_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Equal apart from lastTransitionTime-only differences (kept by the builders anyway)."""
-    return {k: v for k, v in old.items() if k in new} == dict(new) and set(new) <= set(old)
-
-
-def transitions(
-    old: Mapping[str, Any], new: Mapping[str, Any]
-) -> list[tuple[str, Mapping[str, Any]]]:
-    """Conditions of ``new`` that turned False (or appeared False): (type, condition)."""
-    before = {c.get("type"): c for c in old.get("conditions") or []}
-    result = []
-    for cond in new.get("conditions") or []:
-        prev = before.get(cond["type"]) or {}
-        changed = any(prev.get(k) != cond.get(k) for k in ("status", "reason", "message"))
-        if cond["status"] == crds.CONDITION_FALSE and changed:
-            result.append((str(cond["type"]), cond))
-    return result
 
 
 # --- Gateway reconcile -----------------------------------------------------------------------
 
 
 async def _kernelspec_names(client: kube.KubeClient, namespace: str) -> list[str]:
-    path = custom_collection(crds.JUPYTER_KERNEL_SPEC.plural, namespace)
+    path = crds.JUPYTER_KERNEL_SPEC.path(namespace)
     listing = await client.get(path)
     return sorted(str(item["metadata"]["name"]) for item in listing.get("items") or [])
 
 
 async def _kernel_count(client: kube.KubeClient, gateway: Mapping[str, Any]) -> int:
     namespace = gateway_objects.kernel_namespace(gateway)
-    path = custom_collection(crds.JUPYTER_KERNEL.plural, namespace)
+    path = crds.JUPYTER_KERNEL.path(namespace)
     selector = f"{crds.LABEL_GATEWAY}={gateway['metadata']['name']}"
     listing = await client.get(f"{path}?labelSelector={selector}")
     return len(listing.get("items") or [])
@@ -251,9 +78,9 @@ async def _ensure_secret(client: kube.KubeClient, gateway: Mapping[str, Any]) ->
     if not gateway_objects.auth_enabled(spec):
         return
     secret = gateway_objects.auth_secret(gateway, secrets.token_hex(24))
-    current = await get_or_none(client, object_path(secret))
+    current = await apply.get_or_none(client, apply.object_path(secret))
     if current is None:
-        await ensure(client, secret)
+        await apply.ensure(client, secret)
     elif not ownership.is_ours(current, secret):
         meta = secret["metadata"]
         raise ownership.NameConflictError("Secret", meta["namespace"], meta["name"])
@@ -266,8 +93,8 @@ async def _refused_namespaces(client: kube.KubeClient, gateway: Mapping[str, Any
     refused = []
     for target in gateway_objects.rbac_namespaces(gateway):
         try:
-            namespace = await get_or_none(
-                client, collection_path("v1", "namespaces", None) + "/" + target
+            namespace = await apply.get_or_none(
+                client, apply.collection_path("v1", "namespaces", None) + "/" + target
             )
         except kube.ApiError as error:
             raise kopf.TemporaryError(f"reading namespace {target}: {error}", delay=2) from error
@@ -308,7 +135,9 @@ async def reconcile(client: kube.KubeClient, gateway: Mapping[str, Any], logger:
             *gateway_objects.external_objects(gateway),
             *network_policy.external_policies(gateway),
         ]
-        await delete_objects(client, [o for o in external if o["metadata"]["namespace"] in refused])
+        await apply.delete_objects(
+            client, [o for o in external if o["metadata"]["namespace"] in refused]
+        )
         try:
             await _apply(client, gateway, refused, logger)
         except ownership.NameConflictError as error:
@@ -330,14 +159,14 @@ async def _apply(
     for desired in objects:
         if desired["metadata"].get("namespace") in refused:
             continue
-        result = await ensure(client, desired)
+        result = await apply.ensure(client, desired)
         if result != "unchanged":
             logger.info("%s %s %s", desired["kind"], desired["metadata"]["name"], result)
             if desired["kind"] == "Deployment" and result == "updated":
                 kopf.event(
-                    event_ref(gateway),
+                    apply.event_ref(gateway),
                     type="Normal",
-                    reason="RollingOut",
+                    reason=crds.REASON_ROLLING_OUT,
                     message="the gateway spec changed: rolling out a new gateway pod",
                 )
 
@@ -352,66 +181,34 @@ async def refresh_status(
     if problems is None:
         problems = await _problems(client, gateway)
     deployment_path = (
-        collection_path("apps/v1", "deployments", meta["namespace"]) + "/" + meta["name"]
+        apply.collection_path("apps/v1", "deployments", meta["namespace"]) + "/" + meta["name"]
     )
     try:
-        dep = await get_or_none(client, deployment_path)
+        dep = await apply.get_or_none(client, deployment_path)
         names = await _kernelspec_names(client, meta["namespace"])
         count = await _kernel_count(client, gateway)
     except kube.ApiError as error:
         raise kopf.TemporaryError(
             f"reading the state of {meta['name']}: {error}", delay=2
         ) from error
-    new = gateway_objects.status(gateway, dep, names, count, problems, now())
+    new = gateway_status.status(gateway, dep, names, count, problems, crds.rfc3339())
     # not ready yet, no rollout: normal states (Valid reports bad specs)
     quiet = (crds.CONDITION_READY, crds.CONDITION_PROGRESSING)
-    await write_status(client, crds.JUPYTER_GATEWAY.plural, gateway, new, quiet)
-
-
-async def write_status(
-    client: kube.KubeClient,
-    plural: str,
-    body: Mapping[str, Any],
-    new: dict[str, Any],
-    quiet_types: tuple[str, ...],
-) -> None:
-    """Patch ``status`` to ``new``; a Warning Event per condition newly False (but quiet ones)."""
-    old = dict(body.get("status") or {})
-    if await patch_status(client, plural, body, new):
-        for type_, cond in transitions(old, new):
-            if type_ in quiet_types:
-                continue
-            kopf.event(
-                event_ref(body),
-                type="Warning",
-                reason=str(cond.get("reason")),
-                message=str(cond.get("message")),
-            )
-
-
-async def fetch_custom(
-    client: kube.KubeClient, resource: crds.ResourceNames, namespace: str, name: str
-) -> dict[str, Any] | None:
-    """One of our custom resources as read now, None if absent."""
-    path = kube.custom_path(resource.plural, namespace, name)
-    try:
-        return await get_or_none(client, path)
-    except kube.ApiError as error:
-        raise kopf.TemporaryError(f"reading {resource.kind} {namespace}/{name}: {error}") from error
+    await apply.write_status(client, crds.JUPYTER_GATEWAY, gateway, new, quiet)
 
 
 async def _fetch_gateway(
     client: kube.KubeClient, namespace: str, name: str
 ) -> dict[str, Any] | None:
-    return await fetch_custom(client, crds.JUPYTER_GATEWAY, namespace, name)
+    return await apply.fetch_custom(client, crds.JUPYTER_GATEWAY, namespace, name)
 
 
 # --- Handlers --------------------------------------------------------------------------------
 
 
-@kopf.on.resume(*GATEWAYS)
-@kopf.on.create(*GATEWAYS)
-@kopf.on.update(*GATEWAYS)
+@kopf.on.resume(*crds.JUPYTER_GATEWAY)
+@kopf.on.create(*crds.JUPYTER_GATEWAY)
+@kopf.on.update(*crds.JUPYTER_GATEWAY)
 async def gateway_changed(
     body: kopf.Body,
     old: Any,
@@ -421,7 +218,7 @@ async def gateway_changed(
     **_: Any,
 ) -> None:
     """Make the gateway's objects match its spec (rolls out edits; writes nothing if equal)."""
-    state = settings.runtime_of(memo)
+    state = runtime.from_memo(memo)
     meta = body["metadata"]
     async with state.lock(crds.JUPYTER_GATEWAY.plural, meta["namespace"], meta["name"]):
         # Work on the freshest copy: the status may have moved since this event.
@@ -435,7 +232,7 @@ async def gateway_changed(
             before = {"metadata": meta, "spec": before_spec}
             stale = gateway_objects.stale_external_objects(before, fresh)
             stale += network_policy.stale_external_policies(before, fresh)
-            await delete_objects(state.client, stale)
+            await apply.delete_objects(state.client, stale)
         # A cluster-wide grant of an earlier release can only exist for a gateway that had
         # allowKernelNamespace; resume (operator start, i.e. after an upgrade) covers a field
         # turned off meanwhile. Other reconciles send no request for it.
@@ -444,7 +241,7 @@ async def gateway_changed(
             or (fresh.get("spec") or {}).get("allowKernelNamespace")
             or before_spec.get("allowKernelNamespace")
         ):
-            await delete_objects(state.client, gateway_objects.legacy_cluster_rbac(fresh))
+            await apply.delete_objects(state.client, gateway_objects.legacy_cluster_rbac(fresh))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=GATEWAY_DEPLOYMENT_LABELS)
@@ -457,15 +254,15 @@ async def gateway_deployment_event(
         schedule_refresh(memo, namespace, str(name))
 
 
-@kopf.on.event(*KERNELSPECS)
+@kopf.on.event(*crds.JUPYTER_KERNEL_SPEC)
 async def gateway_kernelspec_event(
     event: kopf.RawEvent, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
     """A JupyterKernelSpec appeared or went: gateways of its namespace re-check ``kernels``."""
     if event.get("type") not in ("ADDED", "DELETED", None) or not namespace:
         return
-    state = settings.runtime_of(memo)
-    path = custom_collection(crds.JUPYTER_GATEWAY.plural, namespace)
+    state = runtime.from_memo(memo)
+    path = crds.JUPYTER_GATEWAY.path(namespace)
     try:
         listing = await state.client.get(path)
     except kube.ApiError:
@@ -474,7 +271,7 @@ async def gateway_kernelspec_event(
         schedule_refresh(memo, namespace, str(item["metadata"]["name"]))
 
 
-@kopf.on.event(*KERNELS, labels={crds.LABEL_GATEWAY: kopf.PRESENT})
+@kopf.on.event(*crds.JUPYTER_KERNEL, labels={crds.LABEL_GATEWAY: kopf.PRESENT})
 async def gateway_kernel_event(
     event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -492,18 +289,11 @@ async def gateway_kernel_event(
 #: Seconds a status refresh waits, so that a burst of events (many kernels starting, a rollout
 #: moving) costs one status write.
 REFRESH_DELAY: Final = 0.3
-PENDING_KEY: Final = "gateway_refresh_pending"
-
-
-@kopf.on.startup()
-def gateway_startup(memo: kopf.Memo, **_: Any) -> None:
-    """Shared state of this module: gateways with a status refresh scheduled."""
-    memo[PENDING_KEY] = set()
 
 
 def schedule_refresh(memo: kopf.Memo, namespace: str, name: str) -> None:
     """Refresh a gateway's status soon; events arriving meanwhile join the same refresh."""
-    pending: set[tuple[str, str]] = memo[PENDING_KEY]
+    pending = runtime.from_memo(memo).pending_refresh
     key = (namespace, name)
     if key in pending:
         return
@@ -514,11 +304,11 @@ def schedule_refresh(memo: kopf.Memo, namespace: str, name: str) -> None:
         pending.discard(key)
         await _refresh_by_name(memo, namespace, name)
 
-    settings.runtime_of(memo).spawn(later())
+    runtime.from_memo(memo).spawn(later())
 
 
 async def _refresh_by_name(memo: kopf.Memo, namespace: str, name: str) -> None:
-    state = settings.runtime_of(memo)
+    state = runtime.from_memo(memo)
     async with state.lock(crds.JUPYTER_GATEWAY.plural, namespace, name):
         # Not retried: a failed refresh waits for the next event.
         with contextlib.suppress(kopf.TemporaryError, kube.ApiError):
@@ -534,27 +324,12 @@ def _has_external_objects(body: kopf.Body, **_: Any) -> bool:
     return bool(gateway_objects.external_objects(body)) or bool(spec.get("allowKernelNamespace"))
 
 
-async def delete_objects(client: kube.KubeClient, objects: list[dict[str, Any]]) -> None:
-    """Delete objects (bindings first); already gone is fine. An object carrying an owner mark
-    (external RBAC) is deleted only when it is ours: a namesake is somebody else's."""
-    for obj in reversed(objects):
-        try:
-            if (obj["metadata"].get("annotations") or {}).get(crds.ANNOTATION_OWNER):
-                current = await get_or_none(client, object_path(obj))
-                if current is None or not ownership.is_ours(current, obj):
-                    continue
-            await client.request("DELETE", object_path(obj))
-        except kube.ApiError as error:
-            if error.status != 404:
-                raise kopf.TemporaryError(f"deleting {obj['kind']}: {error}", delay=2) from error
-
-
 def _has_other_kernel_namespaces(body: kopf.Body, **_: Any) -> bool:
     return bool(gateway_objects.rbac_namespaces(body))
 
 
 @kopf.timer(
-    *GATEWAYS,
+    *crds.JUPYTER_GATEWAY,
     interval=namespace_consent.recheck_seconds(),
     initial_delay=namespace_consent.recheck_seconds(),
     when=_has_other_kernel_namespaces,
@@ -565,7 +340,7 @@ async def gateway_consent_recheck(
     """Re-apply a gateway with kernel namespaces elsewhere, so that consent given or withdrawn
     there (a Namespace annotation) takes effect without anyone editing the gateway. The
     reconcile reads and compares; it writes only what changed."""
-    state = settings.runtime_of(memo)
+    state = runtime.from_memo(memo)
     meta = body["metadata"]
     async with state.lock(crds.JUPYTER_GATEWAY.plural, meta["namespace"], meta["name"]):
         fresh = await _fetch_gateway(state.client, meta["namespace"], meta["name"])
@@ -579,12 +354,12 @@ async def delete_remote_kernels(client: kube.KubeClient, gateway: Mapping[str, A
     left = 0
     for namespace in gateway_objects.rbac_namespaces(gateway):
         selector = gateway_objects.kernel_selector(gateway)
-        path = custom_collection(crds.JUPYTER_KERNEL.plural, namespace)
+        path = crds.JUPYTER_KERNEL.path(namespace)
         try:
             query = urllib.parse.urlencode({"labelSelector": selector})
             items = (await client.request("GET", f"{path}?{query}"))["items"]
         except kube.ApiError as error:
-            if error.status == 404:
+            if error.not_found:
                 continue
             raise kopf.TemporaryError(
                 f"listing kernels in {namespace}: {error}", delay=2
@@ -598,12 +373,12 @@ async def delete_remote_kernels(client: kube.KubeClient, gateway: Mapping[str, A
     return left
 
 
-@kopf.on.delete(*GATEWAYS, when=_has_external_objects)
+@kopf.on.delete(*crds.JUPYTER_GATEWAY, when=_has_external_objects)
 async def gateway_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Remove what garbage collection cannot: the gateway's kernels in other namespaces (before
     the RBAC that let its pod reach them, and by the operator itself, so none is left with its
     GPU), RBAC in other namespaces, and a cluster-wide grant left by an earlier release."""
-    client = settings.runtime_of(memo).client
+    client = runtime.from_memo(memo).client
     left = await delete_remote_kernels(client, body)
     if left:
         raise kopf.TemporaryError(
@@ -612,4 +387,4 @@ async def gateway_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     objects = [*gateway_objects.external_objects(body), *network_policy.external_policies(body)]
     if (body.get("spec") or {}).get("allowKernelNamespace"):
         objects = [*gateway_objects.legacy_cluster_rbac(body), *objects]
-    await delete_objects(client, objects)
+    await apply.delete_objects(client, objects)

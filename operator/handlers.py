@@ -4,7 +4,7 @@
 ``KopfRunner`` in tests) imports this module; kopf registers each decorated function at import.
 Adding a resource kind is one line below (``from … import x as x`` re-exports the module, so the
 import counts as used, and each stays on its own line). Importing registers handlers only:
-credentials and clients are created by the startup handlers in :mod:`settings` when kopf runs.
+credentials and clients are created by the startup handlers in :mod:`lifecycle` when kopf runs.
 """
 
 from __future__ import annotations
@@ -13,5 +13,5 @@ from elastic_jupyter.operator import gateways as gateways
 from elastic_jupyter.operator import kernel_templates as kernel_templates
 from elastic_jupyter.operator import kernels as kernels
 from elastic_jupyter.operator import kernelspecs as kernelspecs
+from elastic_jupyter.operator import lifecycle as lifecycle
 from elastic_jupyter.operator import notebooks as notebooks
-from elastic_jupyter.operator import settings as settings

@@ -43,9 +43,6 @@ from elastic_jupyter.kernel_launcher import env as launcher_env
 
 #: The in-pod launcher's console script (see ``pyproject.toml``).
 LAUNCHER_COMMAND: Final = ("kubeflow-kernel-launcher",)
-#: The container that runs the kernel when the template names one so; otherwise the first.
-KERNEL_CONTAINER_NAME: Final = "kernel"
-
 #: Pod annotation: ``metadata.generation`` of the JupyterKernel the pod was built from.
 ANNOTATION_GENERATION: Final = f"{crds.GROUP}/kernel-generation"
 ANNOTATION_SAFE_TO_EVICT: Final = "cluster-autoscaler.kubernetes.io/safe-to-evict"
@@ -91,7 +88,7 @@ def kernel_container_index(containers: list[Any]) -> int:
     Shared with :mod:`kernel_status`, which reports that container's state.
     """
     for index, container in enumerate(containers):
-        if isinstance(container, Mapping) and container.get("name") == KERNEL_CONTAINER_NAME:
+        if isinstance(container, Mapping) and container.get("name") == crds.KERNEL_CONTAINER_NAME:
             return index
     return 0
 

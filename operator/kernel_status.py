@@ -30,31 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import kernel_pod
-
-REASON_UNSCHEDULABLE: Final = "Unschedulable"
-REASON_POD_DELETED: Final = "PodDeleted"
-REASON_POD_CREATE_FAILED: Final = "PodCreateFailed"
-REASON_COMPLETED: Final = "Completed"
-REASON_ERROR: Final = "Error"
-REASON_RUNNING: Final = "Running"
-REASON_SPEC_IMMUTABLE: Final = "SpecImmutable"
-
-#: Waiting reasons after which the container will not start without intervention.
-FATAL_WAITING_REASONS: Final = frozenset(
-    {
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "InvalidImageName",
-        "ErrImageNeverPull",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-        "RunContainerError",
-        "CrashLoopBackOff",
-    }
-)
-#: Waiting reasons that are just progress, not problems.
-BENIGN_WAITING_REASONS: Final = frozenset({"ContainerCreating", "PodInitializing"})
+from elastic_jupyter.operator import conditions, kernel_pod
 
 #: The status keys this module owns; :func:`status_patch` never touches any other.
 STATUS_KEYS: Final = (
@@ -92,19 +68,15 @@ def _condition(
     previous: Mapping[str, Any] | None,
     now: str,
 ) -> dict[str, Any]:
-    value = "True" if status else "False"
-    old = None
-    for item in (previous or {}).get("conditions") or []:
-        if isinstance(item, Mapping) and item.get("type") == ctype:
-            old = item
-    since = old.get("lastTransitionTime") if old and old.get("status") == value else None
-    result: dict[str, Any] = {"type": ctype, "status": value}
-    if reason:
-        result["reason"] = reason
-    if message:
-        result["message"] = message
-    result["lastTransitionTime"] = since or now
-    return result
+    # a kernel condition leaves out an empty reason or message
+    return conditions.condition(
+        ctype,
+        status,
+        reason or None,
+        message or None,
+        now,
+        conditions.previous_conditions(previous),
+    )
 
 
 def _kernel_container_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -127,13 +99,13 @@ def _init_problem(pod: Mapping[str, Any]) -> tuple[str, str] | None:
         state = status.get("state") or {}
         waiting = state.get("waiting") or {}
         terminated = state.get("terminated") or {}
-        if waiting.get("reason") in FATAL_WAITING_REASONS:
+        if waiting.get("reason") in crds.KERNEL_FATAL_WAITING_REASONS:
             message = waiting.get("message") or ""
             return str(waiting["reason"]), f"init container {status.get('name')}: {message}"
         if terminated and terminated.get("exitCode", 0) != 0:
             code = terminated.get("exitCode")
             return (
-                str(terminated.get("reason") or REASON_ERROR),
+                str(terminated.get("reason") or crds.REASON_ERROR),
                 f"init container {status.get('name')} exited with code {code}",
             )
     return None
@@ -185,18 +157,21 @@ def kernel_status(
     failed = False
     if pod_phase == crds.PHASE_PENDING:
         init_problem = _init_problem(pod)
-        if scheduled.get("status") == "False" and scheduled.get("reason") == REASON_UNSCHEDULABLE:
-            reason, message = REASON_UNSCHEDULABLE, scheduled.get("message") or None
-        elif waiting.get("reason") and waiting["reason"] not in BENIGN_WAITING_REASONS:
+        if (
+            scheduled.get("status") == "False"
+            and scheduled.get("reason") == crds.REASON_UNSCHEDULABLE
+        ):
+            reason, message = crds.REASON_UNSCHEDULABLE, scheduled.get("message") or None
+        elif waiting.get("reason") and waiting["reason"] not in crds.BENIGN_WAITING_REASONS:
             reason, message = str(waiting["reason"]), waiting.get("message") or None
-            failed = reason in FATAL_WAITING_REASONS
+            failed = reason in crds.KERNEL_FATAL_WAITING_REASONS
         elif init_problem:
             reason, message = init_problem
             failed = True
     elif pod_phase == crds.PHASE_RUNNING:
         # restartPolicy Never makes a crash loop impossible for our pods, but a pod adopted from
         # elsewhere may still show one: report it rather than pretend the kernel is fine.
-        if waiting.get("reason") in FATAL_WAITING_REASONS:
+        if waiting.get("reason") in crds.KERNEL_FATAL_WAITING_REASONS:
             reason, message, failed = str(waiting["reason"]), waiting.get("message") or None, True
     else:  # Succeeded or Failed (or a phase we do not know, reported as is)
         exit_code = terminated.get("exitCode")
@@ -205,11 +180,11 @@ def kernel_status(
         if terminated.get("finishedAt"):
             status["completionTime"] = terminated["finishedAt"]
         if pod_phase == crds.PHASE_SUCCEEDED:
-            reason = str(terminated.get("reason") or REASON_COMPLETED)
+            reason = str(terminated.get("reason") or crds.REASON_COMPLETED)
             message = terminated.get("message") or "the kernel exited with code 0"
         else:
             failed = True
-            reason = str(terminated.get("reason") or pod_status.get("reason") or REASON_ERROR)
+            reason = str(terminated.get("reason") or pod_status.get("reason") or crds.REASON_ERROR)
             message = terminated.get("message") or pod_status.get("message") or None
             if not message and exit_code is not None:
                 message = f"container {container.get('name')} exited with code {exit_code}"
@@ -225,15 +200,18 @@ def kernel_status(
     run_message: str | None
     running = pod_phase == crds.PHASE_RUNNING and not failed
     if is_scheduled:
-        sched_reason, sched_message = "Scheduled", f"assigned to node {node}" if node else None
+        sched_reason, sched_message = (
+            crds.REASON_SCHEDULED,
+            f"assigned to node {node}" if node else None,
+        )
     elif scheduled.get("status") == "False":
         sched_reason, sched_message = scheduled.get("reason"), scheduled.get("message")
     else:
-        sched_reason, sched_message = "Pending", "waiting for the scheduler"
+        sched_reason, sched_message = crds.REASON_PENDING, "waiting for the scheduler"
     if running:
-        run_reason, run_message = REASON_RUNNING, None
+        run_reason, run_message = crds.REASON_RUNNING, None
     elif pod_phase == crds.PHASE_PENDING:
-        run_reason = reason or waiting.get("reason") or "Pending"
+        run_reason = reason or waiting.get("reason") or crds.REASON_PENDING
         run_message = message
     else:
         run_reason, run_message = reason, message
@@ -287,7 +265,7 @@ def failed_status(
         _condition(
             crds.CONDITION_SCHEDULED,
             was_scheduled,
-            "Scheduled" if was_scheduled else reason,
+            crds.REASON_SCHEDULED if was_scheduled else reason,
             None,
             previous,
             now,
@@ -313,12 +291,6 @@ def is_quiet_pending(status: Mapping[str, Any]) -> bool:
     return status.get("phase") == crds.PHASE_PENDING and not status.get("reason")
 
 
-def _comparable(status: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {
-        key: (status or {}).get(key) for key in STATUS_KEYS if (status or {}).get(key) is not None
-    }
-
-
 def status_patch(
     old: Mapping[str, Any] | None, new: Mapping[str, Any], now: str
 ) -> dict[str, Any] | None:
@@ -327,13 +299,9 @@ def status_patch(
     Keys we own that ``new`` lacks are removed (``None`` in a merge patch); keys we do not own
     are left alone.
     """
-    before = _comparable(old)
-    after = _comparable(new)
-    if before == after:
-        return None
-    patch: dict[str, Any] = {key: None for key in before if key not in after}
-    patch.update(after)
-    patch[LAST_RECONCILE_TIME] = now
+    patch = conditions.status_patch(old, new, STATUS_KEYS)
+    if patch is not None:
+        patch[LAST_RECONCILE_TIME] = now
     return patch
 
 
@@ -353,13 +321,17 @@ def transition_events(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> 
         where = f" on node {new.get('nodeName')}" if new.get("nodeName") else ""
         ip = f" with IP {new.get('podIP')}" if new.get("podIP") else ""
         return [
-            KernelEvent("Normal", REASON_RUNNING, f"pod {new.get('podName')} is running{where}{ip}")
+            KernelEvent(
+                "Normal", crds.REASON_RUNNING, f"pod {new.get('podName')} is running{where}{ip}"
+            )
         ]
     if phase == crds.PHASE_SUCCEEDED:
         return [
-            KernelEvent("Normal", str(reason or REASON_COMPLETED), message or "the kernel exited")
+            KernelEvent(
+                "Normal", str(reason or crds.REASON_COMPLETED), message or "the kernel exited"
+            )
         ]
-    event_reason = str(reason or phase or "Unknown")
+    event_reason = str(reason or phase or crds.REASON_UNKNOWN)
     if "exitCode" in new and str(new["exitCode"]) not in message:
         message = f"{message} (exit code {new['exitCode']})".strip()
     return [KernelEvent("Warning", event_reason, message or f"kernel is {phase}")]

@@ -22,18 +22,10 @@ from typing import Any, Final
 import kopf
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import kernel_pod, kernelspecs, pod_policy, runtime, settings
+from elastic_jupyter.operator import kernel_pod, kernelspecs, pod_policy, runtime
 from elastic_jupyter.operator import kernelspec_configmap as render_mod
 
-TEMPLATES: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_KERNEL_TEMPLATE.plural)
 DNS1123_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-REASON_VALID: Final = "Valid"
-REASON_MISSING_TEMPLATE: Final = "MissingTemplate"
-REASON_NO_CONTAINERS: Final = "NoContainers"
-REASON_INVALID_CONTAINER_NAME: Final = "InvalidContainerName"
-REASON_DUPLICATE_CONTAINER_NAME: Final = "DuplicateContainerName"
-REASON_MISPLACED_METADATA: Final = "MisplacedTemplateMetadata"
 
 
 @dataclass(frozen=True)
@@ -63,13 +55,13 @@ def validate(
     if not isinstance(template, Mapping) or not isinstance(template.get("spec"), Mapping):
         return Validity(
             False,
-            REASON_MISSING_TEMPLATE,
+            crds.REASON_TEMPLATE_MISSING,
             "spec.template.spec must be a pod spec (PodTemplateSpec)",
         )
     containers = template["spec"].get("containers")
     if not isinstance(containers, list) or not containers:
         return Validity(
-            False, REASON_NO_CONTAINERS, "spec.template.spec.containers must list a container"
+            False, crds.REASON_NO_CONTAINERS, "spec.template.spec.containers must list a container"
         )
     seen: set[str] = set()
     for index, container in enumerate(containers):
@@ -77,13 +69,13 @@ def validate(
         if not isinstance(name, str) or len(name) > 63 or not DNS1123_LABEL.match(name):
             return Validity(
                 False,
-                REASON_INVALID_CONTAINER_NAME,
+                crds.REASON_INVALID_CONTAINER_NAME,
                 f"container {index} has name {name!r}: it must be a DNS-1123 label "
                 "(lower-case letters, digits and '-', at most 63 characters)",
             )
         if name in seen:
             return Validity(
-                False, REASON_DUPLICATE_CONTAINER_NAME, f"two containers are named {name!r}"
+                False, crds.REASON_DUPLICATE_CONTAINER_NAME, f"two containers are named {name!r}"
             )
         seen.add(name)
     checked = pod_policy.check_template(template, policy or pod_policy.admin_policy())
@@ -96,13 +88,13 @@ def validate(
     if misplaced:
         return Validity(
             True,
-            REASON_MISPLACED_METADATA,
+            crds.REASON_MISPLACED_TEMPLATE_METADATA,
             f"spec.template.metadata has {', '.join(misplaced)}, which Kubernetes ignores; "
             "did you mean spec.template.metadata.labels?",
         )
     kernel = containers[kernel_pod.kernel_container_index(containers)]["name"]
     return Validity(
-        True, REASON_VALID, f"builds kernel pods; the kernel runs in container {kernel}"
+        True, crds.REASON_SPEC_VALID, f"builds kernel pods; the kernel runs in container {kernel}"
     )
 
 
@@ -131,7 +123,7 @@ def kernel_image(template_object: Mapping[str, Any]) -> str:
     return str(container.get("image") or "") if isinstance(container, Mapping) else ""
 
 
-@kopf.index(*TEMPLATES)
+@kopf.index(*crds.JUPYTER_KERNEL_TEMPLATE)
 async def kernel_templates(
     name: str, namespace: str | None, body: kopf.Body, **_: Any
 ) -> dict[runtime.Key, tuple[bool, str, str, str]]:
@@ -139,7 +131,7 @@ async def kernel_templates(
     return {(namespace or "", name): (*validate(body).as_tuple(), kernel_image(body))}
 
 
-@kopf.on.event(*TEMPLATES)
+@kopf.on.event(*crds.JUPYTER_KERNEL_TEMPLATE)
 async def template_event(
     type: str,
     name: str,
@@ -153,7 +145,7 @@ async def template_event(
     # Indexes arrive as keywords named after their functions.
     kernel_templates: kernelspecs.TemplateIndex = kwargs["kernel_templates"]
     by_template: kopf.Index[runtime.Key, dict[str, Any]] = kwargs["kernelspecs_by_template"]
-    state = settings.runtime_of(memo)
+    state = runtime.from_memo(memo)
     namespace = namespace or ""
     plural = crds.JUPYTER_KERNEL_TEMPLATE.plural
     if type == "DELETED":
@@ -163,13 +155,19 @@ async def template_event(
         known = state.statuses.get((plural, namespace, name))
         previous = known[1] if known else body.get("status")
         generation = int((body.get("metadata") or {}).get("generation") or 1)
-        new = template_status(validity, generation, previous, kernelspecs.now())
-        old, written = await kernelspecs.write_status(state, plural, dict(body), new)
+        new = template_status(validity, generation, previous, crds.rfc3339())
+        old, written = await kernelspecs.write_status(
+            state, crds.JUPYTER_KERNEL_TEMPLATE, dict(body), new
+        )
         old_reason = next(
-            (c.get("reason") for c in old.get("conditions") or [] if c.get("type") == "Valid"),
+            (
+                c.get("reason")
+                for c in old.get("conditions") or []
+                if c.get("type") == crds.CONDITION_VALID
+            ),
             None,
         )
-        if written and old_reason != validity.reason and validity.reason != REASON_VALID:
+        if written and old_reason != validity.reason and validity.reason != crds.REASON_SPEC_VALID:
             kopf.warn(body, reason=validity.reason, message=validity.message)
     for kernelspec in list(by_template.get((namespace, name)) or ()):
         try:

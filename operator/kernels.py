@@ -36,7 +36,6 @@ Failures: a pod that cannot be created because the request is wrong (422, 403…
 from __future__ import annotations
 
 import asyncio
-import datetime
 import time
 from collections.abc import Mapping
 from typing import Any, Final
@@ -45,7 +44,7 @@ import aiohttp
 import kopf
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import kernel_pod, kernel_status, kube, pod_policy, runtime, settings
+from elastic_jupyter.operator import apply, kernel_pod, kernel_status, kube, pod_policy, runtime
 
 #: Seconds a plain Pending status is held back (see the module docstring).
 PENDING_STATUS_GRACE: Final = 1.5
@@ -60,20 +59,6 @@ POD_LABELS: Final = {
     crds.LABEL_COMPONENT: crds.COMPONENT_KERNEL,
     crds.LABEL_MANAGED_BY: crds.MANAGED_BY,
 }
-KERNELS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_KERNEL.plural)
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _epoch(timestamp: Any) -> float | None:
-    if not timestamp:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(str(timestamp).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _owner_uid(pod: Mapping[str, Any]) -> str | None:
@@ -94,7 +79,7 @@ def _kernel_name(pod: Mapping[str, Any]) -> str | None:
 # hop per watch event costs more than the indexing itself.
 
 
-@kopf.index(*KERNELS)
+@kopf.index(*crds.JUPYTER_KERNEL)
 async def kernel_objects(
     name: str, namespace: str | None, body: kopf.Body, **_: Any
 ) -> dict[runtime.Key, dict[str, Any]]:
@@ -132,7 +117,7 @@ def _record(
             uid=uid,
             body=dict(body),
             status=dict(body.get("status") or {}),
-            created=_epoch(metadata.get("creationTimestamp")),
+            created=crds.epoch_seconds(metadata.get("creationTimestamp")),
         )
         state.kernels[key] = record
     else:
@@ -151,19 +136,20 @@ async def _write_status(
 
     Called with ``record.lock`` held.
     """
-    now = _now()
+    now = crds.rfc3339()
     patch = kernel_status.status_patch(record.status, new, now)
     if patch is None:
         return
-    path = kube.custom_path(crds.JUPYTER_KERNEL.plural, record.namespace, record.name, "status")
     try:
-        await state.client.merge_patch(path, {"status": patch})
-    except kube.ApiError as error:
-        if error.status == 404:  # the kernel is gone: nothing left to report on
-            state.kernels.pop((record.namespace, record.name), None)
-            return
+        written = await apply.merge_status(
+            state.client, crds.JUPYTER_KERNEL, record.namespace, record.name, patch
+        )
+    except kube.ApiError:
         state.metrics.reconcile_errors.labels(crds.JUPYTER_KERNEL.kind).inc()
         raise
+    if not written:  # the kernel is gone: nothing left to report on
+        state.kernels.pop((record.namespace, record.name), None)
+        return
     state.metrics.api_writes.labels("patch", "jupyterkernels/status").inc()
     old = record.status
     record.status = new
@@ -180,7 +166,7 @@ async def _sync(state: runtime.Runtime, record: runtime.KernelRecord, logger: An
     async with record.lock:
         if record.deleting or kernel_status.is_terminal(record.status):
             return  # a finished kernel's status never changes again
-        now = _now()
+        now = crds.rfc3339()
         if record.pod is not None:
             new = kernel_status.kernel_status(record.pod, record.status, now)
             if kernel_status.is_quiet_pending(new):
@@ -202,7 +188,7 @@ async def _sync(state: runtime.Runtime, record: runtime.KernelRecord, logger: An
                 _recheck_later(state, record, RETRY_DELAY, logger)
                 return
             new = kernel_status.failed_status(
-                kernel_status.REASON_POD_DELETED,
+                crds.REASON_POD_DELETED,
                 f"pod {record.name} was deleted; the kernel is not restarted by the operator",
                 record.status,
                 now,
@@ -225,11 +211,9 @@ async def _kernel_still_wants_pod(state: runtime.Runtime, record: runtime.Kernel
     event of a garbage-collected pod may arrive before the kernel's own deletion is seen.
     """
     try:
-        body = await state.client.get(
-            kube.custom_path(crds.JUPYTER_KERNEL.plural, record.namespace, record.name)
-        )
+        body = await state.client.get(crds.JUPYTER_KERNEL.path(record.namespace, record.name))
     except kube.ApiError as error:
-        if error.status == 404:
+        if error.not_found:
             state.kernels.pop((record.namespace, record.name), None)
             return False
         raise
@@ -260,12 +244,12 @@ async def _fail_creation(
     record: runtime.KernelRecord,
     message: str,
     logger: Any,
-    reason: str = kernel_status.REASON_POD_CREATE_FAILED,
+    reason: str = crds.REASON_POD_CREATE_FAILED,
 ) -> None:
     state.metrics.reconcile_errors.labels(crds.JUPYTER_KERNEL.kind).inc()
     logger.error("Cannot create the pod of %s/%s: %s", record.namespace, record.name, message)
     async with record.lock:
-        new = kernel_status.failed_status(reason, message, record.status, _now())
+        new = kernel_status.failed_status(reason, message, record.status, crds.rfc3339())
         await _write_status(state, record, new, logger)
 
 
@@ -282,7 +266,7 @@ async def _ensure_pod(state: runtime.Runtime, record: runtime.KernelRecord, logg
         await _fail_creation(state, record, message, logger, crds.REASON_INVALID_SPEC)
         return
     try:
-        manifest = kernel_pod.build_pod(record.body, settings.default_kernel_image())
+        manifest = kernel_pod.build_pod(record.body, state.options.default_kernel_image)
     except kernel_pod.InvalidKernelError as error:
         await _fail_creation(state, record, str(error), logger)
         return
@@ -297,7 +281,7 @@ async def _ensure_pod(state: runtime.Runtime, record: runtime.KernelRecord, logg
     if misplaced:
         kopf.warn(
             record.ref,
-            reason="MisplacedTemplateMetadata",
+            reason=crds.REASON_MISPLACED_TEMPLATE_METADATA,
             message=f"spec.template.metadata has {', '.join(misplaced)}, which Kubernetes ignores;"
             " did you mean spec.template.metadata.labels?",
         )
@@ -309,7 +293,7 @@ async def _ensure_pod(state: runtime.Runtime, record: runtime.KernelRecord, logg
             record.pod_created = True
             return
         except kube.ApiError as error:
-            if error.status == 409:
+            if error.conflict:
                 # Ours (an earlier run created it): adopt. A previous kernel's of the same
                 # name, still being garbage-collected: its DELETED event brings us back here.
                 record.pod_created = await _pod_owner(state, record) in (record.uid, None)
@@ -343,24 +327,24 @@ async def _report_spec_change(
     """The spec is immutable: say so once per edit (Event + an annotation remembering it)."""
     kopf.warn(
         record.ref,
-        reason=kernel_status.REASON_SPEC_IMMUTABLE,
+        reason=crds.REASON_SPEC_IMMUTABLE,
         message=f"spec changed (generation {generation}) after the pod was created from generation"
         f" {built}; the change is not applied. Delete and recreate the kernel instead.",
     )
-    path = kube.custom_path(crds.JUPYTER_KERNEL.plural, record.namespace, record.name)
+    path = crds.JUPYTER_KERNEL.path(record.namespace, record.name)
     patch = {"metadata": {"annotations": {ANNOTATION_SPEC_CHANGE_REPORTED: str(generation)}}}
     try:
         await state.client.merge_patch(path, patch)
         state.metrics.api_writes.labels("patch", "jupyterkernels").inc()
     except kube.ApiError as error:
-        if error.status != 404:
+        if not error.not_found:
             raise
 
 
 # --- Handlers ---------------------------------------------------------------------------------
 
 
-@kopf.on.event(*KERNELS)
+@kopf.on.event(*crds.JUPYTER_KERNEL)
 async def kernel_event(
     type: str,
     name: str,
@@ -374,7 +358,7 @@ async def kernel_event(
     # kopf passes every index as a keyword named after its function (kept in **kwargs, as
     # kopf's handler protocol does not know our index names).
     kernel_pods: kopf.Index[runtime.Key, str] = kwargs["kernel_pods"]
-    state = settings.runtime_of(memo)
+    state = runtime.from_memo(memo)
     key = (namespace or "", name)
     if type == "DELETED":
         record = state.kernels.pop(key, None)
@@ -426,7 +410,7 @@ async def kernel_pod_event(
 ) -> None:
     """A kernel pod changed: mirror it into its JupyterKernel's status."""
     kernel_objects: kopf.Index[runtime.Key, dict[str, Any]] = kwargs["kernel_objects"]
-    state = settings.runtime_of(memo)
+    state = runtime.from_memo(memo)
     name = _kernel_name(body)
     owner = _owner_uid(body)
     if not name or not owner:

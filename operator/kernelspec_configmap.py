@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from elastic_jupyter import crds
+from elastic_jupyter.operator import conditions
 
 KUBEFLOW_PROXY: Final = "elastic_jupyter.gateway_plugin.KubeflowProcessProxy"
 ORIGINAL_KUBEFLOW_PROXY: Final = (
@@ -45,11 +46,6 @@ ORIGINAL_KUBEFLOW_PROXY: Final = (
 GATEWAY_LAUNCHER: Final = "kubeflow-launcher"
 DEFAULT_LANGUAGE: Final = "python"
 KERNEL_JSON: Final = "kernel.json"
-
-REASON_VALID: Final = "Valid"
-REASON_INVALID_SPEC: Final = "InvalidSpec"
-REASON_TEMPLATE_NOT_FOUND: Final = "TemplateNotFound"
-REASON_TEMPLATE_INVALID: Final = "TemplateInvalid"
 
 #: EG's argv placeholders, filled per kernel start.
 LAUNCHER_ARGS: Final = crds.KERNELSPEC_LAUNCHER_ARGS
@@ -234,18 +230,22 @@ def kernelspec_status(
     if rendering.problem:
         valid, reason, message = False, *rendering.problem
     elif rendering.template is None:
-        valid, reason = True, REASON_VALID
+        valid, reason = True, crds.REASON_SPEC_VALID
         message = "kernel.json rendered; no template: kernels run in the default kernel pod"
     elif template_validity is None:
         ref = rendering.template
-        valid, reason = False, REASON_TEMPLATE_NOT_FOUND
+        valid, reason = False, crds.REASON_TEMPLATE_NOT_FOUND
         message = f"JupyterKernelTemplate {ref.namespace}/{ref.name} does not exist"
     elif not template_validity[0]:
         ref = rendering.template
-        valid, reason = False, REASON_TEMPLATE_INVALID
+        valid, reason = False, crds.REASON_TEMPLATE_INVALID
         message = f"JupyterKernelTemplate {ref.namespace}/{ref.name}: {template_validity[2]}"
     else:
-        valid, reason, message = True, REASON_VALID, "kernel.json rendered; template found"
+        valid, reason, message = (
+            True,
+            crds.REASON_SPEC_VALID,
+            "kernel.json rendered; template found",
+        )
     status: dict[str, Any] = {"valid": valid, "observedGeneration": generation}
     if configmap_name:
         status["configMapName"] = configmap_name
@@ -259,18 +259,10 @@ def valid_condition(
     valid: bool, reason: str, message: str, previous: Mapping[str, Any] | None, now: str
 ) -> dict[str, Any]:
     """A ``Valid`` condition, keeping ``lastTransitionTime`` while its status is unchanged."""
-    value = "True" if valid else "False"
-    since = None
-    for item in (previous or {}).get("conditions") or []:
-        if item.get("type") == crds.CONDITION_VALID and item.get("status") == value:
-            since = item.get("lastTransitionTime")
-    return {
-        "type": crds.CONDITION_VALID,
-        "status": value,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since or now,
-    }
+    previous_conditions = conditions.previous_conditions(previous)
+    return conditions.condition(
+        crds.CONDITION_VALID, valid, reason, message, now, previous_conditions
+    )
 
 
 #: The status keys kernelspecs and templates own (see :func:`status_patch`).
@@ -279,10 +271,4 @@ STATUS_KEYS: Final = ("valid", "configMapName", "image", "observedGeneration", "
 
 def status_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any] | None:
     """Merge patch of ``status`` from ``old`` to ``new`` (owned keys only), ``None`` if equal."""
-    before = {key: (old or {}).get(key) for key in STATUS_KEYS if (old or {}).get(key) is not None}
-    after = {key: new[key] for key in STATUS_KEYS if new.get(key) is not None}
-    if before == after:
-        return None
-    patch: dict[str, Any] = {key: None for key in before if key not in after}
-    patch.update(after)
-    return patch
+    return conditions.status_patch(old, new, STATUS_KEYS)

@@ -21,28 +21,21 @@ template reconciles again.
 from __future__ import annotations
 
 import asyncio
-import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import kopf
 
 from elastic_jupyter import crds
+from elastic_jupyter.operator import apply, kube, ownership, pod_policy, runtime
 from elastic_jupyter.operator import kernelspec_configmap as render_mod
-from elastic_jupyter.operator import kube, ownership, pod_policy, runtime, settings
 
-KERNELSPECS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_KERNEL_SPEC.plural)
 RETRY_DELAYS: Final = (1.0, 2.0, 4.0, 8.0)
 #: Templates by (namespace, name): (valid, reason, message, image of the kernel container).
 TemplateIndex = kopf.Index[runtime.Key, tuple[bool, str, str, str]]
 
 
-def now() -> str:
-    """RFC 3339 timestamp of the current second (UTC)."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@kopf.index(*KERNELSPECS)
+@kopf.index(*crds.JUPYTER_KERNEL_SPEC)
 async def kernelspecs_by_template(body: kopf.Body, **_: Any) -> dict[runtime.Key, dict[str, Any]]:
     """Kernelspecs by the (namespace, name) of the template they refer to: their bodies."""
     ref = render_mod.template_ref(body)
@@ -51,7 +44,7 @@ async def kernelspecs_by_template(body: kopf.Body, **_: Any) -> dict[runtime.Key
 
 async def write_status(
     state: runtime.Runtime,
-    plural: str,
+    resource: crds.ResourceNames,
     body: Mapping[str, Any],
     new: Mapping[str, Any],
 ) -> tuple[dict[str, Any], bool]:
@@ -62,19 +55,14 @@ async def write_status(
     """
     metadata = body.get("metadata") or {}
     namespace, name, uid = metadata["namespace"], metadata["name"], str(metadata.get("uid"))
+    plural = resource.plural
     known = state.statuses.get((plural, namespace, name))
     old = known[1] if known and known[0] == uid else dict(body.get("status") or {})
     patch = render_mod.status_patch(old, new)
     if patch is None:
         return old, False
-    try:
-        await state.client.merge_patch(
-            kube.custom_path(plural, namespace, name, "status"), {"status": patch}
-        )
-    except kube.ApiError as error:
-        if error.status == 404:
-            return old, False
-        raise
+    if not await apply.merge_status(state.client, resource, namespace, name, patch):
+        return old, False
     state.metrics.api_writes.labels("patch", f"{plural}/status").inc()
     state.statuses[(plural, namespace, name)] = (uid, dict(new))
     return old, True
@@ -97,7 +85,7 @@ async def _ensure_configmap(state: runtime.Runtime, desired: dict[str, Any], log
             kube.configmaps_path(namespace, name)
         )
     except kube.ApiError as error:
-        if error.status != 404:
+        if not error.not_found:
             raise
         current = None
     if current is None:
@@ -106,7 +94,7 @@ async def _ensure_configmap(state: runtime.Runtime, desired: dict[str, Any], log
             state.metrics.api_writes.labels("create", "configmaps").inc()
             logger.info("Created ConfigMap %s/%s", namespace, name)
         except kube.ApiError as error:
-            if error.status != 409:
+            if not error.conflict:
                 raise
             current = await state.client.get(kube.configmaps_path(namespace, name))
     if current is not None and not ownership.is_ours(current, desired):
@@ -161,7 +149,7 @@ async def reconcile(
             known = state.statuses.get((crds.JUPYTER_KERNEL_SPEC.plural, namespace, name))
             previous = known[1] if known else body.get("status")
             image = render_mod.kernel_image(
-                body, validity[3] if validity else None, settings.default_kernel_image()
+                body, validity[3] if validity else None, state.options.default_kernel_image
             )
             new = render_mod.kernelspec_status(
                 rendering,
@@ -169,10 +157,10 @@ async def reconcile(
                 configmap_name,
                 int(metadata.get("generation") or 1),
                 previous,
-                now(),
+                crds.rfc3339(),
                 image,
             )
-            old, written = await write_status(state, crds.JUPYTER_KERNEL_SPEC.plural, body, new)
+            old, written = await write_status(state, crds.JUPYTER_KERNEL_SPEC, body, new)
         except kube.ApiError as error:
             state.metrics.reconcile_errors.labels(crds.JUPYTER_KERNEL_SPEC.kind).inc()
             raise kopf.TemporaryError(f"kernelspec {namespace}/{name}: {error}", delay=5) from error
@@ -190,7 +178,7 @@ async def reconcile(
                 )
 
 
-@kopf.on.event(*KERNELSPECS)
+@kopf.on.event(*crds.JUPYTER_KERNEL_SPEC)
 async def kernelspec_event(
     type: str,
     body: kopf.Body,
@@ -200,7 +188,7 @@ async def kernelspec_event(
 ) -> None:
     """A kernelspec appeared or changed: render its ConfigMap and report its validity."""
     kernel_templates: TemplateIndex = kwargs["kernel_templates"]  # kopf passes indexes by name
-    state = settings.runtime_of(memo)
+    state = runtime.from_memo(memo)
     if type == "DELETED":
         metadata = body.get("metadata") or {}
         key = (str(metadata.get("namespace")), str(metadata.get("name")))

@@ -2,10 +2,10 @@
 
 Who calls what, and when:
 
-* kopf calls :func:`elastic_jupyter.operator.settings.login` (an ``@kopf.on.login`` handler) at
+* kopf calls :func:`elastic_jupyter.operator.lifecycle.login` (an ``@kopf.on.login`` handler) at
   startup; it calls :func:`load_configuration` and :func:`connection_info` here. Nothing is
   loaded at import time.
-* The startup handler in :mod:`settings` opens one :class:`KubeClient` for the operator's own
+* The startup handler in :mod:`lifecycle` opens one :class:`KubeClient` for the operator's own
   writes (create a pod or ConfigMap, patch a status) and the cleanup handler closes it.
 
 Why a small aiohttp client and not the ``kubernetes`` package's API classes: that client is
@@ -34,22 +34,10 @@ import kopf
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from elastic_jupyter import crds
+from elastic_jupyter.crds import api_errors
 
-
-class ApiError(Exception):
-    """A non-2xx answer of the API server, with the ``Status`` object's reason and message."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-
-    @property
-    def retryable(self) -> bool:
-        """Server-side or throttling trouble that a later attempt may not meet."""
-        return self.status >= 500 or self.status in (408, 429)
+#: Raised by :class:`KubeClient` for every non-2xx answer (shared with the gateway plugin).
+ApiError = api_errors.ApiError
 
 
 def load_configuration() -> Any:
@@ -187,9 +175,3 @@ def configmaps_path(namespace: str, name: str | None = None) -> str:
     """The collection URL of ConfigMaps in ``namespace``, or one ConfigMap's URL."""
     base = f"/api/v1/namespaces/{namespace}/configmaps"
     return f"{base}/{name}" if name else base
-
-
-def custom_path(plural: str, namespace: str, name: str, subresource: str | None = None) -> str:
-    """The URL of one of our custom objects (``kubeflow.tkestack.io/v1alpha1``)."""
-    path = f"/apis/{crds.GROUP}/{crds.VERSION}/namespaces/{namespace}/{plural}/{name}"
-    return f"{path}/{subresource}" if subresource else path

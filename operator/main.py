@@ -88,14 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # side effects (the handler modules register themselves with kopf on import).
     import kopf
 
-    from elastic_jupyter.operator import handlers, settings
+    from elastic_jupyter.operator import handlers, runtime, settings
 
     kopf.configure(verbose=args.verbose, debug=args.debug, quiet=args.quiet)
     if args.quiet:
         logging.getLogger("kopf").setLevel(logging.WARNING)
-    settings.OPTIONS.metrics_port = args.metrics_port
-    if args.default_kernel_image:
-        settings.OPTIONS.default_kernel_image = args.default_kernel_image
+    options = settings.RunOptions.resolve(args.metrics_port, args.default_kernel_image)
     liveness = None if str(args.liveness).lower() in ("", "none", "off") else args.liveness
     logging.getLogger(__name__).info(
         "Starting elastic-jupyter-operator (%s) with handlers from %s",
@@ -108,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         liveness_endpoint=liveness,
+        memo=kopf.Memo({runtime.OPTIONS_KEY: options}),
     )
     return 0
 

@@ -27,6 +27,8 @@ websocket connection (jupyter_server 1.x) it does nothing.
    websocket waits until the orphan itself goes away, which nothing makes happen soon. The
    browser's kernel_info request is queued behind it and JupyterLab shows "Unknown".
 
+The file's code is :mod:`.notebook_server_config`; this module explains it and renders it.
+
 **The fix** (:data:`CONNECTION_CLASS`, set as ``ServerApp.kernel_websocket_connection_class``):
 
 * ``disconnect()`` no longer cancels a pending gateway connection; it marks the connection as
@@ -83,6 +85,7 @@ keep their key and are replayed as before.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 #: The file name jupyter_server looks for in each ``JUPYTER_CONFIG_PATH`` directory.
 FILE_NAME = "jupyter_server_config.py"
@@ -97,173 +100,18 @@ _HEADER = """\
 # elastic_jupyter.operator.notebook_config.
 """
 
+#: The file's text behind a gateway: a real module beside this one, linted and type-checked.
+_GATEWAY_CONFIG = Path(__file__).with_name("notebook_server_config.py")
+
 _NO_GATEWAY = """\
 # This notebook server runs its kernels itself (no spec.gateway): nothing to configure.
 """
-
-_GATEWAY = '''\
-import json
-import uuid
-
-try:
-    from jupyter_server.gateway import connections as _gateway_connections
-    from jupyter_server.utils import url_path_join as _url_path_join
-    from tornado.escape import url_escape as _url_escape
-    from tornado.httpclient import HTTPRequest as _HTTPRequest
-    from tornado.ioloop import IOLoop as _IOLoop
-    from tornado.websocket import websocket_connect as _websocket_connect
-except ImportError:  # jupyter_server 1.x: no pluggable kernel websocket connection
-    _gateway_connections = None
-
-
-def _close_when_open(future):
-    """Close a gateway websocket whose browser websocket went away during its handshake."""
-    if not future.cancelled() and future.exception() is None:
-        future.result().close()
-
-
-if _gateway_connections is not None:
-
-    class ElasticJupyterGatewayConnection(_gateway_connections.GatewayWebSocketConnection):
-        """The gateway websocket of one browser websocket: its own session key at the
-        gateway, and closed even when the browser leaves before it is open."""
-
-        _gateway_session_key = None
-
-        async def connect(self):
-            if self._gateway_session_key is None:  # kept across this connection's retries
-                suffix = uuid.uuid4().hex[:8]
-                self._gateway_session_key = f"{self.session_id or 'ws'}-{suffix}"
-            client = _gateway_connections.GatewayClient.instance()
-            url = _url_path_join(
-                client.ws_url or "",
-                client.kernels_endpoint,
-                _url_escape(self.kernel_id),
-                "channels",
-            )
-            url += f"?session_id={_url_escape(self._gateway_session_key)}"
-            self.log.info(f"Connecting to {url}")
-            self.ws = None
-            self.ws_future = _websocket_connect(_HTTPRequest(url, **client.load_connection_args()))
-            self.ws_future.add_done_callback(self._connection_done)
-            _IOLoop.current().add_future(self.ws_future, lambda _: self._read_messages())
-
-        def disconnect(self):
-            future = self.ws_future
-            if self.ws is None and future is not None and not future.done():
-                # Cancelling (what the base class does) drops the result but not the
-                # connection: keep the future and close the websocket once it is open.
-                self.disconnected = True
-                future.add_done_callback(_close_when_open)
-                return
-            super().disconnect()
-
-    c.ServerApp.kernel_websocket_connection_class = ElasticJupyterGatewayConnection
-
-try:
-    from jupyter_server.gateway import gateway_client as _gateway_client
-    from jupyter_server.gateway import managers as _gateway_managers
-    from tornado import web as _web
-    from tornado.httpclient import HTTPClientError as _HTTPClientError
-except ImportError:
-    _gateway_client = None
-
-
-if _gateway_connections is not None and _gateway_client is not None:
-
-    class ElasticJupyterGatewayError(_web.HTTPError):
-        """An error answer of the gateway: its own message is the readable text, both as
-        the JSON "message" of /api/kernels and as str() (what /api/sessions wraps)."""
-
-        def __init__(self, status_code, message):
-            self._gateway_message = message
-            super().__init__(status_code)
-
-        # The API handler replies with log_message, which tornado >= 6.5 escapes ("%%"):
-        # return the text itself (tornado < 6.5 assigns the attribute in __init__).
-        @property
-        def log_message(self):
-            return self._gateway_message
-
-        @log_message.setter
-        def log_message(self, value):
-            pass
-
-        def get_message(self):
-            return self._gateway_message
-
-        def __str__(self):
-            return self._gateway_message
-
-    def _gateway_message(body):
-        """The message of the gateway's error answer (EG: {"reason", "message"}), or None."""
-        text = (body or b"").decode("utf-8", "replace").strip()
-        try:
-            payload = json.loads(text)
-        except ValueError:
-            return text or None
-        if not isinstance(payload, dict):
-            return text or None
-        return str(payload.get("message") or payload.get("reason") or "").strip() or None
-
-    _upstream_gateway_request = _gateway_client.gateway_request
-
-    async def _gateway_request(endpoint, **kwargs):
-        try:
-            return await _upstream_gateway_request(endpoint, **kwargs)
-        except _web.HTTPError as error:
-            # The gateway answered: its url is valid and it runs, so say what it said.
-            cause = error.__cause__
-            response = getattr(cause, "response", None)
-            message = _gateway_message(response.body) if response is not None else None
-            if not isinstance(cause, _HTTPClientError) or not message:
-                raise
-            raise ElasticJupyterGatewayError(error.status_code, message) from cause
-
-    _gateway_client.gateway_request = _gateway_request
-    _gateway_managers.gateway_request = _gateway_request
-
-try:
-    import functools
-
-    from jupyter_server.gateway.managers import GatewayKernelSpecManager as _GatewaySpecs
-    from jupyter_server.services.kernels import handlers as _kernel_handlers
-    from jupyter_server.services.kernelspecs import handlers as _kernelspec_handlers
-except ImportError:
-    _GatewaySpecs = None
-
-
-if _gateway_connections is not None and _GatewaySpecs is not None:
-
-    def _with_the_gateways_default(method):
-        """An API method that runs once the server has adopted the gateway's default kernel
-        name (jupyter_server reads its own, python3, before its first listing would adopt it)."""
-
-        @functools.wraps(method)
-        async def wrapper(self, *args, **kwargs):
-            specs = self.kernel_spec_manager
-            if (
-                self.current_user  # else the upstream check refuses: no gateway request
-                and isinstance(specs, _GatewaySpecs)
-                and not getattr(specs, "_adopted_gateway_default", False)
-            ):
-                await specs.get_all_specs()  # sets kernel_manager.default_kernel_name
-                specs._adopted_gateway_default = True  # later listings keep it current
-            return await method(self, *args, **kwargs)
-
-        return wrapper
-
-    _specs_handler = _kernelspec_handlers.MainKernelSpecHandler
-    _specs_handler.get = _with_the_gateways_default(_specs_handler.get)
-    _kernels_handler = _kernel_handlers.MainKernelHandler
-    _kernels_handler.post = _with_the_gateways_default(_kernels_handler.post)
-'''
 
 
 def server_config(uses_gateway: bool) -> str:
     """The text of ``jupyter_server_config.py`` for a notebook server (with or without a
     JupyterGateway: the connection class is a gateway connection, wrong for local kernels)."""
-    return _HEADER + (_GATEWAY if uses_gateway else _NO_GATEWAY)
+    return _HEADER + (_GATEWAY_CONFIG.read_text(encoding="utf-8") if uses_gateway else _NO_GATEWAY)
 
 
 def config_hash(text: str) -> str:

@@ -475,13 +475,19 @@ def status(
     phase = conditions.phase(problems, is_ready)
 
     if is_ready:
-        ready_reason, ready_message = "NotebookReady", "the notebook server is ready"
+        ready_reason, ready_message = crds.REASON_NOTEBOOK_READY, "the notebook server is ready"
     elif problems:
         ready_reason, ready_message = conditions.problem_reason(problems), "; ".join(problems)
     elif deployment_obj is None:
-        ready_reason, ready_message = "DeploymentMissing", "the notebook Deployment is not created"
+        ready_reason, ready_message = (
+            crds.REASON_DEPLOYMENT_MISSING,
+            "the notebook Deployment is not created",
+        )
     else:
-        ready_reason, ready_message = "NotebookNotReady", "the notebook pod is not ready yet"
+        ready_reason, ready_message = (
+            crds.REASON_NOTEBOOK_NOT_READY,
+            "the notebook pod is not ready yet",
+        )
 
     result = [
         conditions.condition(
@@ -494,7 +500,7 @@ def status(
             conditions.condition(
                 crds.CONDITION_GATEWAY_RESOLVED,
                 True,
-                "NoGateway",
+                crds.REASON_NO_GATEWAY,
                 "no spec.gateway: kernels run inside the notebook pod",
                 now,
                 previous,
@@ -518,7 +524,7 @@ def status(
             conditions.condition(
                 crds.CONDITION_GATEWAY_RESOLVED,
                 True,
-                "GatewayFound",
+                crds.REASON_GATEWAY_FOUND,
                 f"kernels run through JupyterGateway {ref[0]}/{ref[1]}",
                 now,
                 previous,

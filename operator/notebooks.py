@@ -39,15 +39,14 @@ import kopf
 
 from elastic_jupyter import crds
 from elastic_jupyter.operator import (
+    apply,
     conditions,
-    gateways,
     kube,
     notebook_objects,
     ownership,
-    settings,
+    runtime,
 )
 
-NOTEBOOKS: Final = (crds.GROUP, crds.VERSION, crds.JUPYTER_NOTEBOOK.plural)
 NOTEBOOK_DEPLOYMENT_LABELS: Final = {
     crds.LABEL_MANAGED_BY: crds.MANAGED_BY,
     crds.LABEL_COMPONENT: crds.COMPONENT_NOTEBOOK,
@@ -60,7 +59,7 @@ def bind_address() -> str:
     return os.environ.get(BIND_ADDRESS_ENV) or notebook_objects.POD_IP_ADDRESS
 
 
-@kopf.index(*NOTEBOOKS)
+@kopf.index(*crds.JUPYTER_NOTEBOOK)
 def notebooks_by_gateway(
     name: str, namespace: str | None, body: kopf.Body, **_: Any
 ) -> dict[tuple[str, str], tuple[str, str]]:
@@ -70,7 +69,7 @@ def notebooks_by_gateway(
 
 
 async def _secret_token(client: kube.KubeClient, namespace: str, name: str, key: str) -> str | None:
-    secret = await gateways.get_or_none(client, f"/api/v1/namespaces/{namespace}/secrets/{name}")
+    secret = await apply.get_or_none(client, f"/api/v1/namespaces/{namespace}/secrets/{name}")
     if secret is None:
         return None
     raw = (secret.get("data") or {}).get(key)
@@ -89,15 +88,15 @@ async def _register_client(
     """Add (or with ``None`` remove) the notebook's token digest in the gateway's clients
     Secret. A merge patch touches only this notebook's key, so notebooks never race."""
     desired = notebook_objects.gateway_clients_secret(gateway)
-    path = gateways.object_path(desired)
+    path = apply.object_path(desired)
     key = notebook_objects.gateway_client_key(notebook)
     value = base64.b64encode(digest.encode()).decode() if digest else None
-    current = await gateways.get_or_none(client, path)
+    current = await apply.get_or_none(client, path)
     if current is None:
         if digest is None:
             return
         desired["data"] = {key: value}
-        await gateways.ensure(client, desired)
+        await apply.ensure(client, desired)
         return
     if (current.get("data") or {}).get(key) != value:
         await client.merge_patch(path, {"data": {key: value}})
@@ -118,16 +117,16 @@ async def _issue_gateway_token(
     mine = notebook_objects.gateway_copy_secret(notebook, "")
     if not enabled or not notebook_objects.gateway_granted(notebook, gateway):
         await _register_client(client, gateway, notebook, None)
-        existing = await gateways.get_or_none(client, secret_path)
+        existing = await apply.get_or_none(client, secret_path)
         if existing is not None and ownership.is_ours(existing, mine):
             await client.request("DELETE", secret_path)
         return
     token = await _secret_token(client, meta["namespace"], name, key)
     if token is None:
         desired = notebook_objects.gateway_copy_secret(notebook, secrets.token_hex(24))
-        existing = await gateways.get_or_none(client, secret_path)
+        existing = await apply.get_or_none(client, secret_path)
         if existing is None:
-            await gateways.ensure(client, desired)
+            await apply.ensure(client, desired)
         elif ownership.is_ours(existing, mine):  # an earlier release's copy of the admin token
             await client.request("PUT", secret_path, desired)
         else:
@@ -143,8 +142,8 @@ async def _apply_config_map(client: kube.KubeClient, desired: Mapping[str, Any])
     """Create the server's configuration ConfigMap, or patch its data when it differs (the
     Deployment's pod template carries the file's digest, so the pods follow)."""
     meta = desired["metadata"]
-    collection = gateways.collection_path("v1", "configmaps", meta["namespace"])
-    current = await gateways.get_or_none(client, f"{collection}/{meta['name']}")
+    collection = apply.collection_path("v1", "configmaps", meta["namespace"])
+    current = await apply.get_or_none(client, f"{collection}/{meta['name']}")
     if current is None:
         await client.create(collection, desired)
         return "created"
@@ -166,12 +165,10 @@ async def reconcile(client: kube.KubeClient, notebook: Mapping[str, Any], logger
     ownership.CONFLICTS.pop(uid, None)
     try:
         if ref is not None:
-            gateway = await gateways.get_or_none(
-                client, kube.custom_path(crds.JUPYTER_GATEWAY.plural, ref[0], ref[1])
-            )
+            gateway = await apply.get_or_none(client, crds.JUPYTER_GATEWAY.path(ref[0], ref[1]))
         if not problems:
             if notebook_objects.needs_token_secret(spec):
-                await gateways.ensure(
+                await apply.ensure(
                     client, notebook_objects.token_secret(notebook, secrets.token_hex(24))
                 )
             await _issue_gateway_token(client, notebook, gateway)
@@ -182,7 +179,7 @@ async def reconcile(client: kube.KubeClient, notebook: Mapping[str, Any], logger
                 notebook_objects.deployment(notebook, gateway, bind_address()),
                 notebook_objects.service(notebook),
             ):
-                result = await gateways.ensure(client, desired)
+                result = await apply.ensure(client, desired)
                 if result != "unchanged":
                     logger.info("%s %s %s", desired["kind"], desired["metadata"]["name"], result)
     except kube.ApiError as error:
@@ -194,7 +191,7 @@ async def reconcile(client: kube.KubeClient, notebook: Mapping[str, Any], logger
     misplaced = notebook_objects.misplaced_template_metadata(spec)
     if misplaced:
         kopf.event(
-            gateways.event_ref(notebook),
+            apply.event_ref(notebook),
             type="Warning",
             reason=crds.REASON_MISPLACED_TEMPLATE_METADATA,
             message=(
@@ -220,33 +217,33 @@ async def refresh_status(
     ref = notebook_objects.gateway_ref(notebook)
     try:
         if not gateway_read and ref is not None:
-            path = kube.custom_path(crds.JUPYTER_GATEWAY.plural, ref[0], ref[1])
-            gateway = await gateways.get_or_none(client, path)
-        path = gateways.collection_path("apps/v1", "deployments", meta["namespace"])
-        dep = await gateways.get_or_none(client, f"{path}/{meta['name']}")
+            path = crds.JUPYTER_GATEWAY.path(ref[0], ref[1])
+            gateway = await apply.get_or_none(client, path)
+        path = apply.collection_path("apps/v1", "deployments", meta["namespace"])
+        dep = await apply.get_or_none(client, f"{path}/{meta['name']}")
     except kube.ApiError as error:
         raise kopf.TemporaryError(
             f"reading the state of {meta['name']}: {error}", delay=2
         ) from error
     granted = notebook_objects.gateway_granted(notebook, gateway)
     new = notebook_objects.status(
-        notebook, dep, gateway is not None, problems, gateways.now(), granted
+        notebook, dep, gateway is not None, problems, crds.rfc3339(), granted
     )
     # not ready yet: a normal state (Valid reports bad specs)
     quiet = (crds.CONDITION_READY,)
-    await gateways.write_status(client, crds.JUPYTER_NOTEBOOK.plural, notebook, new, quiet)
+    await apply.write_status(client, crds.JUPYTER_NOTEBOOK, notebook, new, quiet)
 
 
 async def _fetch(client: kube.KubeClient, namespace: str, name: str) -> dict[str, Any] | None:
-    return await gateways.fetch_custom(client, crds.JUPYTER_NOTEBOOK, namespace, name)
+    return await apply.fetch_custom(client, crds.JUPYTER_NOTEBOOK, namespace, name)
 
 
-@kopf.on.resume(*NOTEBOOKS)
-@kopf.on.create(*NOTEBOOKS)
-@kopf.on.update(*NOTEBOOKS)
+@kopf.on.resume(*crds.JUPYTER_NOTEBOOK)
+@kopf.on.create(*crds.JUPYTER_NOTEBOOK)
+@kopf.on.update(*crds.JUPYTER_NOTEBOOK)
 async def notebook_changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     """Make the notebook's objects match its spec (rolls out edits; writes nothing if equal)."""
-    state = settings.runtime_of(memo)
+    state = runtime.from_memo(memo)
     meta = body["metadata"]
     async with state.lock(crds.JUPYTER_NOTEBOOK.plural, meta["namespace"], meta["name"]):
         fresh = await _fetch(state.client, meta["namespace"], meta["name"])
@@ -262,7 +259,7 @@ async def notebook_deployment_event(
     name = (body["metadata"].get("labels") or {}).get(crds.LABEL_NOTEBOOK)
     if not name or not namespace:
         return
-    state = settings.runtime_of(memo)
+    state = runtime.from_memo(memo)
     async with state.lock(crds.JUPYTER_NOTEBOOK.plural, namespace, str(name)):
         notebook = await _fetch(state.client, namespace, str(name))
         if notebook is None or notebook["metadata"].get("deletionTimestamp"):
@@ -280,7 +277,7 @@ def _gateway_fingerprint(event_type: str, body: Mapping[str, Any]) -> tuple[Any,
     return exists, enabled, secret, grants
 
 
-@kopf.on.event(*gateways.GATEWAYS)
+@kopf.on.event(*crds.JUPYTER_GATEWAY)
 async def gateway_event(
     event: kopf.RawEvent,
     body: kopf.Body,
@@ -292,8 +289,8 @@ async def gateway_event(
 ) -> None:
     """A gateway appeared, went, or changed auth: reconcile the notebooks that use it."""
     index: kopf.Index[tuple[str, str], tuple[str, str]] = kwargs["notebooks_by_gateway"]
-    state = settings.runtime_of(memo)
-    seen: dict[tuple[str, str], tuple[Any, ...]] = memo.setdefault("gateway_seen", {})
+    state = runtime.from_memo(memo)
+    seen = state.gateway_seen
     key = (namespace or "", name)
     fingerprint = _gateway_fingerprint(str(event.get("type")), body)
     if seen.get(key) == fingerprint:

@@ -1,8 +1,9 @@
 """The state one operator run keeps in memory, shared by its handlers through kopf's ``memo``.
 
-:mod:`settings` creates a :class:`Runtime` in its startup handler and stores it as
-``memo.runtime``; kopf hands every handler a shallow copy of that memo, so all handlers see the
-same object. Nothing here is global: two operators in one process (tests) do not share state.
+:mod:`lifecycle` creates a :class:`Runtime` in its startup handler and stores it in the memo;
+kopf hands every handler a shallow copy of that memo, so all handlers see the same object, and
+they reach it with :func:`from_memo`. Nothing here is global: two operators in one process
+(tests) do not share state, and nothing else is kept in the memo.
 
 What is kept, and why it is safe to lose (a restart rebuilds it from the API):
 
@@ -10,7 +11,10 @@ What is kept, and why it is safe to lose (a restart rebuilds it from the API):
   PATCH when nothing changed without waiting for its own write to come back through the watch),
   the latest state of its pod, and a lock serialising status writes for that kernel;
 * per object key, locks for the kernelspec reconciler;
-* background tasks (delayed status checks) to cancel at cleanup.
+* background tasks (delayed status checks) to cancel at cleanup;
+* gateways with a status refresh scheduled, and the last state seen of each gateway that
+  notebooks use (so that a gateway event reconciles its notebooks only when it matters);
+* the run's options (:class:`settings.RunOptions`).
 """
 
 from __future__ import annotations
@@ -25,9 +29,13 @@ from typing import Any
 import kopf
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import kube, metrics
+from elastic_jupyter.operator import kube, metrics, settings
 
 Key = tuple[str, str]  # (namespace, name)
+
+#: Memo keys: the run's Runtime, and the options :mod:`main` hands to kopf.
+RUNTIME_KEY = "runtime"
+OPTIONS_KEY = "options"
 
 
 @dataclass
@@ -81,6 +89,7 @@ class Runtime:
 
     client: kube.KubeClient
     metrics: metrics.Metrics
+    options: settings.RunOptions = field(default_factory=settings.RunOptions)
     kernels: dict[Key, KernelRecord] = field(default_factory=dict)
     locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -88,6 +97,10 @@ class Runtime:
     statuses: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = field(default_factory=dict)
     #: ConfigMaps known to match their kernelspec: (namespace, name) → rendered data.
     configmaps: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    #: Gateways whose status refresh is scheduled (events meanwhile join it).
+    pending_refresh: set[Key] = field(default_factory=set)
+    #: Per gateway that notebooks use: a fingerprint of its last event.
+    gateway_seen: dict[Key, tuple[Any, ...]] = field(default_factory=dict)
 
     def lock(self, plural: str, namespace: str, name: str) -> asyncio.Lock:
         """A lock for one object (created on first use)."""
@@ -118,3 +131,11 @@ class Runtime:
                 await task
         await self.client.close()
         self.metrics.stop()
+
+
+def from_memo(memo: kopf.Memo) -> Runtime:
+    """The run's shared state, as :func:`lifecycle.configure` stored it."""
+    state = memo.get(RUNTIME_KEY)
+    if not isinstance(state, Runtime):
+        raise kopf.PermanentError("the operator's startup handler did not run")
+    return state

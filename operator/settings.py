@@ -1,36 +1,19 @@
-"""kopf startup configuration, login, and the shared :class:`~runtime.Runtime`.
+"""The operator's run options: what the command line and the environment configure.
 
-kopf calls these handlers, in this order, when an operator starts (``elastic-jupyter-operator``,
-``kopf run -m elastic_jupyter.operator.handlers`` or ``KopfRunner`` in tests):
-
-1. :func:`login` — credentials from ``$KUBECONFIG`` or the in-cluster service account
-   (:mod:`kube`); never at import time.
-2. :func:`configure` — kopf settings (below), the API client, the metrics endpoint; stores the
-   runtime as ``memo.runtime`` for every handler.
-3. At shutdown :func:`cleanup` closes them.
-
-kopf settings, and why:
-
-* progress and "last handled" state in annotations (``kopf.kubeflow.tkestack.io/…``), never in
-  ``status``: our status schemas are closed and written only by our handlers. The JupyterKernel
-  and kernelspec/template handlers are level-based ``on.event`` handlers and need no kopf state
-  at all (no finalizer, no annotation patch: fewer writes per kernel start); these settings are
-  for the ``on.create``/``on.update`` handlers of other resource kinds.
-* Events: only those our handlers post explicitly (``kopf.event``); log lines are not posted.
-* Watches are long (10 min server timeout) to avoid needless re-lists on big clusters.
+:mod:`main` resolves them from its arguments and hands them to kopf in the memo;
+:func:`lifecycle.configure` keeps them on the run's :class:`~runtime.Runtime`, where handlers
+read them (``state.options``). An operator started without :mod:`main` (``kopf run -m
+elastic_jupyter.operator.handlers``, ``KopfRunner`` in tests) resolves them from the
+environment alone.
 """
 
 from __future__ import annotations
 
-import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import kopf
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import kube, metrics, runtime
 
 #: Prefix of kopf's own annotations on objects handled by ``on.create``/``on.update`` handlers.
 KOPF_ANNOTATION_PREFIX = f"kopf.{crds.GROUP}"
@@ -41,77 +24,29 @@ DEFAULT_KERNEL_IMAGE = "ghcr.io/elastic-jupyter/kernel-py:0.1.0"
 DEFAULT_KERNEL_IMAGE_ENV = "ELASTIC_JUPYTER_DEFAULT_KERNEL_IMAGE"
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunOptions:
-    """Options :mod:`main` passes to the handlers of this process (defaults suit tests)."""
+    """Options of one operator run (the defaults suit tests)."""
 
+    #: Prometheus metrics port; 0: no endpoint.
     metrics_port: int = 0
-    default_kernel_image: str = ""
+    #: The image of kernels whose kernelspec and template set none.
+    default_kernel_image: str = DEFAULT_KERNEL_IMAGE
 
-
-OPTIONS = RunOptions()
-
-
-def default_kernel_image() -> str:
-    """The image of kernels whose kernelspec and template set none: ``--default-kernel-image``,
-    else ``$ELASTIC_JUPYTER_DEFAULT_KERNEL_IMAGE``, else :data:`DEFAULT_KERNEL_IMAGE`."""
-    return (
-        OPTIONS.default_kernel_image.strip()
-        or os.environ.get(DEFAULT_KERNEL_IMAGE_ENV, "").strip()
-        or DEFAULT_KERNEL_IMAGE
-    )
-
-
-@kopf.on.login()
-def login(**_: Any) -> kopf.ConnectionInfo:
-    """Credentials for kopf's own API calls (the same ones :class:`kube.KubeClient` uses)."""
-    return kube.connection_info(kube.load_configuration())
-
-
-@kopf.on.startup()
-async def configure(
-    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
-) -> None:
-    """Apply kopf settings and create the run's shared state (``memo.runtime``)."""
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=KOPF_ANNOTATION_PREFIX
-    )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=KOPF_ANNOTATION_PREFIX, key="last-handled-configuration"
-    )
-    settings.persistence.finalizer = f"{KOPF_ANNOTATION_PREFIX}/finalizer"
-    settings.posting.enabled = True
-    settings.posting.loggers = False
-    settings.posting.level = logging.INFO
-    settings.watching.server_timeout = 600
-    settings.watching.client_timeout = 660
-
-    port = OPTIONS.metrics_port or int(os.environ.get(METRICS_PORT_ENV) or 0)
-    state: runtime.Runtime | None = None
-    # The phase gauge reads the runtime created just below (a closure, as it exists only now).
-    the_metrics = metrics.Metrics(lambda: state.kernel_phases() if state else {})
-    state = runtime.Runtime(client=kube.KubeClient(kube.load_configuration()), metrics=the_metrics)
-    try:
-        the_metrics.serve(port)
-    except OSError as error:
-        # A taken port will not free itself: stop the operator with a clear message.
-        raise kopf.PermanentError(f"cannot serve metrics on port {port}: {error}") from error
-    if port:
-        logger.info("Prometheus metrics on port %d", port)
-    memo.runtime = state
-
-
-@kopf.on.cleanup()
-async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    """Close the API client and the metrics endpoint."""
-    state = memo.get("runtime")
-    if isinstance(state, runtime.Runtime):
-        await state.close()
-
-
-def runtime_of(memo: kopf.Memo) -> runtime.Runtime:
-    """The run's shared state, as :func:`configure` stored it."""
-    state = memo.get("runtime")
-    if not isinstance(state, runtime.Runtime):
-        raise kopf.PermanentError("the operator's startup handler did not run")
-    return state
+    @classmethod
+    def resolve(
+        cls,
+        metrics_port: int | None = None,
+        default_kernel_image: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> RunOptions:
+        """Command-line values first, then ``$ELASTIC_JUPYTER_OPERATOR_METRICS_PORT`` and
+        ``$ELASTIC_JUPYTER_DEFAULT_KERNEL_IMAGE``, then the defaults."""
+        env = os.environ if env is None else env
+        image = (
+            (default_kernel_image or "").strip()
+            or env.get(DEFAULT_KERNEL_IMAGE_ENV, "").strip()
+            or DEFAULT_KERNEL_IMAGE
+        )
+        port = metrics_port or int(env.get(METRICS_PORT_ENV) or 0)
+        return cls(metrics_port=port, default_kernel_image=image)

@@ -425,8 +425,11 @@ def test_containers_are_typed_enough_to_catch_mistakes(by_kind: dict[str, dict[s
 
 
 def test_shared_vocabulary_is_consistent() -> None:
-    assert crds.IMAGE_PULL_FAILURE_REASONS <= crds.KERNEL_LAUNCH_FAILURE_REASONS
-    assert crds.REASON_UNSCHEDULABLE not in crds.KERNEL_LAUNCH_FAILURE_REASONS
+    assert crds.IMAGE_PULL_FAILURE_REASONS <= crds.LAUNCH_FAIL_FAST_REASONS
+    assert crds.IMAGE_PULL_FAILURE_REASONS <= crds.KERNEL_FATAL_WAITING_REASONS
+    assert crds.REASON_UNSCHEDULABLE not in crds.LAUNCH_FAIL_FAST_REASONS
+    assert crds.REASON_UNSCHEDULABLE not in crds.KERNEL_FATAL_WAITING_REASONS
+    assert not crds.BENIGN_WAITING_REASONS & crds.KERNEL_FATAL_WAITING_REASONS
     assert crds.gateway_auth_secret_name("gw") == "gw-auth"
     assert crds.notebook_token_secret_name("nb") == "nb-token"
     assert crds.KOPF_ANNOTATION_PREFIX == "kopf.kubeflow.tkestack.io"

@@ -9,6 +9,7 @@ import pytest
 
 from elastic_jupyter import crds
 from elastic_jupyter.operator import gateway_objects as go
+from elastic_jupyter.operator import gateway_status
 
 
 def gateway(**spec: Any) -> dict[str, Any]:
@@ -326,7 +327,7 @@ def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_status_running_with_url_and_kernelspecs() -> None:
-    st = go.status(gateway(), _dep(1), ["python-kubernetes", "r"], 2, [], "T")
+    st = gateway_status.status(gateway(), _dep(1), ["python-kubernetes", "r"], 2, [], "T")
     assert st["phase"] == "Running"
     assert st["readyReplicas"] == 1
     assert st["url"] == "http://gw.team.svc:8888"
@@ -340,7 +341,7 @@ def test_status_running_with_url_and_kernelspecs() -> None:
 
 
 def test_status_names_missing_kernelspecs() -> None:
-    st = go.status(
+    st = gateway_status.status(
         gateway(kernels=["python-kubernetes", "nope"]), _dep(1), ["python-kubernetes"], 0, [], "T"
     )
     cond = conditions(st)["KernelSpecsResolved"]
@@ -353,32 +354,32 @@ def test_status_names_missing_kernelspecs() -> None:
 def test_status_reports_the_builtin_kernelspec_of_a_bare_gateway() -> None:
     """The article's JupyterGateway (only cullIdleTimeout) in a namespace without kernelspecs
     serves the built-in Python kernelspec; a named but missing kernelspec gets no built-in."""
-    st = go.status(gateway(), _dep(1), [], 0, [], "T")
+    st = gateway_status.status(gateway(), _dep(1), [], 0, [], "T")
     assert st["kernelSpecs"] == [crds.BUILTIN_KERNELSPEC]
     cond = conditions(st)["KernelSpecsResolved"]
     assert (cond["status"], cond["reason"]) == ("True", "BuiltInKernelSpec")
     assert crds.BUILTIN_KERNELSPEC in cond["message"]
-    st = go.status(gateway(kernels=["nope"]), _dep(1), [], 0, [], "T")
+    st = gateway_status.status(gateway(kernels=["nope"]), _dep(1), [], 0, [], "T")
     assert st["kernelSpecs"] == []
     assert conditions(st)["KernelSpecsResolved"]["status"] == "False"
 
 
 def test_status_pending_rollout_and_invalid() -> None:
-    st = go.status(gateway(), _dep(1, updated=1, replicas=2), [], 0, [], "T")
+    st = gateway_status.status(gateway(), _dep(1, updated=1, replicas=2), [], 0, [], "T")
     assert st["phase"] == "Pending"
     assert conditions(st)["Progressing"]["status"] == "True"
-    st = go.status(gateway(), None, [], 0, ["spec.logLevel bad"], "T")
+    st = gateway_status.status(gateway(), None, [], 0, ["spec.logLevel bad"], "T")
     assert st["phase"] == "Failed"
     assert conditions(st)["Valid"]["status"] == "False"
 
 
 def test_condition_keeps_transition_time() -> None:
-    first = go.status(gateway(), _dep(1), ["a"], 0, [], "T1")
+    first = gateway_status.status(gateway(), _dep(1), ["a"], 0, [], "T1")
     body = gateway()
     body["status"] = first
-    second = go.status(body, _dep(1), ["a"], 0, [], "T2")
+    second = gateway_status.status(body, _dep(1), ["a"], 0, [], "T2")
     assert conditions(second)["Ready"]["lastTransitionTime"] == "T1"
-    third = go.status(body, _dep(0), ["a"], 0, [], "T3")
+    third = gateway_status.status(body, _dep(0), ["a"], 0, [], "T3")
     assert conditions(third)["Ready"]["lastTransitionTime"] == "T3"
 
 

@@ -7,7 +7,7 @@ import copy
 from typing import Any
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import gateway_objects, gateways, kube
+from elastic_jupyter.operator import apply, gateway_objects, gateway_status, kube
 
 
 class FakeClient:
@@ -60,7 +60,7 @@ def gateway(**spec: Any) -> dict[str, Any]:
 def apply_all(client: FakeClient, body: dict[str, Any]) -> list[str]:
     async def run() -> list[str]:
         return [
-            await gateways.ensure(client, obj)  # type: ignore[arg-type]
+            await apply.ensure(client, obj)  # type: ignore[arg-type]
             for obj in gateway_objects.owned_objects(body)
         ]
 
@@ -69,18 +69,18 @@ def apply_all(client: FakeClient, body: dict[str, Any]) -> list[str]:
 
 def test_paths() -> None:
     dep = gateway_objects.deployment(gateway())
-    assert gateways.object_path(dep) == "/apis/apps/v1/namespaces/team/deployments/gw"
+    assert apply.object_path(dep) == "/apis/apps/v1/namespaces/team/deployments/gw"
     svc = gateway_objects.service(gateway())
-    assert gateways.object_path(svc) == "/api/v1/namespaces/team/services/gw"
+    assert apply.object_path(svc) == "/api/v1/namespaces/team/services/gw"
     (role, binding) = gateway_objects.legacy_cluster_rbac(gateway(allowKernelNamespace=True))
-    assert gateways.object_path(role) == (
+    assert apply.object_path(role) == (
         "/apis/rbac.authorization.k8s.io/v1/clusterroles/elastic-jupyter-gateway:team:gw"
     )
-    assert gateways.object_path(binding) == (
+    assert apply.object_path(binding) == (
         "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/elastic-jupyter-gateway:team:gw"
     )
     (kernel_role, _) = gateway_objects.kernel_namespace_rbac(gateway(kernelNamespace="k"))
-    assert gateways.object_path(kernel_role) == (
+    assert apply.object_path(kernel_role) == (
         "/apis/rbac.authorization.k8s.io/v1/namespaces/k/roles/team.gw"
     )
 
@@ -112,29 +112,29 @@ def test_secret_is_never_rewritten() -> None:
     client = FakeClient()
     first = gateway_objects.auth_secret(gateway(), "one")
     second = gateway_objects.auth_secret(gateway(), "two")
-    asyncio.run(gateways.ensure(client, first))  # type: ignore[arg-type]
-    assert asyncio.run(gateways.ensure(client, second)) == "unchanged"  # type: ignore[arg-type]
+    asyncio.run(apply.ensure(client, first))  # type: ignore[arg-type]
+    assert asyncio.run(apply.ensure(client, second)) == "unchanged"  # type: ignore[arg-type]
     stored = client.objects["/api/v1/namespaces/team/secrets/gw-auth"]
     assert stored["stringData"]["token"] == "one"
 
 
 def test_transitions_report_new_problems_once() -> None:
-    ok = gateway_objects.status(gateway(kernels=["a"]), None, ["a"], 0, [], "T")
-    bad = gateway_objects.status(gateway(kernels=["a", "b"]), None, ["a"], 0, [], "T")
-    types = [t for t, _ in gateways.transitions(ok, bad)]
+    ok = gateway_status.status(gateway(kernels=["a"]), None, ["a"], 0, [], "T")
+    bad = gateway_status.status(gateway(kernels=["a", "b"]), None, ["a"], 0, [], "T")
+    types = [t for t, _ in apply.transitions(ok, bad)]
     assert crds.CONDITION_KERNELSPECS_RESOLVED in types
-    assert crds.CONDITION_KERNELSPECS_RESOLVED not in [t for t, _ in gateways.transitions(bad, bad)]
+    assert crds.CONDITION_KERNELSPECS_RESOLVED not in [t for t, _ in apply.transitions(bad, bad)]
 
 
 def test_deleting_external_objects_tolerates_absence() -> None:
     client = FakeClient()
     objs = gateway_objects.external_objects(gateway(kernelNamespace="k"))
-    asyncio.run(gateways.delete_objects(client, objs))  # type: ignore[arg-type]
+    asyncio.run(apply.delete_objects(client, objs))  # type: ignore[arg-type]
     # Objects in other namespaces are read first (only ours are deleted): absent, no DELETE.
     assert client.writes == []
     for obj in objs:
-        client.objects[gateways.object_path(obj)] = copy.deepcopy(obj)
-    asyncio.run(gateways.delete_objects(client, objs))  # type: ignore[arg-type]
+        client.objects[apply.object_path(obj)] = copy.deepcopy(obj)
+    asyncio.run(apply.delete_objects(client, objs))  # type: ignore[arg-type]
     assert [m for m, _ in client.writes] == ["DELETE", "DELETE"]
 
 
@@ -142,15 +142,15 @@ def test_leftover_cluster_grant_is_deleted_binding_first() -> None:
     client = FakeClient()
     legacy = gateway_objects.legacy_cluster_rbac(gateway(allowKernelNamespace=True))
     for obj in legacy:
-        client.objects[gateways.object_path(obj)] = obj
-    asyncio.run(gateways.delete_objects(client, legacy))  # type: ignore[arg-type]
+        client.objects[apply.object_path(obj)] = obj
+    asyncio.run(apply.delete_objects(client, legacy))  # type: ignore[arg-type]
     assert client.writes == [
-        ("DELETE", gateways.object_path(legacy[1])),
-        ("DELETE", gateways.object_path(legacy[0])),
+        ("DELETE", apply.object_path(legacy[1])),
+        ("DELETE", apply.object_path(legacy[0])),
     ]
     assert client.objects == {}
     # Gone already (the usual case): nothing to do, no error.
-    asyncio.run(gateways.delete_objects(client, legacy))  # type: ignore[arg-type]
+    asyncio.run(apply.delete_objects(client, legacy))  # type: ignore[arg-type]
 
 
 def test_a_namespace_leaving_the_list_loses_its_role() -> None:
@@ -168,7 +168,7 @@ def test_a_namespace_leaving_the_list_loses_its_role() -> None:
         ("Role", "b"),
         ("RoleBinding", "b"),
     ]
-    asyncio.run(gateways.delete_objects(client, stale))  # type: ignore[arg-type]
+    asyncio.run(apply.delete_objects(client, stale))  # type: ignore[arg-type]
     assert f"{rbac}/a/roles/team.gw" in client.objects
     assert f"{rbac}/b/roles/team.gw" not in client.objects
     assert f"{rbac}/b/rolebindings/team.gw" not in client.objects

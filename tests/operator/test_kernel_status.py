@@ -245,9 +245,7 @@ def test_failed_status_keeps_where_the_kernel_was() -> None:
     running = kernel_status.kernel_status(
         pod("Running", node="n", ip="127.0.0.5", state={"running": {}}, ready=True), None, EARLIER
     )
-    gone = kernel_status.failed_status(
-        kernel_status.REASON_POD_DELETED, "pod k1 was deleted", running, NOW
-    )
+    gone = kernel_status.failed_status(crds.REASON_POD_DELETED, "pod k1 was deleted", running, NOW)
     assert gone["phase"] == "Failed"
     assert gone["reason"] == "PodDeleted"
     assert gone["podName"] == "k1"

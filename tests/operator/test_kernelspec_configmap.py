@@ -200,7 +200,7 @@ def test_missing_template_is_fine_for_other_process_proxies() -> None:
 @pytest.mark.parametrize(
     ("validity", "valid", "reason"),
     [
-        ((True, "Valid", "ok"), True, "Valid"),
+        ((True, crds.REASON_SPEC_VALID, "ok"), True, crds.REASON_SPEC_VALID),
         (None, False, "TemplateNotFound"),
         ((False, "NoContainers", "no containers"), False, "TemplateInvalid"),
     ],
@@ -219,8 +219,12 @@ def test_status_follows_the_template(
 
 def test_status_patch() -> None:
     rendering = render.render(kernelspec())
-    first = render.kernelspec_status(rendering, (True, "Valid", ""), "cm", 2, None, NOW)
-    same = render.kernelspec_status(rendering, (True, "Valid", ""), "cm", 2, first, "later")
+    first = render.kernelspec_status(
+        rendering, (True, crds.REASON_SPEC_VALID, ""), "cm", 2, None, NOW
+    )
+    same = render.kernelspec_status(
+        rendering, (True, crds.REASON_SPEC_VALID, ""), "cm", 2, first, "later"
+    )
     assert render.status_patch(first, same) is None
     gone = render.kernelspec_status(rendering, None, None, 3, first, "later")
     patch = render.status_patch(first, gone)
@@ -245,9 +249,13 @@ def template(spec: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("spec", "valid", "reason"),
     [
-        ({"template": {"spec": {"containers": [{"name": "kernel"}]}}}, True, "Valid"),
-        ({}, False, "MissingTemplate"),
-        ({"template": {"metadata": {}}}, False, "MissingTemplate"),
+        (
+            {"template": {"spec": {"containers": [{"name": "kernel"}]}}},
+            True,
+            crds.REASON_SPEC_VALID,
+        ),
+        ({}, False, crds.REASON_TEMPLATE_MISSING),
+        ({"template": {"metadata": {}}}, False, crds.REASON_TEMPLATE_MISSING),
         ({"template": {"spec": {"containers": []}}}, False, "NoContainers"),
         (
             {"template": {"spec": {"containers": [{"name": "Kernel_1"}]}}},
@@ -283,4 +291,4 @@ def test_template_status() -> None:
     status = kernel_templates.template_status(validity, 4, None, NOW)
     assert status["valid"] is False
     assert status["observedGeneration"] == 4
-    assert status["conditions"][0]["reason"] == "MissingTemplate"
+    assert status["conditions"][0]["reason"] == crds.REASON_TEMPLATE_MISSING

@@ -102,7 +102,7 @@ def test_kernelspec_lifecycle(
 
     # The template appears: the kernelspec becomes valid.
     sandbox.request("POST", TEMPLATES.format(ns=ns), template("tpl", [{"name": "kernel"}]))
-    wait_for(lambda: valid_reason(sandbox, spec_path) == "Valid", timeout=10)
+    wait_for(lambda: valid_reason(sandbox, spec_path) == crds.REASON_SPEC_VALID, timeout=10)
     assert (get(sandbox, spec_path) or {})["status"]["valid"] is True
 
     # An edit updates the ConfigMap.
@@ -136,7 +136,7 @@ def test_kernelspec_without_template_is_valid(
     body = kernelspec("bare", language="python", image="team/kernel-py:3")
     sandbox.request("POST", SPECS.format(ns=ns), body)
     path = f"{SPECS.format(ns=ns)}/bare"
-    wait_for(lambda: valid_reason(sandbox, path) == "Valid", timeout=10)
+    wait_for(lambda: valid_reason(sandbox, path) == crds.REASON_SPEC_VALID, timeout=10)
     status = (get(sandbox, path) or {})["status"]
     assert status["valid"] is True
     assert status["configMapName"] == "bare"
@@ -183,7 +183,7 @@ def test_kernelspec_status_reports_the_image_its_kernels_run(
 @pytest.mark.parametrize(
     ("containers", "metadata", "valid", "reason"),
     [
-        ([{"name": "kernel"}], None, True, "Valid"),
+        ([{"name": "kernel"}], None, True, crds.REASON_SPEC_VALID),
         ([{"name": "a"}, {"name": "a"}], None, False, "DuplicateContainerName"),
         ([{"name": "kernel"}], {"component": "kernel"}, True, "MisplacedTemplateMetadata"),
     ],
@@ -203,5 +203,5 @@ def test_template_validation_is_reported(
     path = f"{TEMPLATES.format(ns=ns)}/t"
     wait_for(lambda: valid_reason(sandbox, path) == reason, timeout=10)
     assert (get(sandbox, path) or {})["status"]["valid"] is valid
-    if reason != "Valid":
+    if reason != crds.REASON_SPEC_VALID:
         wait_for(lambda: reason in [r for _, r, _m in events(sandbox, ns, "t")], timeout=10)
