@@ -93,7 +93,9 @@ def forget_kernel(manager: Any, kernel_id: str) -> None:
 
 class KernelSync:
     """The periodic reconciliation of this replica's kernels with the JupyterKernels (see the
-    module docstring). ``store`` is the :class:`~.session_store.KubeflowKernelSessionManager`."""
+    module docstring). ``store`` is the :class:`~.session_store.KubeflowKernelSessionManager`,
+    whose constructor calls :meth:`start` and whose detach calls :meth:`stop`; tornado calls
+    :meth:`sync` every ``SYNC_INTERVAL_MS`` on EG's loop."""
 
     def __init__(self, store: Any) -> None:
         self.store = store

@@ -91,9 +91,9 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
     def __init__(self, kernel_manager: Any, proxy_config: dict[str, Any]) -> None:
         """Called by ``RemoteKernelManager._get_process_proxy`` (and session revival) with
         the kernel's ``RemoteKernelManager``."""
-        super().__init__(kernel_manager, proxy_config)
         #: The plugin's state of the application this kernel belongs to.
         self.runtime = GatewayRuntime.of(kernel_manager)
+        super().__init__(kernel_manager, proxy_config)
         self.kernel_resource_name: str | None = None
         self.kernel_namespace: str | None = None
         self.kernel_resource_uid = ""
