@@ -190,7 +190,14 @@ def test_kernels_keep_their_state_across_a_gateway_restart(example: Any, disrupt
         disrupt(path)
         time.sleep(0.5)
         wait_gateway_ready(path, old)
+        ready = time.monotonic()
         assert_usable(path, values)
+        # Reported, not asserted (timings belong to bench/gateway_recovery.py): the issue's
+        # "usable within 10 s of the gateway being Ready", through the notebook server.
+        print(
+            f"{disrupt.__name__}: {len(values)}/{len(values)} kernels usable with their x "
+            f"{time.monotonic() - ready:.1f} s after the gateway was Ready"
+        )
         assert kernel_names(path, values) == before, "JupyterKernels were deleted or replaced"
         listed = {k["id"] for k in path.client.kernels()}
         assert set(values) <= listed
