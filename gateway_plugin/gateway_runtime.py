@@ -115,8 +115,11 @@ class GatewayRuntime:
         self._gateway: GatewayRef | None = None
         self._clients: client_auth.ClientAuth | None = None
         self._kernelspec_sync = kernelspec_sync
+        # Built members are read without a lock (EG's loop reads them in poll()); the locks only
+        # serialise building them. The slow ones (a GET, a first listing) have their own lock.
         self._lock = threading.RLock()
-        self._sync_lock = threading.Lock()  # the kernelspec sync's first listing takes seconds
+        self._gateway_lock = threading.Lock()
+        self._sync_lock = threading.Lock()
 
     # --- where it lives -------------------------------------------------------------------
 
@@ -158,18 +161,24 @@ class GatewayRuntime:
     @property
     def settings(self) -> GatewaySettings:
         """The gateway's settings, read once from :attr:`env` (raises ``SettingsError``)."""
-        with self._lock:
-            if self._settings is None:
-                self._settings = GatewaySettings.from_env(self.env)
-            return self._settings
+        settings = self._settings
+        if settings is None:
+            with self._lock:
+                if self._settings is None:
+                    self._settings = GatewaySettings.from_env(self.env)
+                settings = self._settings
+        return settings
 
     @property
     def api(self) -> KubeApi:
         """The gateway's Kubernetes client, loading credentials on first use (blocking)."""
-        with self._lock:
-            if self._api is None:
-                self._api = KubeApi.from_environment(env=self.env)
-            return self._api
+        api = self._api
+        if api is None:
+            with self._lock:
+                if self._api is None:
+                    self._api = KubeApi.from_environment(env=self.env)
+                api = self._api
+        return api
 
     @property
     def api_loaded(self) -> bool:
@@ -183,24 +192,30 @@ class GatewayRuntime:
         First used by :meth:`start_services` (gateway boot) or, on a gateway without the
         plugin's kernelspec manager, by the first kernel launch or session revival.
         """
-        with self._lock:
-            if self._watch is None:
-                self._watch = KernelWatch.for_gateway(self.settings, self.api)
-                self._watch.start()
-            return self._watch
+        watch = self._watch
+        if watch is None:
+            with self._lock:
+                if self._watch is None:
+                    self._watch = KernelWatch.for_gateway(self.settings, self.api)
+                    self._watch.start()
+                watch = self._watch
+        return watch
 
     @property
     def clients(self) -> client_auth.ClientAuth:
         """This gateway's notebook clients (token registry) and the owners of its kernels."""
-        with self._lock:
-            if self._clients is None:
-                self._clients = client_auth.ClientAuth(
-                    lambda: client_auth.ClientRegistry(
-                        self.api, self.settings.gateway_namespace, self.settings.gateway_name
-                    ),
-                    self._owner_from_watch,
-                )
-            return self._clients
+        clients = self._clients
+        if clients is None:
+            with self._lock:
+                if self._clients is None:
+                    self._clients = client_auth.ClientAuth(
+                        lambda: client_auth.ClientRegistry(
+                            self.api, self.settings.gateway_namespace, self.settings.gateway_name
+                        ),
+                        self._owner_from_watch,
+                    )
+                clients = self._clients
+        return clients
 
     def _owner_from_watch(self, kernel_id: str) -> str | None:
         watch = self._watch
@@ -215,10 +230,13 @@ class GatewayRuntime:
         orphan sweep and the session store (whose kernels are ours). A failed lookup other than
         403/404 raises ``ApiError`` and is tried again next time.
         """
-        with self._lock:
-            if self._gateway is None:
-                self._gateway = gateway_ref(self.api, self.settings)
-            return self._gateway
+        gateway = self._gateway
+        if gateway is None:
+            with self._gateway_lock:
+                if self._gateway is None:
+                    self._gateway = gateway_ref(self.api, self.settings)
+                gateway = self._gateway
+        return gateway
 
     def gateway_uid(self) -> str | None:
         """The JupyterGateway's uid, ``None`` when it has none or cannot be read now."""
@@ -250,6 +268,8 @@ class GatewayRuntime:
         without the plugin's kernelspec manager).
         """
         watch = self.watch
+        if self.sweeper is not None:  # started already (the proxy asks on every poll())
+            return watch
         client_auth.install(clients_of_handler)
         kernel_secret.install()
         with self._lock:
