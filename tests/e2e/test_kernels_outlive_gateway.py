@@ -27,9 +27,10 @@ import pytest
 from elastic_jupyter import crds
 from tests.e2e import stack
 
-pytestmark = [pytest.mark.slow, pytest.mark.kubectl]
-
 KERNELS = int(os.environ.get("EJ_E2E_RECOVERY_KERNELS", "3"))
+#: The suite's 300 s per test fits 3 kernels; the acceptance run (20 kernels started one by
+#: one through the notebook server, on two shared cores) needs longer.
+pytestmark = [pytest.mark.slow, pytest.mark.kubectl, pytest.mark.timeout(max(300, 45 * KERNELS))]
 #: After the gateway is Ready again, how long a kernel may take to answer (generous: two cores
 #: shared by several test runs; the measured time is in docs/benchmarks.md).
 USABLE_WITHIN_S = 60.0
