@@ -8,8 +8,11 @@ Modules: :mod:`.kernel_resource` (the pure JupyterKernel builder), :mod:`.launch
 ``kubeflow-launcher`` argv and CLI), :mod:`.launcher` (create/delete, shared by proxy and CLI),
 :mod:`.kernel_watch` (one watch per gateway), :mod:`.kube` (a small REST client),
 :mod:`.settings` (``EG_*``/``EJ_*`` environment), :mod:`.process_proxy` (the proxy itself),
-:mod:`.gateway_boot` (watch and orphan sweep from gateway start), :mod:`.kernelspec_sync`
-(kernelspec hot reload and the kernelspec managers that boot the plugin).
+:mod:`.gateway_boot` (the orphan sweep, started at gateway start), :mod:`.kernelspec_sync`
+(kernelspec hot reload and the kernelspec managers that boot the plugin),
+:mod:`.gateway_runtime` (the plugin's state of one gateway application: settings, API client,
+watch, sweep, kernelspec sync, live proxies, tasks, client owners - one per application, no
+process-wide state), :mod:`.session_store` and :mod:`.adoption` (kernels outlive the gateway).
 """
 
 from __future__ import annotations

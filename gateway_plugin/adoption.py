@@ -13,17 +13,15 @@ No sticky sessions: a Service spreads requests over the replicas, so each must k
   unknown ids for websocket, model and delete; jupyter_server's own check (interrupt, restart,
   shutdown) hydrates here too.
 * **One owner per kernel** (annotation ``kubeflow.tkestack.io/gateway-owner`` = the replica's pod
-  name): only the owner culls the kernel and restarts it after its pod died, so those happen once.
-  The launching replica owns a kernel; a replica that starts claims the kernels it adopts at boot
-  (last writer wins: one owner at a time); a stopping replica releases its kernels, and the sync
-  claims unowned ones.
+  name ``POD_NAME``, the ``replica`` of the application's runtime): only the owner culls the
+  kernel and restarts it after its pod died, so those happen once. The launching replica owns a
+  kernel; a replica that starts claims the kernels it adopts at boot (last writer wins: one
+  owner at a time); a stopping replica releases its kernels, and the sync claims unowned ones.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 from typing import Any
 
 from enterprise_gateway.services.kernels.remotemanager import RemoteMappingKernelManager
@@ -35,11 +33,6 @@ from .kernel_secret import read_kernel_secret
 from .kube import ApiError, KubeApi, kernels_path
 
 SYNC_INTERVAL_MS = 250
-
-
-def replica_name() -> str:
-    """This gateway replica's identity: its pod name (``POD_NAME``), else the host name."""
-    return os.environ.get("POD_NAME") or socket.gethostname()
 
 
 def set_owner(api: KubeApi, namespace: str, name: str, owner: str) -> None:
@@ -54,10 +47,11 @@ def set_owner(api: KubeApi, namespace: str, name: str, owner: str) -> None:
     )
 
 
-def responsible(owner: str) -> bool:
-    """Whether this replica culls and restarts a kernel whose owner annotation is ``owner``
-    (an unowned kernel - one replica, or older kernels - is everyone's)."""
-    return not owner or owner == replica_name()
+def responsible(owner: str, replica: str) -> bool:
+    """Whether ``replica`` culls and restarts a kernel whose owner annotation is ``owner``
+    (an unowned kernel - one replica, or older kernels - is everyone's). ``replica`` is the
+    asking application's :attr:`~.gateway_runtime.GatewayRuntime.replica`."""
+    return not owner or owner == replica
 
 
 class KubeflowMappingKernelManager(RemoteMappingKernelManager):  # type: ignore[misc]
@@ -99,7 +93,9 @@ def forget_kernel(manager: Any, kernel_id: str) -> None:
 
 class KernelSync:
     """The periodic reconciliation of this replica's kernels with the JupyterKernels (see the
-    module docstring). ``store`` is the :class:`~.session_store.KubeflowKernelSessionManager`."""
+    module docstring). ``store`` is the :class:`~.session_store.KubeflowKernelSessionManager`,
+    whose constructor calls :meth:`start` and whose detach calls :meth:`stop`; tornado calls
+    :meth:`sync` every ``SYNC_INTERVAL_MS`` on EG's loop."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
@@ -150,7 +146,7 @@ class KernelSync:
 
     def _adopt_new(self) -> None:
         manager = self.store.kernel_manager
-        me = replica_name()
+        me = self.store.runtime.replica
         for status in self.store._candidates():
             if not status.owner and status.key not in self.claimed and status.kernel_id in manager:
                 self.claimed.add(status.key)  # an unowned kernel this replica runs: claim it

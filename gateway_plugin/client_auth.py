@@ -4,7 +4,8 @@ Enterprise Gateway 3.3 knows one secret, ``EG_AUTH_TOKEN``, checked by
 ``TokenAuthorizationMixin.prepare`` in front of every handler (kernels, websocket channels,
 sessions, kernelspecs). With it alone, every notebook sharing a gateway could list, open,
 interrupt, restart and shut down every other notebook's kernels. So at gateway boot
-(:func:`install`, called from :mod:`.gateway_boot`) this module replaces that ``prepare``:
+(:func:`install`, called by :meth:`.gateway_runtime.GatewayRuntime.start_services`) this module
+replaces that ``prepare``:
 
 * the admin token (``EG_AUTH_TOKEN``, the ``<gateway>-auth`` Secret) still works and sees
   everything (administrators, tests, tooling);
@@ -13,12 +14,16 @@ interrupt, restart and shut down every other notebook's kernels. So at gateway b
   (key ``<namespace>.<notebook>``), which this module reads (by name, cached for
   ``REFRESH_SECONDS``, so a revoked notebook loses access within seconds). The caller is then
   the client ``<namespace>.<notebook>``;
-* a kernel belongs to the client that started it (:data:`OWNERS`, the JupyterKernel's
+* a kernel belongs to the client that started it (:attr:`ClientAuth.owners`, the JupyterKernel's
   ``kubeflow.tkestack.io/client`` annotation, the persisted session). A client reaching for a
   kernel of another client - ``/api/kernels/<id>``, its ``interrupt``/``restart`` actions, its
   ``channels`` websocket - gets 404, and ``GET /api/kernels`` lists only its own kernels;
 * EG's ``/api/sessions`` is for the admin token only (notebook servers keep their sessions
   themselves and never call it).
+
+The patches are class-level (EG's handler classes are shared by every application of the
+process), so they hold no state: on each request they ask for the :class:`ClientAuth` of the
+handler's own application (its runtime's, :mod:`.gateway_runtime`).
 """
 
 from __future__ import annotations
@@ -44,24 +49,19 @@ log = logging.getLogger(__name__)
 
 #: The client name of the admin token.
 ADMIN = "<admin>"
-__all__ = ["ADMIN", "ClientRegistry", "install", "may_use", "record_owner"]
+__all__ = ["ADMIN", "ClientAuth", "ClientRegistry", "install"]
 #: Seconds a read of the clients Secret is trusted (revocation delay).
 REFRESH_SECONDS = 3.0
 #: A token not found triggers a fresh read at most this often (new notebooks appear fast).
 MISS_REFRESH_SECONDS = 0.5
 
-#: kernel id → the client that started it.
-OWNERS: dict[str, str] = {}
-#: The client of the request being handled (read by the process proxy while it launches).
+#: The client of the request being handled (read by the process proxy while it launches; a
+#: context variable: each request's task sees its own).
 CURRENT_CLIENT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "ej_client", default=None
 )
-
-_installed = False
-_install_lock = threading.Lock()
-#: Finds the owner of a kernel this process did not start (another replica's, after a restart
-#: without persisted owner): the ``…/owner`` annotation in the JupyterKernel watch cache.
-_owner_lookup: Callable[[str], str | None] | None = None
+#: Set on the patched ``prepare``: the patches are in place (they are per process).
+_PATCHED = "_elastic_jupyter_client_auth"
 
 
 def digest(token: str) -> str:
@@ -122,46 +122,72 @@ def _client_token(handler: Any) -> str | None:
     return str(token) if token is not None else None
 
 
-def may_use(client: str | None, kernel_id: str) -> bool:
-    """Whether ``client`` may see and control ``kernel_id`` (admin: every kernel)."""
-    if client in (None, ADMIN):
-        return True
-    owner = OWNERS.get(kernel_id)
-    if owner is None and _owner_lookup is not None:
-        owner = _owner_lookup(kernel_id)
-        if owner:
-            OWNERS[kernel_id] = owner
-    return owner == client
+class ClientAuth:
+    """One gateway application's notebook clients and the owners of its kernels.
+
+    Held by the application's runtime (:attr:`.gateway_runtime.GatewayRuntime.clients`). The
+    patched handlers call :meth:`client_of` and :meth:`may_use` on each request; the process
+    proxy calls :meth:`record_owner` when it launches or revives a kernel and reads
+    :attr:`owners` into the kernel's session.
+    """
+
+    def __init__(
+        self,
+        registry_factory: Callable[[], ClientRegistry],
+        owner_lookup: Callable[[str], str | None] | None = None,
+    ) -> None:
+        #: kernel id → the client that started it.
+        self.owners: dict[str, str] = {}
+        self._registry_factory = registry_factory
+        #: Finds the owner of a kernel this process did not start (another replica's, after a
+        #: restart without persisted owner): the ``…/client`` annotation in the watch cache.
+        self._owner_lookup = owner_lookup
+        self._registry: ClientRegistry | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def registry(self) -> ClientRegistry:
+        """The clients Secret reader, built at the first request with a notebook token."""
+        with self._lock:
+            if self._registry is None:
+                self._registry = self._registry_factory()
+            return self._registry
+
+    async def client_of(self, token: str) -> str | None:
+        """The client owning ``token`` (read off the event loop), or None."""
+        registry = self.registry
+        return await registry.api.run(registry.client_of, token)
+
+    def may_use(self, client: str | None, kernel_id: str) -> bool:
+        """Whether ``client`` may see and control ``kernel_id`` (admin: every kernel)."""
+        if client in (None, ADMIN):
+            return True
+        owner = self.owners.get(kernel_id)
+        if owner is None and self._owner_lookup is not None:
+            owner = self._owner_lookup(kernel_id)
+            if owner:
+                self.owners[kernel_id] = owner
+        return owner == client
+
+    def record_owner(self, kernel_id: str, client: str | None) -> str | None:
+        """Note who started ``kernel_id`` (a restart by the restarter keeps the first owner)."""
+        if client is not None:
+            self.owners[kernel_id] = client
+        return self.owners.get(kernel_id)
 
 
-def record_owner(kernel_id: str, client: str | None) -> str | None:
-    """Note who started ``kernel_id`` (a restart by the restarter keeps the first owner)."""
-    if client is not None:
-        OWNERS[kernel_id] = client
-    return OWNERS.get(kernel_id)
+def install(clients_of: Callable[[Any], ClientAuth]) -> None:
+    """Replace EG's token check and kernel listing (once per process: class-level patches).
 
-
-def install(
-    registry_factory: Callable[[], ClientRegistry],
-    owner_lookup: Callable[[str], str | None] | None = None,
-) -> None:
-    """Replace EG's token check and kernel listing (once per process)."""
-    global _installed, _owner_lookup
-    with _install_lock:
-        if _installed:
-            return
-        _installed = True
-        _owner_lookup = owner_lookup
+    ``clients_of(handler)`` returns the :class:`ClientAuth` of the application the handler
+    serves. Called by every runtime's ``start_services``; later calls change nothing.
+    """
     from enterprise_gateway import mixins
     from enterprise_gateway.services.kernels import handlers as kernel_handlers
 
     token_mixin: Any = mixins.TokenAuthorizationMixin
-    registry: list[ClientRegistry] = []
-
-    def get_registry() -> ClientRegistry:
-        if not registry:
-            registry.append(registry_factory())
-        return registry[0]
+    if getattr(token_mixin.prepare, _PATCHED, False):
+        return
 
     async def prepare(self: Any) -> None:
         server_token = self.settings.get("eg_auth_token")
@@ -171,18 +197,18 @@ def install(
             if token is not None and hmac.compare_digest(token, str(server_token)):
                 client = ADMIN
             elif token:
-                reg = get_registry()
-                client = await reg.api.run(reg.client_of, token)
+                client = await clients_of(self).client_of(token)
             if client is None:
                 self.send_error(401)
                 return
             self._ej_client = client
             CURRENT_CLIENT.set(client)
-            _authorize(self, client)
+            _authorize(self, clients_of(self), client)
         result = super(token_mixin, self).prepare()
         if result is not None:
             await result
 
+    setattr(prepare, _PATCHED, True)
     token_mixin.prepare = prepare
     main_handler: Any = kernel_handlers.MainKernelHandler
 
@@ -193,7 +219,8 @@ def install(
         if hasattr(kernels, "__await__"):
             kernels = await kernels
         client = getattr(self, "_ej_client", None)
-        visible = [k for k in kernels if may_use(client, str(k.get("id")))]
+        clients = clients_of(self)
+        visible = [k for k in kernels if clients.may_use(client, str(k.get("id")))]
         from jupyter_client.jsonutil import date_default
 
         self.finish(json.dumps(visible, default=date_default))
@@ -202,7 +229,7 @@ def install(
     log.info("client auth: per-notebook tokens and kernel ownership are enforced")
 
 
-def _authorize(handler: Any, client: str) -> None:
+def _authorize(handler: Any, clients: ClientAuth, client: str) -> None:
     """Refuse a client's request for a kernel (or session) that is not its own."""
     if client == ADMIN:
         return
@@ -214,7 +241,7 @@ def _authorize(handler: Any, client: str) -> None:
             "manage their sessions themselves and use /api/kernels",
         )
     kernel_id = (getattr(handler, "path_kwargs", None) or {}).get("kernel_id")
-    if kernel_id and not may_use(client, str(kernel_id)):
+    if kernel_id and not clients.may_use(client, str(kernel_id)):
         log.warning("client auth: %s refused access to kernel %s", client, kernel_id)
         raise web.HTTPError(
             404,

@@ -2,8 +2,9 @@
 
 A JupyterKernel of this gateway that no kernel session owns - left by a gateway that died
 mid-launch, or by one whose sessions were lost (persistence off, SIGKILL, OOM) - would keep its
-pod, maybe a GPU, forever (EG issues #672, #1086). The sweep deletes such objects after
-``EJ_ORPHAN_GRACE_SECONDS``, and it must run even if no kernel is ever started again.
+pod, maybe a GPU, forever (EG issues #672, #1086). The sweep (:class:`OrphanSweeper`) deletes
+such objects after ``EJ_ORPHAN_GRACE_SECONDS``, and it must run even if no kernel is ever
+started again.
 
 Where it starts
 ---------------
@@ -14,26 +15,27 @@ its ``kernel_spec_manager_class``: ``EnterpriseGatewayApp.init_configurables`` c
 app and the HTTP server. So :class:`~.kernelspec_sync.KubeflowKernelSpecManager` (and
 :class:`~.kernelspec_sync.SyncedKernelSpecManager`, which the operator's gateway Deployment
 passes as ``--EnterpriseGatewayApp.kernel_spec_manager_class``) call
-:func:`start_gateway_services` from their constructor. A gateway configured without them starts
-the same services at its first kernel launch or session revival (the process proxy calls
-:func:`start_gateway_services` too); that fallback is the only case where clean-up waits for a
-kernel start.
+:meth:`~.gateway_runtime.GatewayRuntime.start_services` of their application's runtime from
+their constructor. A gateway configured without them starts the same services at its first
+kernel launch or session revival (the process proxy calls ``start_services`` too); that
+fallback is the only case where clean-up waits for a kernel start. One sweep runs per
+application (its :class:`~.gateway_runtime.GatewayRuntime` owns it).
 
 The sweeper thread judges nothing until the app has its HTTP server, i.e. until
 ``init_configurables`` - and with it ``start_sessions`` - has returned.
 
 Client authentication
 ---------------------
-The same call installs :mod:`.client_auth` (per-notebook tokens, kernel ownership) into EG's
-handlers before they serve a request, and :mod:`.kernel_secret`'s check of launch tokens into
-EG's ResponseManager.
+``start_services`` also installs :mod:`.client_auth` (per-notebook tokens, kernel ownership)
+into EG's handlers before they serve a request, and :mod:`.kernel_secret`'s check of launch
+tokens into EG's ResponseManager.
 
 Which kernels are live
 ----------------------
 A kernel id is *known* (never deleted) when any of these holds:
 
-* a :class:`~.process_proxy.KubeflowProcessProxy` of this process has it (:data:`LIVE`: every
-  launch from before its JupyterKernel is created, every revived session);
+* a :class:`~.process_proxy.KubeflowProcessProxy` of this application has it (the runtime's
+  ``live`` set: every launch from before its JupyterKernel is created, every revived session);
 * EG's kernel manager (``app.kernel_manager``) has it: running kernels;
 * with session persistence, EG's session manager holds a session for it
   (``app.kernel_session_manager._sessions``).
@@ -70,79 +72,19 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import client_auth, kernel_secret
 from .kernel_watch import KernelStatus, KernelWatch
-from .kube import ApiError, KubeApi, shared_api
+from .kube import ApiError, KubeApi
 from .launcher import delete_kernel, gateway_ref
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
-#: Process proxies alive in this process (added in their constructor, removed on cleanup).
-LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
-
 REPLICATION = "replication"
-
-_lock = threading.Lock()
-_settings: GatewaySettings | None = None
-_app: Any = None
-_sweeper: OrphanSweeper | None = None
-
-
-def gateway_settings() -> GatewaySettings:
-    """The gateway's settings, read once from its environment (raises ``SettingsError``)."""
-    global _settings
-    with _lock:
-        if _settings is None:
-            _settings = GatewaySettings.from_env(os.environ)
-        return _settings
 
 
 def is_gateway_app(app: Any) -> bool:
     """Whether ``app`` looks like Enterprise Gateway's application (not another Jupyter app)."""
     return app is not None and hasattr(app, "availability_mode") and hasattr(app, "max_kernels")
-
-
-def remember_app(app: Any) -> None:
-    """Record the Enterprise Gateway application whose kernels the sweep protects."""
-    global _app
-    if is_gateway_app(app):
-        with _lock:
-            if _app is None:
-                _app = app
-
-
-def current_app() -> Any:
-    return _app
-
-
-def start_gateway_services(
-    app: Any, settings: GatewaySettings | None = None, api: KubeApi | None = None
-) -> KernelWatch:
-    """Start the kernel watch and the orphan sweep once per process; return the watch.
-
-    Called by :class:`~.kernelspec_sync.KubeflowKernelSpecManager` while EG initializes, and by
-    the process proxy before it launches or revives a kernel. Blocking (it may load the
-    cluster credentials); idempotent.
-    """
-    global _sweeper
-    remember_app(app)
-    settings = settings or gateway_settings()
-    api = api or shared_api()
-    watch = KernelWatch.instance(settings, api)
-    gateway = settings
-    client_auth.install(
-        lambda: client_auth.ClientRegistry(api, gateway.gateway_namespace, gateway.gateway_name),
-        lambda kernel_id: next(
-            (s.client for s in watch.all() if s.kernel_id == kernel_id and s.client), None
-        ),
-    )
-    kernel_secret.install()
-    with _lock:
-        if _sweeper is None:
-            _sweeper = OrphanSweeper(settings, watch, api, current_app)
-            _sweeper.start()
-    return watch
 
 
 def _session_store_has(sessions: Any, kernel_id: str) -> bool:
@@ -166,8 +108,12 @@ def _session_store_has(sessions: Any, kernel_id: str) -> bool:
 class OrphanSweeper:
     """Deletes this gateway's JupyterKernels that no kernel or session owns (a daemon thread).
 
+    Built and started by :meth:`.gateway_runtime.GatewayRuntime.start_services` (one per
+    application); its thread calls :meth:`sweep_once` every ``interval`` seconds.
     ``app_getter`` returns EG's application (``None`` until known); nothing is judged before
-    the application has its HTTP server. See the module docstring for the rules.
+    the application has its HTTP server. ``gateway_uid`` returns the JupyterGateway's uid (the
+    runtime's cached lookup; by default one GET per round). See the module docstring for the
+    rules.
     """
 
     def __init__(
@@ -177,12 +123,14 @@ class OrphanSweeper:
         api: KubeApi,
         app_getter: Callable[[], Any],
         live: weakref.WeakSet[Any] | None = None,
+        gateway_uid: Callable[[], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.watch = watch
         self.api = api
         self.app_getter = app_getter
-        self.live = LIVE if live is None else live
+        self.live: weakref.WeakSet[Any] = weakref.WeakSet() if live is None else live
+        self._gateway_uid = gateway_uid
         self.interval = max(0.5, min(settings.orphan_grace / 4, 30.0))
         self.deleted: list[KernelStatus] = []
         self._stopped = threading.Event()
@@ -220,6 +168,8 @@ class OrphanSweeper:
 
     def gateway_uid(self) -> str | None:
         """This gateway's JupyterGateway uid (``None`` when it has none or it is unreadable)."""
+        if self._gateway_uid is not None:  # the runtime's, looked up once
+            return self._gateway_uid()
         try:
             return gateway_ref(self.api, self.settings).uid
         except ApiError:

@@ -9,7 +9,8 @@ key (names in :mod:`elastic_jupyter.crds`):
   the response address could send "kernel X listens at my address" before X does, and receive
   the user's code. So for each launch the process proxy draws a random token, writes it here
   (the operator mounts the Secret into that kernel's pod only, see ``operator/kernel_pod.py``)
-  and registers it with :func:`expect`; the launcher puts it into the encrypted connection info;
+  and registers it with :func:`expect` (the table lives on EG's ResponseManager); the
+  launcher puts it into the encrypted connection info;
   :func:`install` wraps Enterprise Gateway's ``ResponseManager._post_connection`` so that an
   answer for a kernel with a registered token is accepted only with that token, and only once.
   Kernels launched without a token (other process proxies) keep EG's behaviour.
@@ -44,10 +45,12 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-#: kernel id → the token its answer must carry; ``None`` once an answer was accepted.
-_expected: dict[str, str | None] = {}
-_lock = threading.Lock()
-_installed = False
+#: The attribute of EG's ResponseManager holding its :class:`LaunchTokens`.
+_TOKENS = "_elastic_jupyter_launch_tokens"
+#: Set on the wrapped ``_post_connection``: the wrapper is in place.
+_WRAPPED = "_elastic_jupyter_admits"
+# Guards only the creation of a ResponseManager's token table; holds no state.
+_create_lock = threading.Lock()
 
 
 # --- the Secret ------------------------------------------------------------------------------
@@ -153,67 +156,111 @@ def create_secret(api: KubeApi, kernel: Obj, launch_token: str) -> None:
     put_kernel_secret(api, str(meta["namespace"]), str(meta["name"]), meta["uid"], data)
 
 
-def expect(kernel_id: str, launch_token: str) -> None:
-    """The next answer for ``kernel_id`` must carry ``launch_token`` (each launch, restart)."""
-    with _lock:
-        _expected[kernel_id] = launch_token
+class LaunchTokens:
+    """The launch tokens one ResponseManager expects: kernel id → token, ``None`` once an
+    answer was accepted.
+
+    Enterprise Gateway has one ResponseManager per process (one RSA key, one response port),
+    shared by every application in it; the tokens live with it, the object that receives the
+    answers, not in a module global.
+    """
+
+    def __init__(self) -> None:
+        self._expected: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+
+    def expect(self, kernel_id: str, launch_token: str) -> None:
+        with self._lock:
+            self._expected[kernel_id] = launch_token
+
+    def forget(self, kernel_id: str) -> None:
+        with self._lock:
+            self._expected.pop(kernel_id, None)
+
+    def admit(self, connection_info: dict[str, Any]) -> tuple[bool, str]:
+        """Whether to pass ``connection_info`` on to EG; the reason when not. Consumes the
+        token."""
+        kernel_id = str(connection_info.get("kernel_id") or "")
+        token = connection_info.pop("launch_token", None)
+        with self._lock:
+            if kernel_id not in self._expected:
+                return True, ""
+            wanted = self._expected[kernel_id]
+            if wanted is None:
+                return False, "a second answer (this kernel's connection info was accepted already)"
+            if not isinstance(token, str) or not hmac.compare_digest(token, wanted):
+                return False, "no or a wrong launch token (not from the kernel's own pod)"
+            self._expected[kernel_id] = None
+        return True, ""
 
 
-def forget(kernel_id: str) -> None:
-    with _lock:
-        _expected.pop(kernel_id, None)
+def launch_tokens(response_manager: Any = None) -> LaunchTokens:
+    """The token table of ``response_manager`` (default: EG's process-wide instance)."""
+    if response_manager is None:
+        from enterprise_gateway.services.processproxies.processproxy import ResponseManager
+
+        response_manager = ResponseManager.instance()
+    tokens = getattr(response_manager, _TOKENS, None)
+    if isinstance(tokens, LaunchTokens):
+        return tokens
+    with _create_lock:
+        tokens = getattr(response_manager, _TOKENS, None)
+        if not isinstance(tokens, LaunchTokens):
+            tokens = LaunchTokens()
+            setattr(response_manager, _TOKENS, tokens)
+    return tokens
 
 
-def admit(connection_info: dict[str, Any]) -> tuple[bool, str]:
-    """Whether to pass ``connection_info`` on to EG; the reason when not. Consumes the token."""
-    kernel_id = str(connection_info.get("kernel_id") or "")
-    token = connection_info.pop("launch_token", None)
-    with _lock:
-        if kernel_id not in _expected:
-            return True, ""
-        wanted = _expected[kernel_id]
-        if wanted is None:
-            return False, "a second answer (this kernel's connection info was accepted already)"
-        if not isinstance(token, str) or not hmac.compare_digest(token, wanted):
-            return False, "no or a wrong launch token (not from the kernel's own pod)"
-        _expected[kernel_id] = None
-    return True, ""
+def expect(kernel_id: str, launch_token: str, response_manager: Any = None) -> None:
+    """The next answer for ``kernel_id`` must carry ``launch_token`` (each launch, restart).
+
+    Called by the process proxy before each launch, with its ResponseManager."""
+    launch_tokens(response_manager).expect(kernel_id, launch_token)
+
+
+def forget(kernel_id: str, response_manager: Any = None) -> None:
+    """Called by the process proxy's cleanup: the kernel expects no answer any more."""
+    launch_tokens(response_manager).forget(kernel_id)
 
 
 def install() -> None:
-    """Wrap ``ResponseManager._post_connection`` once per process (see the module docstring)."""
-    global _installed
-    with _lock:
-        if _installed:
-            return
-        _installed = True
+    """Wrap ``ResponseManager._post_connection`` once per process (see the module docstring).
+
+    Called by every runtime's ``start_services`` and before every launch; later calls change
+    nothing. The wrapper checks each answer against its own manager's :class:`LaunchTokens`.
+    """
     from enterprise_gateway.services.processproxies.processproxy import ResponseManager
 
     manager: Any = ResponseManager
-    original = manager._post_connection
-
-    def _post_connection(self: Any, connection_info: dict[str, Any]) -> None:
-        ok, why = admit(connection_info)
-        if not ok:
-            log.warning(
-                "response address: refused connection info for kernel %s: %s",
-                connection_info.get("kernel_id"),
-                why,
-            )
+    with _create_lock:
+        original = manager._post_connection
+        if getattr(original, _WRAPPED, False):
             return
-        original(self, connection_info)
 
-    manager._post_connection = _post_connection
+        def _post_connection(self: Any, connection_info: dict[str, Any]) -> None:
+            ok, why = launch_tokens(self).admit(connection_info)
+            if not ok:
+                log.warning(
+                    "response address: refused connection info for kernel %s: %s",
+                    connection_info.get("kernel_id"),
+                    why,
+                )
+                return
+            original(self, connection_info)
+
+        setattr(_post_connection, _WRAPPED, True)
+        manager._post_connection = _post_connection
 
 
 __all__ = [
     "ApiError",
-    "admit",
+    "LaunchTokens",
     "create_secret",
     "expect",
     "forget",
     "install",
     "kernel_secret_manifest",
+    "launch_tokens",
     "new_launch_token",
     "put_kernel_secret",
     "read_kernel_secret",

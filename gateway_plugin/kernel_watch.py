@@ -51,7 +51,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from elastic_jupyter import crds
 
@@ -323,11 +323,9 @@ class _NamespaceStream:
 
 
 class KernelWatch:
-    """The process-wide cache of this gateway's JupyterKernels, fed by one list+watch per
-    namespace (see the module docstring for which namespaces and the RBAC they need)."""
-
-    _instance: ClassVar[KernelWatch | None] = None
-    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
+    """The cache of one gateway's JupyterKernels, fed by one list+watch per namespace (see the
+    module docstring for which namespaces and the RBAC they need). Each gateway application
+    has one (:attr:`.gateway_runtime.GatewayRuntime.watch`)."""
 
     def __init__(
         self,
@@ -358,22 +356,14 @@ class KernelWatch:
     # --- lifecycle ------------------------------------------------------------------------
 
     @classmethod
-    def instance(cls, settings: GatewaySettings, api: KubeApi) -> KernelWatch:
-        """Return the gateway's watch, starting it on first use.
-
-        First used by the gateway's boot hook (:mod:`.gateway_boot`) or, on a gateway without
-        it, by the first kernel launch or session revival.
-        """
-        with cls._instance_lock:
-            if cls._instance is None:
-                selector = (
-                    f"{crds.LABEL_GATEWAY}={settings.gateway_name},"
-                    f"{crds.LABEL_MANAGED_BY}={crds.MANAGED_BY}"
-                )
-                watch = cls(api, settings.boot_watch_namespaces, selector)
-                watch.start()
-                cls._instance = watch
-            return cls._instance
+    def for_gateway(cls, settings: GatewaySettings, api: KubeApi) -> KernelWatch:
+        """The (not yet started) watch of the gateway ``settings`` describe: its JupyterKernels
+        in its boot namespaces. Called by the gateway's runtime on first use of its watch."""
+        selector = (
+            f"{crds.LABEL_GATEWAY}={settings.gateway_name},"
+            f"{crds.LABEL_MANAGED_BY}={crds.MANAGED_BY}"
+        )
+        return cls(api, settings.boot_watch_namespaces, selector)
 
     def start(self) -> None:
         """Start the threads of the namespaces known so far (daemons: they never keep the

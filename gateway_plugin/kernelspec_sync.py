@@ -4,7 +4,8 @@ The operator renders every JupyterKernelSpec into a ConfigMap (label
 ``kubeflow.tkestack.io/kernelspec=<name>``, key ``kernel.json``) and keeps it current. Inside
 the gateway pod, :class:`SyncedKernelSpecManager` (Enterprise Gateway's
 ``kernel_spec_manager_class``, set by the gateway Deployment's args) starts one
-:class:`KernelSpecSync` for the process. It watches
+:class:`KernelSpecSync` for its application (held by the application's runtime,
+:mod:`.gateway_runtime`). It watches
 
 * the kernelspec ConfigMaps of ``EG_NAMESPACE``, and
 * its own JupyterGateway ``EG_NAMESPACE/EG_NAME``, for ``spec.kernels`` (the names to serve;
@@ -46,6 +47,9 @@ from jupyter_client.kernelspec import KernelSpecManager
 from traitlets import default
 
 from elastic_jupyter import crds
+
+from .gateway_boot import is_gateway_app
+from .gateway_runtime import GatewayRuntime
 
 log = logging.getLogger(__name__)
 
@@ -204,13 +208,17 @@ def default_kernel_name(served: Sequence[str]) -> str | None:
     return min(served) if served else None
 
 
-def load_api_client() -> Any:
-    """A kubernetes ApiClient: in-cluster config inside a pod, else the kubeconfig."""
+def load_api_client(env: Mapping[str, str] | None = None) -> Any:
+    """A kubernetes ApiClient: in-cluster config inside a pod, else the kubeconfig (both as
+    ``env``, default ``os.environ``, says)."""
     from kubernetes import client, config
 
-    if os.environ.get("KUBECONFIG") or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+    env = os.environ if env is None else env
+    if env.get("KUBECONFIG") or not env.get("KUBERNETES_SERVICE_HOST"):
         configuration = client.Configuration()
-        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=env.get("KUBECONFIG") or None, client_configuration=configuration
+        )
     else:
         configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
@@ -230,12 +238,14 @@ class KernelSpecSync:
         gateway_name: str | None,
         api_client: Any,
         fixed_kernels: Sequence[str] = (),
+        allowed_proxies: frozenset[str] | None = None,
     ) -> None:
         self.kernels_dir = directory / "kernels"
         self.namespace = namespace
         self.gateway_name = gateway_name
         self.api_client = api_client
         self._fixed_kernels = list(fixed_kernels)
+        self._allowed_proxies = allowed_proxies
         self._configmaps: dict[str, Mapping[str, Any]] | None = None
         self._gateway: Mapping[str, Any] | None = None
         self._gateway_known = gateway_name is None
@@ -358,7 +368,7 @@ class KernelSpecSync:
         if self._configmaps is None or not self._gateway_known:
             return  # wait for both initial listings: never serve a wrong selection
         wanted = wanted_kernels(self._gateway) if self.gateway_name else self._fixed_kernels
-        allowed = allowed_process_proxies(os.environ)
+        allowed = self._allowed_proxies or allowed_process_proxies(os.environ)
         files = desired_files(self._configmaps.values(), wanted, allowed)
         for change in apply_files(self.kernels_dir, files):
             log.info("kernelspec sync: %s", change)
@@ -368,33 +378,30 @@ class KernelSpecSync:
 
 # --- Enterprise Gateway side -----------------------------------------------------------------
 
-_sync: KernelSpecSync | None = None
-_sync_lock = threading.Lock()
 
+def start_kernelspec_sync(env: Mapping[str, str]) -> KernelSpecSync:
+    """Start a gateway's kernelspec sync from its environment; wait for the first listing.
 
-def process_sync() -> KernelSpecSync:
-    """The one sync of this process, started on first use from the gateway's env."""
-    global _sync
-    with _sync_lock:
-        if _sync is None:
-            root = Path(os.environ.get(DIR_ENV) or tempfile.gettempdir())
-            root.mkdir(parents=True, exist_ok=True)
-            # A private directory per process: two gateways sharing a filesystem never mix.
-            directory = Path(tempfile.mkdtemp(prefix="kernelspecs-", dir=root))
-            fixed = [k for k in os.environ.get(KERNELS_ENV, "").split(",") if k]
-            _sync = KernelSpecSync(
-                directory,
-                namespace=os.environ.get("EG_NAMESPACE", "default"),
-                gateway_name=os.environ.get("EG_NAME") or None,
-                api_client=load_api_client(),
-                fixed_kernels=fixed,
-            )
-            _sync.start()
-            if not _sync.synced.wait(INITIAL_SYNC_TIMEOUT):
-                log.warning(
-                    "kernelspec sync: no initial listing after %.0f s", INITIAL_SYNC_TIMEOUT
-                )
-        return _sync
+    Called once per gateway application, by its runtime
+    (:meth:`.gateway_runtime.GatewayRuntime.kernelspec_sync`).
+    """
+    root = Path(env.get(DIR_ENV) or tempfile.gettempdir())
+    root.mkdir(parents=True, exist_ok=True)
+    # A private directory per sync: two gateways sharing a filesystem never mix.
+    directory = Path(tempfile.mkdtemp(prefix="kernelspecs-", dir=root))
+    fixed = [k for k in env.get(KERNELS_ENV, "").split(",") if k]
+    sync = KernelSpecSync(
+        directory,
+        namespace=env.get("EG_NAMESPACE", "default"),
+        gateway_name=env.get("EG_NAME") or None,
+        api_client=load_api_client(env),
+        fixed_kernels=fixed,
+        allowed_proxies=allowed_process_proxies(env),
+    )
+    sync.start()
+    if not sync.synced.wait(INITIAL_SYNC_TIMEOUT):
+        log.warning("kernelspec sync: no initial listing after %.0f s", INITIAL_SYNC_TIMEOUT)
+    return sync
 
 
 class KubeflowKernelSpecManager(KernelSpecManager):  # type: ignore[misc]
@@ -404,29 +411,31 @@ class KubeflowKernelSpecManager(KernelSpecManager):  # type: ignore[misc]
     kernel_spec_manager_class=elastic_jupyter.gateway_plugin.kernelspec_sync.
     KubeflowKernelSpecManager``). ``EnterpriseGatewayApp.init_configurables`` constructs it
     before anything else, so its constructor is the plugin's boot hook: it starts the
-    JupyterKernel watch and the orphan sweep (:func:`.gateway_boot.start_gateway_services`),
+    JupyterKernel watch and the orphan sweep of its application's runtime
+    (:meth:`.gateway_runtime.GatewayRuntime.start_services`),
     which then clean up orphans even if no kernel is ever started.
     """
 
     def __init__(self, **kwargs: Any) -> None:
+        """Built by ``EnterpriseGatewayApp.init_configurables`` (``parent`` = the app) before
+        any other object of EG's."""
         super().__init__(**kwargs)
         boot_gateway_services(self.parent)
 
 
 def boot_gateway_services(app: Any) -> bool:
-    """Start the watch and orphan sweep for EG's ``app``; never fail the gateway's start.
+    """Start the watch and orphan sweep of EG's ``app`` (its runtime's); never fail the
+    gateway's start.
 
     Does nothing when ``app`` is not Enterprise Gateway (e.g. ``jupyter kernelspec list``).
     Returns whether the services run; on a failure (bad ``EJ_*`` setting, no credentials) the
     first kernel launch reports the reason to its client instead.
     """
-    from .gateway_boot import is_gateway_app, start_gateway_services
-
     if not is_gateway_app(app):
         return False
     app_log = getattr(app, "log", None) or log  # EG's own logger is set up this early
     try:
-        watch = start_gateway_services(app)
+        watch = GatewayRuntime.of(app).start_services()
     except Exception as error:
         app_log.error("elastic-jupyter: gateway services not started at boot: %s", error)
         return False
@@ -438,7 +447,8 @@ def boot_gateway_services(app: Any) -> bool:
 
 
 class SyncedKernelSpecManager(KubeflowKernelSpecManager):
-    """A KernelSpecManager reading only the directory kept current by :func:`process_sync`.
+    """A KernelSpecManager reading only the directory kept current by its application's
+    :class:`KernelSpecSync` (:meth:`.gateway_runtime.GatewayRuntime.kernelspec_sync`).
 
     The operator's gateway Deployment selects it; like its base class it also starts the
     plugin's gateway services at boot.
@@ -446,7 +456,8 @@ class SyncedKernelSpecManager(KubeflowKernelSpecManager):
 
     @default("kernel_dirs")
     def _kernel_dirs_default(self) -> list[str]:
-        return [str(process_sync().kernels_dir)]
+        """Read by traitlets on first use of ``kernel_dirs`` (jupyter_client's listing)."""
+        return [str(GatewayRuntime.of(self).kernelspec_sync().kernels_dir)]
 
     @default("ensure_native_kernel")
     def _ensure_native_kernel_default(self) -> bool:
@@ -478,7 +489,7 @@ class SyncedKernelSpecManager(KubeflowKernelSpecManager):
 
     def _update_default(self, served: list[str]) -> None:
         """Without ``spec.defaultKernel`` (``EG_DEFAULT_KERNEL_NAME``), follow the served set."""
-        if os.environ.get(DEFAULT_KERNEL_ENV):
+        if GatewayRuntime.of(self).env.get(DEFAULT_KERNEL_ENV):
             return
         manager = self._kernel_manager()
         name = default_kernel_name(served)

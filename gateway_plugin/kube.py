@@ -2,7 +2,7 @@
 
 The official ``kubernetes`` package is used only to *load* credentials (kubeconfig when
 ``KUBECONFIG`` is set, the pod's service account otherwise - never at import time); requests
-go through one ``urllib3`` pool with a distinctive User-Agent so API servers (and the
+go through one ``urllib3`` pool per client with a distinctive User-Agent so API servers (and the
 sandbox's counters) attribute them to the gateway. Calls are synchronous; the process proxy
 runs them on a small thread pool (:meth:`KubeApi.run`) so Enterprise Gateway's tornado loop
 never waits on the network.
@@ -90,13 +90,19 @@ class KubeApi:
         self._executor_lock = threading.Lock()
 
     @classmethod
-    def from_environment(cls, user_agent: str = USER_AGENT) -> KubeApi:
-        """Load credentials: ``KUBECONFIG`` when set, else the in-cluster service account."""
+    def from_environment(
+        cls, user_agent: str = USER_AGENT, env: Mapping[str, str] | None = None
+    ) -> KubeApi:
+        """Load credentials: ``KUBECONFIG`` of ``env`` (default ``os.environ``) when set, else
+        the in-cluster service account."""
         from kubernetes import client, config
 
         configuration = client.Configuration()
-        if os.environ.get("KUBECONFIG"):
-            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        kubeconfig = (os.environ if env is None else env).get("KUBECONFIG")
+        if kubeconfig:
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, client_configuration=configuration
+            )
         else:
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
 
@@ -212,21 +218,3 @@ def _decode(status: int, data: bytes) -> Obj:
             status, str(payload.get("reason") or "Error"), str(payload.get("message") or "")
         )
     return payload
-
-
-_shared: KubeApi | None = None
-_shared_lock = threading.Lock()
-
-
-def shared_api() -> KubeApi:
-    """Return the process-wide client, loading credentials on first use."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = KubeApi.from_environment()
-        return _shared
-
-
-def kube_loaded() -> bool:
-    """Whether :func:`shared_api` has loaded its credentials already."""
-    return _shared is not None

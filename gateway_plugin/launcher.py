@@ -9,8 +9,8 @@ Enterprise Gateway's loop is never blocked by it.
 from __future__ import annotations
 
 import logging
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,9 +32,6 @@ from .settings import GatewaySettings
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
 
-_gateway_uids: dict[tuple[str, str], str | None] = {}
-_gateway_lock = threading.Lock()
-
 
 @dataclass(frozen=True)
 class Created:
@@ -53,28 +50,27 @@ class Created:
 
 
 def gateway_ref(api: KubeApi, settings: GatewaySettings) -> GatewayRef:
-    """Return this gateway's JupyterGateway reference; its uid is looked up once per process.
+    """Look up this gateway's JupyterGateway reference (one GET; blocking).
 
-    A gateway started without a JupyterGateway object (plain EG, tests) has no uid: its kernels
-    then get no owner reference.
+    The CLI calls it once per kernel; a running gateway looks it up once and keeps it
+    (:meth:`.gateway_runtime.GatewayRuntime.gateway_ref`). A gateway started without a
+    JupyterGateway object (plain EG, tests) has no uid: its kernels then get no owner reference.
     """
-    key = (settings.gateway_namespace, settings.gateway_name)
-    with _gateway_lock:
-        if key not in _gateway_uids:
-            try:
-                obj = api.request("GET", gateways_path(*key), timeout=5.0)
-                _gateway_uids[key] = str((obj.get("metadata") or {}).get("uid") or "") or None
-            except ApiError as err:
-                if err.status not in (403, 404):
-                    raise
-                log.info(
-                    "No JupyterGateway %s/%s (%s): kernels get no owner reference",
-                    key[0],
-                    key[1],
-                    err.reason,
-                )
-                _gateway_uids[key] = None
-        return GatewayRef(name=key[1], namespace=key[0], uid=_gateway_uids[key])
+    namespace, name = settings.gateway_namespace, settings.gateway_name
+    try:
+        obj = api.request("GET", gateways_path(namespace, name), timeout=5.0)
+        uid = str((obj.get("metadata") or {}).get("uid") or "") or None
+    except ApiError as err:
+        if err.status not in (403, 404):
+            raise
+        log.info(
+            "No JupyterGateway %s/%s (%s): kernels get no owner reference",
+            namespace,
+            name,
+            err.reason,
+        )
+        uid = None
+    return GatewayRef(name=name, namespace=namespace, uid=uid)
 
 
 def read_template(api: KubeApi, ref: tuple[str, str]) -> Obj:
@@ -106,17 +102,23 @@ def _build(
 
 
 def create_kernel(
-    api: KubeApi, settings: GatewaySettings, inp: LaunchInput, launch_token: str | None = None
+    api: KubeApi,
+    settings: GatewaySettings,
+    inp: LaunchInput,
+    launch_token: str | None = None,
+    gateway_of: Callable[[], GatewayRef] | None = None,
 ) -> Created:
     """Plan, build and create the JupyterKernel for one launch (blocking; see module doc).
 
     With ``launch_token``, the kernel's Secret holding it is created right after the
     JupyterKernel (its owner; the pod waits for the Secret as kubelets do for mounts).
+    ``gateway_of`` returns the JupyterGateway reference (the proxy passes its runtime's cached
+    one); without it, it is looked up.
     """
     started = time.perf_counter()
     plan = plan_kernel(inp, settings)
     template = read_template(api, plan.template) if plan.template else None
-    gateway = gateway_ref(api, settings)
+    gateway = gateway_of() if gateway_of is not None else gateway_ref(api, settings)
     fetched = time.perf_counter()
     manifest = _build(plan, template, gateway, launch_token)
     built = time.perf_counter()

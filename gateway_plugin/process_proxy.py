@@ -28,9 +28,12 @@ says which Enterprise Gateway / jupyter_client code calls it and when:
   launch failure and ``shutdown_listener``;
 * :meth:`get_process_info` / :meth:`load_process_info` - kernel session persistence.
 
-The JupyterKernel watch and the orphan sweep are process-wide (:mod:`.gateway_boot`); the
-kernelspec managers of :mod:`.kernelspec_sync` start them at gateway boot, the proxy starts them
-itself otherwise.
+EG instantiates the proxy itself (the class named in kernel.json) with the kernel's
+``RemoteKernelManager``, whose traitlets parents are EG's kernel manager and application; the
+proxy finds its application's :class:`~.gateway_runtime.GatewayRuntime` through them and takes
+its settings, API client, JupyterKernel watch, client owners and background tasks from there.
+The kernelspec managers of :mod:`.kernelspec_sync` start the watch and the orphan sweep at
+gateway boot; the proxy starts them itself otherwise.
 
 Interrupts go through EG's ``RemoteProcessProxy.send_signal`` once the launcher reports its comm
 port; :meth:`_send_listener_request` signs every comm-port request with the kernel's connection
@@ -54,19 +57,17 @@ from tornado import web
 from elastic_jupyter import crds
 from elastic_jupyter.kernel_launcher import comm_auth
 
-from . import client_auth, gateway_boot, kernel_secret
+from . import client_auth, kernel_secret
 from .adoption import responsible
-from .gateway_boot import gateway_settings
+from .gateway_runtime import GatewayRuntime
 from .kernel_resource import KernelRequestError, LaunchInput
 from .kernel_watch import KernelStatus, KernelWatch, describe_failure
-from .kube import ApiError, KubeApi, kube_loaded, shared_api
+from .kube import ApiError, KubeApi
 from .launcher import create_kernel, delete_kernel
 from .launcher_cli import LauncherArgsError, launcher_args_start, parse_launcher_argv
 from .settings import SettingsError, parse_template_ref
 
-__all__ = ["KubeflowProcessProxy", "gateway_settings", "raise_http"]
-
-_tasks: set[asyncio.Task[Any]] = set()
+__all__ = ["KubeflowProcessProxy", "raise_http"]
 
 #: Longest wait between two attempts to delete a JupyterKernel (the API server is failing).
 DELETE_RETRY_MAX_SECONDS = 10.0
@@ -88,7 +89,10 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
     container_name: str | None
 
     def __init__(self, kernel_manager: Any, proxy_config: dict[str, Any]) -> None:
-        """Called by ``RemoteKernelManager._get_process_proxy`` (and session revival)."""
+        """Called by ``RemoteKernelManager._get_process_proxy`` (and session revival) with
+        the kernel's ``RemoteKernelManager``."""
+        #: The plugin's state of the application this kernel belongs to.
+        self.runtime = GatewayRuntime.of(kernel_manager)
         super().__init__(kernel_manager, proxy_config)
         self.kernel_resource_name: str | None = None
         self.kernel_namespace: str | None = None
@@ -97,24 +101,23 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         self._delete_requested = False
         self._launch_started = 0.0
         try:
-            self.settings = gateway_settings()
+            self.settings = self.runtime.settings
         except SettingsError as err:
             self.log_and_raise(http_status_code=500, reason=_http_reason(str(err)))
-        gateway_boot.LIVE.add(self)
-        mapping = getattr(kernel_manager, "mapping_kernel_manager", None)
-        gateway_boot.remember_app(getattr(mapping, "parent", None))
+        self.runtime.live.add(self)
 
     # --- plumbing -------------------------------------------------------------------------
 
     @property
     def api(self) -> KubeApi:
-        return shared_api()
+        """The application's Kubernetes client (its runtime's)."""
+        return self.runtime.api
 
     @property
     def watch(self) -> KernelWatch:
-        """The gateway's kernel watch; starts it and the orphan sweep if the boot hook
+        """The application's kernel watch; starts it and the orphan sweep if the boot hook
         (:mod:`.gateway_boot`) has not (blocking only the first time)."""
-        return gateway_boot.start_gateway_services(None, self.settings, self.api)
+        return self.runtime.start_services()
 
     def _fail(self, status: int, message: str) -> None:
         raise_http(self.log, status, message)
@@ -202,7 +205,9 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
             kernel_argv=kernel_argv,
             spark_context_init_mode=spark_mode,
             resources=resources if isinstance(resources, dict) else None,
-            owner=client_auth.record_owner(self.kernel_id, client_auth.CURRENT_CLIENT.get()),
+            owner=self.runtime.clients.record_owner(
+                self.kernel_id, client_auth.CURRENT_CLIENT.get()
+            ),
         )
 
     async def launch_process(self, kernel_cmd: list[str], **kwargs: Any) -> KubeflowProcessProxy:
@@ -230,15 +235,18 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         # before EG registers the kernel id, so no forged answer can slip in between.
         kernel_secret.install()
         token = kernel_secret.new_launch_token()
-        kernel_secret.expect(self.kernel_id, token)
+        kernel_secret.expect(self.kernel_id, token, self.response_manager)
         await RemoteProcessProxy.launch_process(self, kernel_cmd, **kwargs)
 
-        if not kube_loaded():  # the first launch loads credentials off the loop
-            await asyncio.get_running_loop().run_in_executor(None, shared_api)
+        runtime = self.runtime
+        if not runtime.api_loaded:  # the first launch loads credentials off the loop
+            await asyncio.get_running_loop().run_in_executor(None, lambda: runtime.api)
         try:
             inp = self._launch_input(list(kernel_cmd), env)
             watch = self.watch
-            created = await self.api.run(create_kernel, self.api, self.settings, inp, token)
+            created = await self.api.run(
+                create_kernel, self.api, self.settings, inp, token, runtime.gateway_ref
+            )
         except KernelRequestError as err:
             self._fail(err.status, err.message)
             raise  # unreachable: _fail raises
@@ -430,7 +438,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         a kernel sync (:mod:`.adoption`) runs here to forget it - not a death to restart."""
         if not self.kernel_resource_name or self._delete_requested:
             return False
-        sessions = getattr(gateway_boot.current_app(), "kernel_session_manager", None)
+        sessions = getattr(self.runtime.app, "kernel_session_manager", None)
         if getattr(sessions, "sync", None) is None:
             return False
         return self.watch.was_deleted(self.kernel_namespace or "", self.kernel_resource_name)
@@ -456,7 +464,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
             return False
         if status.phase in ("", crds.PHASE_PENDING, crds.PHASE_RUNNING):
             return None
-        if not responsible(status.owner):
+        if not responsible(status.owner, self.runtime.replica):
             return None  # its owner replica restarts it (once); this one re-adopts the new pod
         return False
 
@@ -497,7 +505,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
                 time.sleep(delay)
                 delay = min(delay * 2, DELETE_RETRY_MAX_SECONDS)
 
-        _background(self.api, run)
+        self.runtime.background(run)
 
     def kill(self) -> None:
         """Delete the JupyterKernel now (grace 0).
@@ -524,8 +532,8 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
     def cleanup(self) -> None:
         """Called by ``RemoteKernelManager.cleanup_resources`` after shutdown or before restart."""
         self._request_delete(0)
-        gateway_boot.LIVE.discard(self)
-        kernel_secret.forget(self.kernel_id)
+        self.runtime.live.discard(self)
+        kernel_secret.forget(self.kernel_id, getattr(self, "response_manager", None))
         super().cleanup()
 
     # --- persistence ----------------------------------------------------------------------
@@ -537,7 +545,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
             {
                 "kernel_ns": self.kernel_namespace,
                 "delete_ns": False,
-                "owner": client_auth.OWNERS.get(self.kernel_id),
+                "owner": self.runtime.clients.owners.get(self.kernel_id),
                 "kernel_resource": {
                     "group": crds.GROUP,
                     "version": crds.VERSION,
@@ -553,7 +561,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
     def load_process_info(self, process_info: dict[str, Any]) -> None:
         """Called by ``start_kernel_from_session`` when a restarted gateway revives a kernel."""
         super().load_process_info(process_info)
-        client_auth.record_owner(self.kernel_id, process_info.get("owner"))
+        self.runtime.clients.record_owner(self.kernel_id, process_info.get("owner"))
         resource = process_info.get("kernel_resource") or {}
         if (resource.get("group"), resource.get("plural")) != (
             crds.GROUP,
@@ -574,15 +582,3 @@ def raise_http(log: Any, status: int, message: str) -> None:
     log.error(message)
     reason = _http_reason(message)
     raise web.HTTPError(status, reason if "%" not in reason else None, reason=reason)
-
-
-def _background(api: KubeApi, func: Any) -> None:
-    """Run ``func`` on the API thread pool without waiting (from sync EG callbacks)."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        func()
-        return
-    task = loop.create_task(api.run(func))
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)

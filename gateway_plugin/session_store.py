@@ -42,12 +42,12 @@ from traitlets import default
 
 from elastic_jupyter import crds
 
-from . import gateway_boot
-from .adoption import KernelSync, replica_name, responsible, set_owner
+from .adoption import KernelSync, responsible, set_owner
+from .gateway_boot import is_gateway_app
+from .gateway_runtime import GatewayRuntime
 from .kernel_secret import put_kernel_secret, read_kernel_secret
 from .kernel_watch import KernelStatus, KernelWatch
-from .kube import ApiError, KubeApi, kernels_path, shared_api
-from .launcher import gateway_ref
+from .kube import ApiError, KubeApi, kernels_path
 
 Obj = dict[str, Any]
 
@@ -117,19 +117,21 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
         return _persistence_from_env()
 
     def __init__(self, kernel_manager: Any, **kwargs: Any) -> None:
-        """Built by ``EnterpriseGatewayApp.init_configurables`` before the HTTP server."""
+        """Built by ``EnterpriseGatewayApp.init_configurables`` (``parent`` = the app) before
+        the HTTP server; adopts the gateway's kernels right here (module doc)."""
         super().__init__(kernel_manager, **kwargs)
         self._store_lock = threading.Lock()
         self.adopted: list[str] = []
         self.sync: KernelSync | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         app: Any = kwargs.get("parent")
+        #: The plugin's state of this application (settings, API client, watch...).
+        self.runtime = GatewayRuntime.of(app if app is not None else kernel_manager)
         if not self.enable_persistence:
             return
-        self.settings = gateway_boot.gateway_settings()
-        self._api: KubeApi | None = None
-        self.watch: KernelWatch = gateway_boot.start_gateway_services(app, self.settings, self.api)
-        if gateway_boot.is_gateway_app(app):
+        self.settings = self.runtime.settings
+        self.watch: KernelWatch = self.runtime.start_services()
+        if is_gateway_app(app):
             # EG's start() ends in `finally: self.shutdown()`: make that a detach (module doc).
             app.shutdown = self.detach
             self._app = app
@@ -150,22 +152,14 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
 
     @property
     def api(self) -> KubeApi:
-        if self._api is None:
-            self._api = shared_api()
-        return self._api
+        """The application's Kubernetes client (its runtime's)."""
+        return self.runtime.api
 
     # --- whose kernels --------------------------------------------------------------------
 
-    def _gateway_uid(self) -> str | None:
-        try:
-            return gateway_ref(self.api, self.settings).uid
-        except ApiError as err:
-            self.log.warning("Cannot read this gateway's JupyterGateway: %s", err)
-            return None
-
     def owns(self, status: KernelStatus) -> bool:
         """Whether this gateway (its JupyterGateway, by uid) launched the JupyterKernel."""
-        uid = self._gateway_uid()
+        uid = self.runtime.gateway_uid()
         return not uid or not status.gateway_uid or status.gateway_uid == uid
 
     def _candidates(self, kernel_id: str | None = None) -> list[KernelStatus]:
@@ -193,7 +187,7 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
             put_kernel_secret(self.api, namespace, name, uid, session_secret_data(session))
             annotations = {
                 crds.ANNOTATION_KERNEL_SESSION: session_annotation(session),
-                crds.ANNOTATION_GATEWAY_OWNER: replica_name(),  # the launching replica owns it
+                crds.ANNOTATION_GATEWAY_OWNER: self.runtime.replica,  # the launcher owns it
             }
             patch = {"metadata": {"annotations": annotations}}
             self.api.request(
@@ -309,7 +303,7 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
                 self._sessions.pop(kernel_id, None)
         self.adopted = adopted
         self.log.info("Adopted %d running kernel(s) of this gateway", len(adopted))
-        me = replica_name()
+        me = self.runtime.replica
         for status in self._candidates():  # this replica now culls and restarts them
             if status.kernel_id in adopted and status.owner != me:
                 with contextlib.suppress(ApiError):
@@ -323,7 +317,7 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
         namespace = getattr(proxy, "kernel_namespace", None)
         name = getattr(proxy, "kernel_resource_name", None)
         status = self.watch.get(namespace, name) if namespace and name else None
-        return status is None or responsible(status.owner)
+        return status is None or responsible(status.owner, self.runtime.replica)
 
     def api_background(self, func: Any, *args: Any, then: Any = None) -> None:
         """Run a blocking API call on the client's thread pool; ``then(result)`` on the loop."""
@@ -343,7 +337,10 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
         task.add_done_callback(done)
 
     def detach(self) -> None:
-        """Replaces EG's ``shutdown()``: leave every kernel running for the next gateway."""
+        """Replaces EG's ``shutdown()``: leave every kernel running for the next gateway.
+
+        Called by EG's ``start()`` in its ``finally`` (SIGTERM, Ctrl-C, any exit of the loop).
+        """
         ids = list(getattr(self.kernel_manager, "list_kernel_ids", list)())
         self.log.info(
             "Gateway stopping: detaching from %d kernel(s); they keep running and the next "
@@ -352,9 +349,9 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
         )
         if self.sync is not None:
             self.sync.stop()
-        me = replica_name()
+        me = self.runtime.replica
         for status in self._candidates():  # hand them over: another replica claims them
             if status.owner == me:
                 with contextlib.suppress(Exception):
                     set_owner(self.api, status.namespace, status.name, "")
-        self.watch.stop()
+        self.runtime.stop()

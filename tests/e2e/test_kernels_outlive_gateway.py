@@ -27,9 +27,10 @@ import pytest
 from elastic_jupyter import crds
 from tests.e2e import stack
 
-pytestmark = [pytest.mark.slow, pytest.mark.kubectl]
-
 KERNELS = int(os.environ.get("EJ_E2E_RECOVERY_KERNELS", "3"))
+#: The suite's 300 s per test fits 3 kernels; the acceptance run (20 kernels started one by
+#: one through the notebook server, on two shared cores) needs longer.
+pytestmark = [pytest.mark.slow, pytest.mark.kubectl, pytest.mark.timeout(max(300, 45 * KERNELS))]
 #: After the gateway is Ready again, how long a kernel may take to answer (generous: two cores
 #: shared by several test runs; the measured time is in docs/benchmarks.md).
 USABLE_WITHIN_S = 60.0
@@ -190,7 +191,14 @@ def test_kernels_keep_their_state_across_a_gateway_restart(example: Any, disrupt
         disrupt(path)
         time.sleep(0.5)
         wait_gateway_ready(path, old)
+        ready = time.monotonic()
         assert_usable(path, values)
+        # Reported, not asserted (timings belong to bench/gateway_recovery.py): the issue's
+        # "usable within 10 s of the gateway being Ready", through the notebook server.
+        print(
+            f"{disrupt.__name__}: {len(values)}/{len(values)} kernels usable with their x "
+            f"{time.monotonic() - ready:.1f} s after the gateway was Ready"
+        )
         assert kernel_names(path, values) == before, "JupyterKernels were deleted or replaced"
         listed = {k["id"] for k in path.client.kernels()}
         assert set(values) <= listed

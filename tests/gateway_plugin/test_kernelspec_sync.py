@@ -12,9 +12,18 @@ from typing import Any
 
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
+from traitlets.config import Configurable
 
 from elastic_jupyter import crds
 from elastic_jupyter.gateway_plugin import kernelspec_sync as ks
+from elastic_jupyter.gateway_plugin.gateway_runtime import GatewayRuntime
+
+
+def app_with(sync: ks.KernelSpecSync) -> Configurable:
+    """A parent object (in EG: the application) whose runtime holds ``sync``."""
+    app = Configurable()
+    GatewayRuntime(kernelspec_sync=sync).attach(app)
+    return app
 
 
 def configmap(name: str, display: str = "X", label: str | None = None) -> dict[str, Any]:
@@ -125,8 +134,7 @@ def test_sync_state_reaches_a_kernelspec_manager(tmp_path: Path) -> None:
 def test_synced_manager_serves_no_native_kernel(tmp_path: Path, monkeypatch: Any) -> None:
     sync = ks.KernelSpecSync(tmp_path, "team", None, api_client=None)
     sync._replace_configmaps([configmap("only")])
-    monkeypatch.setattr(ks, "_sync", sync)
-    manager = ks.SyncedKernelSpecManager()
+    manager = ks.SyncedKernelSpecManager(parent=app_with(sync))
     assert manager.kernel_dirs == [str(sync.kernels_dir)]
     assert set(manager.find_kernel_specs()) == {"only"}
 
@@ -141,9 +149,8 @@ def test_default_kernel_follows_the_served_set(tmp_path: Path, monkeypatch: Any)
 
     sync = ks.KernelSpecSync(tmp_path, "team", None, api_client=None)
     sync._replace_configmaps([configmap("r-kernel"), configmap("python-k8s")])
-    monkeypatch.setattr(ks, "_sync", sync)
     monkeypatch.delenv(ks.DEFAULT_KERNEL_ENV, raising=False)
-    manager = ks.SyncedKernelSpecManager()
+    manager = ks.SyncedKernelSpecManager(parent=app_with(sync))
     manager._update_default(["python-k8s", "r-kernel"])  # no kernel manager yet: no error
     km = KernelManager()
     monkeypatch.setattr(manager, "_kernel_manager", lambda: km)
