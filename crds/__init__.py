@@ -84,10 +84,18 @@ LABEL_GATEWAY_UID = f"{GROUP}/gateway-uid"
 # these enums makes the API server reject the whole status write with 422.
 PHASE_PENDING = "Pending"
 PHASE_RUNNING = "Running"
+PHASE_POOLED = "Pooled"  # kernels only: a warm-pool kernel waiting for its claim (warm_pool.py)
 PHASE_SUCCEEDED = "Succeeded"
 PHASE_FAILED = "Failed"
 PHASE_UNKNOWN = "Unknown"  # kernels only: the pod phase Unknown (node lost), mirrored as is
-KERNEL_PHASES = (PHASE_PENDING, PHASE_RUNNING, PHASE_SUCCEEDED, PHASE_FAILED, PHASE_UNKNOWN)
+KERNEL_PHASES = (
+    PHASE_PENDING,
+    PHASE_POOLED,
+    PHASE_RUNNING,
+    PHASE_SUCCEEDED,
+    PHASE_FAILED,
+    PHASE_UNKNOWN,
+)
 # JupyterGateway and JupyterNotebook: Pending until a pod is ready, Failed when the spec cannot
 # be deployed (the conditions say why).
 GATEWAY_PHASES = (PHASE_PENDING, PHASE_RUNNING, PHASE_FAILED)

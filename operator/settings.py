@@ -47,6 +47,9 @@ class RunOptions:
 
     metrics_port: int = 0
     default_kernel_image: str = ""
+    #: GPUs waiting warm-pool kernels may hold cluster-wide (``--max-pooled-gpus``); ``None``:
+    #: ``$ELASTIC_JUPYTER_MAX_POOLED_GPUS``, else 0 (GPU kernelspecs get no pool).
+    max_pooled_gpus: int | None = None
 
 
 OPTIONS = RunOptions()
