@@ -27,7 +27,6 @@ import asyncio
 import datetime
 import os
 import time
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -70,11 +69,13 @@ class _PoolState:
     tickers: dict[runtime.Key, asyncio.Task[None]] = field(default_factory=dict)
 
 
-_STATES: weakref.WeakKeyDictionary[runtime.Runtime, _PoolState] = weakref.WeakKeyDictionary()
-
-
 def _state(state: runtime.Runtime) -> _PoolState:
-    return _STATES.setdefault(state, _PoolState())
+    """This run's pool memory, kept on its Runtime (two operators in one process: two)."""
+    memory = getattr(state, "_warm_pools", None)
+    if not isinstance(memory, _PoolState):
+        memory = _PoolState()
+        setattr(state, "_warm_pools", memory)  # noqa: B010 - not a field of Runtime
+    return memory
 
 
 def _epoch(timestamp: Any) -> float:

@@ -10,6 +10,7 @@ import concurrent.futures
 import contextlib
 import os
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -140,11 +141,12 @@ def test_pool_is_visible_and_not_in_the_gateway_kernel_list(
 
 
 def test_warm_start_applies_identity_and_pool_refills(
-    gw_cluster: Cluster, pool_ns: str, pool_gateway: Gateway, tmp_path: Path
+    gw_cluster: Cluster, pool_ns: str, pool_gateway: Gateway
 ) -> None:
     before = set(_full(gw_cluster, pool_ns))
-    workdir = tmp_path / "alice-work"
-    workdir.mkdir()
+    # The kernel runs as the pod's non-root user: a directory it may enter.
+    workdir = Path(tempfile.mkdtemp(prefix="alice-work-"))
+    workdir.chmod(0o755)
     status, reply, _ = pool_gateway.start_kernel(
         SPEC,
         env={
