@@ -186,6 +186,7 @@ def _invalid_cases() -> list[tuple[str, dict[str, Any], str]]:
         "metadata": {"name": "nb-maybe"},
         "spec": {"auth": {"mode": "maybe"}},
     }
+
     def pooled(name: str, pool: dict[str, Any]) -> dict[str, Any]:
         return {
             "apiVersion": crds.API_VERSION,
