@@ -25,11 +25,13 @@ launch token, so the pool kernel's answer is accepted exactly like a cold kernel
    working directory, the response address, public key and launch token. The launcher applies
    it before the kernel serves (``kernel_launcher/warm.py``) and answers like any kernel.
 5. **Wait** with the cold path's own :meth:`confirm_remote_startup`. A claim that cannot be
-   delivered deletes the claimed kernel (no user code ran) and starts cold.
+   delivered deletes the claimed kernel (no user code ran) and starts cold. Once the kernel
+   reported back, the claim annotation gets ``completed`` (one more patch, off the start's
+   path): from then on it is an ordinary kernel of this gateway.
 
-A gateway that dies between 3 and 5 leaves a claimed kernel without a session: the operator
-deletes it after its claim timeout (``operator/warm_pools.py``), and this gateway's orphan
-sweep would too.
+A gateway that dies between 3 and 5 leaves a claimed kernel whose claim never completed: the
+operator deletes it after its claim timeout (``operator/warm_pools.py``), and this gateway's
+orphan sweep would too.
 """
 
 from __future__ import annotations
@@ -295,8 +297,37 @@ async def start_warm(proxy: KubeflowProcessProxy, inp: LaunchInput, launch_token
     )
     _count(inp.kernelspec_name, "warm", "claimed")
     await proxy.confirm_remote_startup(watch)
+    # The kernel reported back: the claim is complete, the operator must not end it. Off the
+    # start's path; the operator waits its claim timeout (60 s) before looking.
+    task = asyncio.ensure_future(api.run(complete_claim, api, obj, claimed.plan.kernel_id))
+    _PENDING.add(task)
+    task.add_done_callback(_PENDING.discard)
     for _ in range(40):  # poll() reads the watch: let it see the claimed kernel first
         if watch.get(namespace, name) is not None:
             break
         await asyncio.sleep(0.025)
     return True
+
+
+_PENDING: set[asyncio.Future[Any]] = set()
+
+
+def complete_claim(api: KubeApi, obj: Obj, kernel_id: str) -> None:
+    """Mark the claim complete on the JupyterKernel (annotation ``…/claim``, ``completed``)."""
+    meta = obj.get("metadata") or {}
+    try:
+        claim = json.loads((meta.get("annotations") or {}).get(warm_pool.ANNOTATION_CLAIM) or "{}")
+    except ValueError:
+        claim = {}
+    claim.update({"kernelId": kernel_id, "completed": time.time()})
+    patch = {"metadata": {"annotations": {warm_pool.ANNOTATION_CLAIM: json.dumps(claim)}}}
+    try:
+        api.request(
+            "PATCH",
+            kernels_path(str(meta.get("namespace")), str(meta.get("name"))),
+            body=patch,
+            content_type="application/merge-patch+json",
+            timeout=5.0,
+        )
+    except ApiError as err:
+        log.warning("Could not mark the claim of %s complete: %s", meta.get("name"), err)

@@ -33,9 +33,9 @@ from elastic_jupyter.kernel_launcher import env as launcher_env
 
 Obj = dict[str, Any]
 GPU_RESOURCE = "nvidia.com/gpu"
-#: Seconds a claimed pool kernel may stay without a kernel session (the gateway writes it once
-#: the kernel reported back) before the operator deletes it: a claim cut short by a gateway
-#: crash. No user code can have run: the gateway only runs cells after the session exists.
+#: Seconds a claimed pool kernel may stay with its claim not completed (the gateway marks it
+#: once the kernel reported back) before the operator deletes it: a claim cut short by a
+#: gateway crash. No user code can have run: cells reach a kernel only after it reported back.
 DEFAULT_CLAIM_TIMEOUT = 60.0
 _ALPHABET = string.ascii_lowercase + string.digits
 
@@ -175,6 +175,67 @@ def claim_key_secret(kernel: Mapping[str, Any], claim_key: str) -> Obj:
     }
 
 
+def pool_network_policy(kernelspec: Mapping[str, Any]) -> Obj:
+    """``<kernelspec>-pool``: the pool's kernel pods take ingress only from gateway pods.
+
+    A pool kernel carries no gateway label (nobody knows yet which gateway will claim it), so
+    the per-gateway ``<gateway>-kernels`` policy does not select it; this one does: pods of any
+    elastic-jupyter gateway (``component=gateway``), from any namespace (a gateway elsewhere
+    may run kernels here with this namespace's consent), on the claim port and the kernel
+    ports. Owned by the JupyterKernelSpec.
+    """
+    meta = kernelspec.get("metadata") or {}
+    spec = kernelspec.get("spec") or {}
+    ks_name = str(meta.get("name"))
+    rule: Obj = {
+        "from": [
+            {
+                "podSelector": {
+                    "matchLabels": {
+                        crds.LABEL_COMPONENT: crds.COMPONENT_GATEWAY,
+                        crds.LABEL_MANAGED_BY: crds.MANAGED_BY,
+                    }
+                },
+                "namespaceSelector": {},
+            }
+        ]
+    }
+    lower, _, upper = str(spec.get("portRange") or "0..0").partition("..")
+    if lower.isdigit() and upper.isdigit() and int(upper) > 0:
+        rule["ports"] = [
+            {"protocol": "TCP", "port": warm_pool.DEFAULT_CLAIM_PORT},
+            {"protocol": "TCP", "port": int(lower), "endPort": int(upper)},
+        ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": f"{ks_name[:57]}-pool",
+            "namespace": meta.get("namespace"),
+            "labels": {crds.LABEL_MANAGED_BY: crds.MANAGED_BY, warm_pool.LABEL_POOL: ks_name},
+            "ownerReferences": [
+                {
+                    "apiVersion": crds.API_VERSION,
+                    "kind": crds.JUPYTER_KERNEL_SPEC.kind,
+                    "name": ks_name,
+                    "uid": str(meta.get("uid")),
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "podSelector": {
+                "matchLabels": {
+                    crds.LABEL_COMPONENT: crds.COMPONENT_KERNEL,
+                    warm_pool.LABEL_POOL: ks_name,
+                }
+            },
+            "policyTypes": ["Ingress"],
+            "ingress": [rule],
+        },
+    }
+
+
 def new_claim_key() -> str:
     return secrets.token_hex(32)
 
@@ -212,11 +273,12 @@ class Member:
         meta = obj.get("metadata") or {}
         labels = meta.get("labels") or {}
         annotations = meta.get("annotations") or {}
-        claimed_at = None
+        claimed_at, completed = None, False
         try:
             claim = json.loads(annotations.get(warm_pool.ANNOTATION_CLAIM) or "null")
             if isinstance(claim, dict) and isinstance(claim.get("at"), (int, float)):
                 claimed_at = float(claim["at"])
+            completed = isinstance(claim, dict) and bool(claim.get("completed"))
         except ValueError:
             claimed_at = created
         return cls(
@@ -226,7 +288,9 @@ class Member:
             created=created,
             deleting=bool(meta.get("deletionTimestamp")),
             claimed_at=claimed_at,
-            has_session=bool(annotations.get(crds.ANNOTATION_KERNEL_SESSION)),
+            # The claiming gateway marks the claim completed once the kernel reported back
+            # (a session annotation says the same where sessions persist).
+            has_session=completed or bool(annotations.get(crds.ANNOTATION_KERNEL_SESSION)),
             gpus=gpus_of((obj.get("spec") or {}).get("template")),
         )
 

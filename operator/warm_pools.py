@@ -67,6 +67,7 @@ class _PoolState:
     deleted: set[tuple[str, str]] = field(default_factory=set)
     gpu_warned: set[runtime.Key] = field(default_factory=set)
     tickers: dict[runtime.Key, asyncio.Task[None]] = field(default_factory=dict)
+    policies: set[tuple[str, str]] = field(default_factory=set)  # (namespace, kernelspec uid)
 
 
 def _state(state: runtime.Runtime) -> _PoolState:
@@ -218,6 +219,24 @@ async def _delete(state: runtime.Runtime, namespace: str, name: str) -> None:
             raise
 
 
+async def _ensure_network_policy(state: runtime.Runtime, kernelspec: Mapping[str, Any]) -> None:
+    """Create the pool's NetworkPolicy once per kernelspec (409: it is there)."""
+    policy = objects.pool_network_policy(kernelspec)
+    meta = policy["metadata"]
+    key = (str(meta["namespace"]), str(meta["ownerReferences"][0]["uid"]))
+    memory = _state(state)
+    if key in memory.policies:
+        return
+    path = f"/apis/networking.k8s.io/v1/namespaces/{meta['namespace']}/networkpolicies"
+    try:
+        await state.client.create(path, policy)
+        state.metrics.api_writes.labels("create", "networkpolicies").inc()
+    except kube.ApiError as error:
+        if error.status != 409:
+            raise
+    memory.policies.add(key)
+
+
 async def reconcile_pool(
     state: runtime.Runtime,
     key: runtime.Key,
@@ -257,6 +276,8 @@ async def reconcile_pool(
             gpu_budget=budget,
             claim_timeout=claim_timeout(),
         )
+        if pool is not None and kernelspec is not None:
+            await _ensure_network_policy(state, kernelspec)
         for name, why in plan.delete:
             logger.info("Pool %s/%s: deleting %s (%s)", namespace, ks_name, name, why)
             await _delete(state, namespace, name)

@@ -173,6 +173,10 @@ def test_warm_start_applies_identity_and_pool_refills(
     # Refilled in the background; the claimed kernel never comes back to the pool.
     after = set(_full(gw_cluster, pool_ns))
     assert jk["metadata"]["name"] not in after
+    # A completed claim is the user's kernel: past the claim timeout (3 s) it lives on.
+    time.sleep(6)
+    assert _kernel_of(gw_cluster, pool_ns, kernel_id)["metadata"]["uid"] == jk["metadata"]["uid"]
+    assert pool_gateway.execute(kernel_id, "print(1 + 1)").stdout.strip() == "2"
     assert pool_gateway.request("DELETE", f"/api/kernels/{kernel_id}")[0] == 204
 
 
@@ -267,6 +271,8 @@ def test_culling_ends_idle_claimed_kernels_but_never_pooled_ones(
         "the idle claimed kernel culled",
         interval=0.5,
     )
+    culled = [line for line in pool_gateway.log_text().splitlines() if "Culling" in line]
+    assert any(kernel_id in line for line in culled)  # EG's culler, not the operator, ended it
     time.sleep(3)  # more cull intervals: the pool kernels are not the culler's
     still = set(_waiting(gw_cluster, pool_ns))
     assert waiting - {claimed} <= still

@@ -174,3 +174,33 @@ def test_status_of_a_waiting_pool_kernel_is_pooled_until_claimed() -> None:
 def test_policy_still_applies_before_a_claim() -> None:
     with pytest.raises(KernelRequestError):
         cold_template({"KERNEL_UID": "0"})
+
+
+def test_member_reads_the_claim_and_its_completion() -> None:
+    claim = '{"at": 50.0, "gateway": "g", "kernelId": "k"}'
+    body = {
+        "metadata": {
+            "name": "p",
+            "labels": {warm_pool.LABEL_POOL_STATE: "claimed"},
+            "annotations": {warm_pool.ANNOTATION_CLAIM: claim},
+        }
+    }
+    cut = objects.Member.from_object(body, created=1.0)
+    assert cut.claimed_at == 50.0 and not cut.has_session
+    body["metadata"]["annotations"][warm_pool.ANNOTATION_CLAIM] = claim[:-1] + ', "completed": 51}'
+    assert objects.Member.from_object(body, created=1.0).has_session
+
+
+def test_pool_pods_take_ingress_from_gateway_pods_only_and_may_answer_gateways() -> None:
+    from elastic_jupyter.operator import network_policy
+
+    policy = objects.pool_network_policy(kernelspec(portRange="40000..41999"))
+    assert policy["metadata"]["name"] == "py-pool"
+    assert policy["spec"]["podSelector"]["matchLabels"][warm_pool.LABEL_POOL] == "py"
+    rule = policy["spec"]["ingress"][0]
+    assert rule["from"][0]["podSelector"]["matchLabels"][crds.LABEL_COMPONENT] == "gateway"
+    assert {"protocol": "TCP", "port": warm_pool.DEFAULT_CLAIM_PORT} in rule["ports"]
+    gateway = {"metadata": {"name": "gw", "namespace": "team-a", "uid": "u"}, "spec": {}}
+    peers = network_policy.gateway_policy(gateway)["spec"]["ingress"][0]["from"]
+    pool_peers = [p for p in peers if "matchExpressions" in p["podSelector"]]
+    assert pool_peers[0]["podSelector"]["matchExpressions"][0]["key"] == warm_pool.LABEL_POOL
