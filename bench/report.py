@@ -148,8 +148,9 @@ def _refill(r: dict[str, Any]) -> tuple[str, bool | None]:
 def _burst(r: dict[str, Any]) -> tuple[str, bool | None]:
     b = r["burst"]
     text = (
-        f"{b['warm']} warm, {b['cold']} cold, {b['double_claims']} double claims, "
-        f"{b['started']}/{b['requested']} started (pool {r['pool_size']})"
+        f"{b['warm_from_waiting']} of {b['waiting_at_start']} waiting claimed ({b['warm']} warm "
+        f"with refills, {b['cold']} cold), {b['double_claims']} double claims, "
+        f"{b['started']}/{b['requested']} started"
     )
     return text, bool(r["goals"]["burst"]["met"])
 
@@ -168,7 +169,7 @@ GOALS: list[tuple[str, str, Reader]] = [
     ("Memory: operator RSS per 1000 kernels (reported)", "memory", _operator_rss_1000),
     ("Warm pool: warm ≤ 0.4 x local, p95 ≤ 0.5 s", "warm_pool", _warm_ratio),
     ("Warm pool: refill ≥ 5/s, 0 requests per idle kernel", "warm_pool", _refill),
-    ("Warm pool: 50 at once on 10: 10 warm, 0 double claims", "warm_pool", _burst),
+    ("Warm pool: 50 at once on 10: 10 warm, 0 double claims, 50/50", "warm_pool", _burst),
 ]
 
 

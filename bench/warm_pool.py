@@ -301,6 +301,7 @@ def refill(bench: Bench) -> dict[str, Any]:
 
 async def burst(bench: Bench, count: int) -> dict[str, Any]:
     await asyncio.to_thread(bench.wait_full)
+    waiting = set(await asyncio.to_thread(bench.waiting))
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         records = await asyncio.gather(*(bench.start(session, "pool", 300) for _ in range(count)))
@@ -313,6 +314,10 @@ async def burst(bench: Bench, count: int) -> dict[str, Any]:
         "requested": count,
         "started": sum(1 for r in records if r["ok"]),
         "warm": len(warm),
+        # Claims of the kernels that waited when the burst began; the others are kernels the
+        # pool refilled while the burst was still arriving (a slow machine spreads it out).
+        "warm_from_waiting": sum(1 for k in warm if claims[k] in waiting),
+        "waiting_at_start": len(waiting),
         "cold": len(ids) - len(warm),
         "double_claims": sum(1 for n in used.values() if n > 1),
         "errors": sorted({r["error"][:200] for r in records if r.get("error")}),
@@ -385,7 +390,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "met": bool(
                     burst_result
                     and burst_result["started"] == burst_result["requested"]
-                    and burst_result["warm"] == args.pool_size
+                    and burst_result["warm_from_waiting"] == args.pool_size
                     and burst_result["double_claims"] == 0
                 ),
             },
@@ -441,7 +446,9 @@ def render_markdown(r: dict[str, Any]) -> str:
     if b:
         lines.append(
             f"| {b['requested']} at once on a pool of {r['pool_size']}: {r['pool_size']} warm,"
-            f" rest cold, 0 double claims, all started | {b['warm']} warm, {b['cold']} cold,"
+            f" rest cold, 0 double claims, all started | {b['warm_from_waiting']} of the"
+            f" {b['waiting_at_start']} waiting kernels claimed, each once; {b['cold']} cold and"
+            f" {b['warm'] - b['warm_from_waiting']} warm from kernels refilled during the burst;"
             f" {b['double_claims']} double claims, {b['started']}/{b['requested']} started"
             f" (median {b['seconds'].get('median', '-')} s, p95 {b['seconds'].get('p95', '-')}"
             f" s) | {met('burst')} |"

@@ -32,7 +32,7 @@ def test_warm_pool_benchmark_runs(tmp_path: Path) -> None:
     assert result["runs"] == 1 and result["pool_size"] == 2
     assert result["warm_starts"] == 1  # the one measured pool start was claimed from the pool
     assert result["burst"]["requested"] == 3 and result["burst"]["double_claims"] == 0
-    assert result["burst"]["started"] == 3 and result["burst"]["warm"] == 2
+    assert result["burst"]["started"] == 3 and result["burst"]["warm_from_waiting"] == 2
     section = (tmp_path / "warm_pool.md").read_text()
     assert section.startswith("## Warm kernel pools")
     assert "--pool-size 2" in section
