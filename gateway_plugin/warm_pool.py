@@ -72,8 +72,8 @@ log = logging.getLogger(__name__)
 
 #: Starts by (kernelspec, "warm" or "cold", reason) since the gateway started.
 STARTS: Counter[tuple[str, str, str]] = Counter()
-#: Seconds to connect to and write a claim to a pool kernel.
-CLAIM_SEND_TIMEOUT = 5.0
+#: Seconds to connect to (retrying while its launcher starts) and write a claim to a pool kernel.
+CLAIM_SEND_TIMEOUT = 10.0
 
 try:  # EG serves prometheus_client's default registry at /metrics
     from prometheus_client import Counter as _PromCounter
@@ -239,7 +239,19 @@ def send_claim(api: KubeApi, obj: Obj, request: dict[str, Any]) -> None:
         raise OSError("the pool kernel's Secret holds no claim key")
     address = (str((obj.get("status") or {}).get("podIP")), claim_port(obj))
     data = json.dumps(comm_auth.sign(request, key)).encode("utf-8")
-    with socket.create_connection(address, timeout=CLAIM_SEND_TIMEOUT) as sock:
+    # Pooled means the pod runs; its launcher may still be starting (Python, imports) for a
+    # moment before it listens: a refused connection is retried briefly.
+    deadline, delay = time.monotonic() + CLAIM_SEND_TIMEOUT, 0.02
+    while True:
+        try:
+            sock = socket.create_connection(address, timeout=CLAIM_SEND_TIMEOUT)
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    with sock:
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
 
