@@ -316,7 +316,7 @@ async def burst(bench: Bench, count: int) -> dict[str, Any]:
         "warm": len(warm),
         # Claims of the kernels that waited when the burst began; the others are kernels the
         # pool refilled while the burst was still arriving (a slow machine spreads it out).
-        "warm_from_waiting": sum(1 for k in warm if claims[k] in waiting),
+        "warm_from_waiting": sum(1 for k in warm if claims[k].split("/")[-1] in waiting),
         "waiting_at_start": len(waiting),
         "cold": len(ids) - len(warm),
         "double_claims": sum(1 for n in used.values() if n > 1),
