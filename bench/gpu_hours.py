@@ -695,6 +695,76 @@ def markdown(
     return "\n".join(lines)
 
 
+def pool_rows(
+    trace: Trace, elastic: Sequence[Outcome], sizes: Sequence[int], cold: float, warm: float
+) -> list[dict[str, Any]]:
+    """GPU-hours a warm pool of GPU kernels holds beside the user wait it saves.
+
+    A pool of ``size`` GPU kernels holds ``size`` GPUs for the whole trace (waiting kernels are
+    replaced as they are claimed; a claimed one is the user's kernel, already counted in the
+    elastic replay). Every GPU kernel start of the replay is then warm (the pool refills in
+    seconds, far below the gaps between this trace's starts), so each saves ``cold - warm``
+    seconds of waiting. ``elastic`` holds one replay per cull timeout (unlimited GPUs).
+    """
+    rows = []
+    for o in elastic:
+        for size in sizes:
+            pool_hours = size * trace.horizon / HOUR
+            warm_starts = o.gpu_starts if size > 0 else 0
+            saved_min = warm_starts * max(0.0, cold - warm) / 60
+            rows.append(
+                {
+                    "system": _system_label(o),
+                    "pool_size": size,
+                    "pool_gpu_hours": round(pool_hours, 2),
+                    "total_gpu_hours": round(o.gpu_hours_held + pool_hours, 2),
+                    "gpu_starts": o.gpu_starts,
+                    "warm_starts": warm_starts,
+                    "wait_saved_min": round(saved_min, 1),
+                    "gpu_hours_per_wait_min_saved": (
+                        round(pool_hours / saved_min, 3) if saved_min else None
+                    ),
+                }
+            )
+    return rows
+
+
+def pool_markdown(rows: Sequence[dict[str, Any]], cold: float, warm: float, source: str) -> str:
+    """The warm-pool table appended to the GPU-hours section."""
+    lines = [
+        "",
+        "### Warm GPU pools: GPU-hours held against start latency bought",
+        "",
+        f"A warm pool (`JupyterKernelSpec.spec.warmPool`) of GPU kernels holds its GPUs all day"
+        f" whether or not anyone starts a kernel; in exchange each GPU kernel start waits"
+        f" {warm:.2f} s instead of {cold:.2f} s ({source}). The operator caps pooled GPUs"
+        " cluster-wide (`--max-pooled-gpus`, default 0); on the 2-GPU node of the table above a"
+        " pooled GPU is one a user cannot get.",
+        "",
+        "| system | pool | pool GPU-hours | total GPU-hours | GPU starts (warm) |"
+        " user wait saved | pool GPU-hours per minute saved |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        per = r["gpu_hours_per_wait_min_saved"]
+        lines.append(
+            f"| {r['system']} | {r['pool_size']} | {r['pool_gpu_hours']} |"
+            f" {r['total_gpu_hours']} | {r['gpu_starts']} ({r['warm_starts']}) |"
+            f" {r['wait_saved_min']} min | {per if per is not None else '-'} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def warm_latency_from_results(results: Path) -> tuple[float, str] | None:
+    """The median warm start of ``bench/warm_pool.py``'s last run, if there is one."""
+    try:
+        data = json.loads((results / "warm_pool.json").read_text(encoding="utf-8"))
+        return float(data["start_s"]["pool"]["median"]), "warm: median of bench/warm_pool.py"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def measure_start_latency(count: int) -> list[float]:
     """Seconds from ``POST /api/sessions`` to a cell's output, for ``count`` GPU kernels started
     one after another (each shut down before the next) on the sandbox with the real stack."""
@@ -756,6 +826,17 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         " server on the sandbox with the real operator and gateway (examples/gpu)",
     )
     parser.add_argument("--gpus", type=int, default=2, help="GPUs on the node")
+    parser.add_argument(
+        "--pool-sizes",
+        default="1,2",
+        help="warm GPU pool sizes to report (comma-separated)",
+    )
+    parser.add_argument(
+        "--warm-latency",
+        type=float,
+        default=None,
+        help="warm start latency in seconds (default: bench/results/warm_pool.json, else 0.5)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     return parser.parse_args(argv)
 
@@ -800,6 +881,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         list(argv) if argv is not None else sys.argv[1:]
     )
     text = markdown(trace, unlimited, node, args, command.strip())
+    measured = warm_latency_from_results(args.out)
+    if args.warm_latency is not None:
+        warm, warm_source = args.warm_latency, "warm: `--warm-latency`"
+    elif measured is not None:
+        warm, warm_source = measured
+    else:
+        warm, warm_source = 0.5, "warm: assumed 0.5 s, the goal of bench/warm_pool.py"
+    sizes = [int(x) for x in args.pool_sizes.split(",") if x.strip()]
+    # The elastic systems that give GPUs back (culling connected kernels): where a pool's
+    # GPUs are the price of fast restarts after a cull.
+    elastic = [o for o in unlimited[1:] if o.cull_connected]
+    pools = pool_rows(trace, elastic, sizes, args.start_latency, warm)
+    text += pool_markdown(pools, args.start_latency, warm, warm_source)
     args.out.mkdir(parents=True, exist_ok=True)
     result = {
         "benchmark": "gpu_hours",
@@ -815,6 +909,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": command.strip(),
         "unlimited_gpus": [asdict(o) for o in unlimited],
         "node": [asdict(o) for o in node],
+        "warm_pools": {"warm_latency_s": warm, "source": warm_source, "rows": pools},
     }
     (args.out / "gpu_hours.json").write_text(json.dumps(result, indent=1) + "\n", "utf-8")
     (args.out / "gpu_hours.md").write_text(text, encoding="utf-8")

@@ -30,6 +30,7 @@ ORDER = [
     "memory",
     "gpu_hours",
     "gateway_recovery",
+    "warm_pool",
 ]
 
 HEADER = """# Benchmarks
@@ -127,6 +128,33 @@ def _operator_rss_1000(r: dict[str, Any]) -> tuple[str, bool | None]:
     )
 
 
+def _warm_ratio(r: dict[str, Any]) -> tuple[str, bool | None]:
+    warm, local = r["start_s"]["pool"], r["start_s"]["local"]
+    text = (
+        f"{r['warm_local_ratio']} (warm {warm['median']} s, p95 {warm['p95']} s; local "
+        f"{local['median']} s; medians of {r['runs']})"
+    )
+    ok = r["goals"]["warm_over_local"]["met"] and r["goals"]["warm_p95_s"]["met"]
+    return text, bool(ok)
+
+
+def _refill(r: dict[str, Any]) -> tuple[str, bool | None]:
+    idle = r["idle"]["requests_per_pooled_kernel"]
+    text = f"{r['refill']['pooled_per_s']} kernels/s to Pooled; {idle} requests per idle kernel"
+    ok = r["goals"]["refill_per_s"]["met"] and r["goals"]["idle_requests_per_pooled_kernel"]["met"]
+    return text, bool(ok)
+
+
+def _burst(r: dict[str, Any]) -> tuple[str, bool | None]:
+    b = r["burst"]
+    text = (
+        f"{b['warm_from_waiting']} of {b['waiting_at_start']} waiting claimed ({b['warm']} warm "
+        f"with refills, {b['cold']} cold), {b['double_claims']} double claims, "
+        f"{b['started']}/{b['requested']} started"
+    )
+    return text, bool(r["goals"]["burst"]["met"])
+
+
 GOALS: list[tuple[str, str, Reader]] = [
     ("Kernel start: remote ÷ local ≤ 1.25", "gateway_start", _start_ratio),
     ("Kernel start: gateway-side phase ≤ 20 ms", "gateway_start", _gateway_phase),
@@ -139,6 +167,9 @@ GOALS: list[tuple[str, str, Reader]] = [
     ("API writes per kernel start ≤ 4 (floor 2)", "api_load", _writes),
     ("Memory: gateway RSS per running kernel (reported)", "memory", _gateway_rss),
     ("Memory: operator RSS per 1000 kernels (reported)", "memory", _operator_rss_1000),
+    ("Warm pool: warm ≤ 0.4 x local, p95 ≤ 0.5 s", "warm_pool", _warm_ratio),
+    ("Warm pool: refill ≥ 5/s, 0 requests per idle kernel", "warm_pool", _refill),
+    ("Warm pool: 50 at once on 10: 10 warm, 0 double claims, 50/50", "warm_pool", _burst),
 ]
 
 

@@ -105,10 +105,18 @@ LABEL_GATEWAY_UID = f"{GROUP}/gateway-uid"
 # these enums makes the API server reject the whole status write with 422.
 PHASE_PENDING = "Pending"
 PHASE_RUNNING = "Running"
+PHASE_POOLED = "Pooled"  # kernels only: a warm-pool kernel waiting for its claim (warm_pool.py)
 PHASE_SUCCEEDED = "Succeeded"
 PHASE_FAILED = "Failed"
 PHASE_UNKNOWN = "Unknown"  # kernels only: the pod phase Unknown (node lost), mirrored as is
-KERNEL_PHASES = (PHASE_PENDING, PHASE_RUNNING, PHASE_SUCCEEDED, PHASE_FAILED, PHASE_UNKNOWN)
+KERNEL_PHASES = (
+    PHASE_PENDING,
+    PHASE_POOLED,
+    PHASE_RUNNING,
+    PHASE_SUCCEEDED,
+    PHASE_FAILED,
+    PHASE_UNKNOWN,
+)
 # JupyterGateway and JupyterNotebook: Pending until a pod is ready, Failed when the spec cannot
 # be deployed (the conditions say why).
 GATEWAY_PHASES = (PHASE_PENDING, PHASE_RUNNING, PHASE_FAILED)
@@ -183,6 +191,9 @@ REASON_KERNELSPECS_FOUND = "KernelSpecsFound"
 REASON_BUILTIN_KERNELSPEC = "BuiltInKernelSpec"  # no JupyterKernelSpec: the built-in one served
 REASON_NO_GATEWAY = "NoGateway"  # notebook without spec.gateway: local kernels
 REASON_GATEWAY_FOUND = "GatewayFound"
+# Event on a JupyterKernelSpec: its warm pool is held below spec.warmPool.size by the operator's
+# cluster-wide cap on GPUs that waiting pool kernels may hold.
+REASON_WARM_POOL_GPU_LIMIT = "WarmPoolGPULimit"
 # Tenancy (docs/security.md). A kernel pod or template the admin's pod policy forbids (Pod
 # Security "restricted", service-account allow-list, token automount): never rendered.
 REASON_POLICY_VIOLATION = "PolicyViolation"

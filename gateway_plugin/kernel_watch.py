@@ -158,7 +158,12 @@ class KernelStatus:
     @property
     def alive(self) -> bool:
         """Pending or Running and not being deleted: what ``poll()`` reports as alive."""
-        return not self.deleting and self.phase in ("", crds.PHASE_PENDING, crds.PHASE_RUNNING)
+        return not self.deleting and self.phase in (
+            "",
+            crds.PHASE_PENDING,
+            crds.PHASE_POOLED,  # a claimed pool kernel, until the operator writes Running
+            crds.PHASE_RUNNING,
+        )
 
     @property
     def running(self) -> bool:

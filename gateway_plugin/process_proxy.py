@@ -57,7 +57,7 @@ from tornado import web
 from elastic_jupyter import crds
 from elastic_jupyter.kernel_launcher import comm_auth
 
-from . import client_auth, kernel_secret
+from . import client_auth, kernel_secret, warm_pool
 from .adoption import responsible
 from .gateway_runtime import GatewayRuntime
 from .kernel_resource import KernelRequestError, LaunchInput
@@ -244,6 +244,8 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         try:
             inp = self._launch_input(list(kernel_cmd), env)
             watch = self.watch
+            if await warm_pool.start_warm(self, inp, token):  # a kernelspec with a warm pool
+                return self
             created = await self.api.run(
                 create_kernel, self.api, self.settings, inp, token, runtime.gateway_ref
             )
@@ -414,7 +416,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
 
     def get_initial_states(self) -> set[str]:
         """Lower-case JupyterKernel phases of a starting or live kernel (EG's contract)."""
-        return {"", "pending", "running"}
+        return {"", "pending", "pooled", "running"}
 
     def get_error_states(self) -> set[str]:
         """Lower-case JupyterKernel phases that end a kernel (EG's contract)."""
@@ -462,8 +464,8 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
             if self._ended_elsewhere():
                 return None  # ended through another replica: the kernel sync forgets it here
             return False
-        if status.phase in ("", crds.PHASE_PENDING, crds.PHASE_RUNNING):
-            return None
+        if status.phase in ("", crds.PHASE_PENDING, crds.PHASE_POOLED, crds.PHASE_RUNNING):
+            return None  # Pooled: a claimed pool kernel until the operator says Running
         if not responsible(status.owner, self.runtime.replica):
             return None  # its owner replica restarts it (once); this one re-adopts the new pod
         return False

@@ -311,6 +311,36 @@ def parse_config(args: Sequence[str], environ: Mapping[str, str]) -> LaunchConfi
     )
 
 
+def pool_common(args: Sequence[str], environ: Mapping[str, str]) -> dict[str, object]:
+    """The settings a pool kernel shares with any launch (no kernel id, address or key yet)."""
+    args = list(args)
+    after_dashes: list[str] = []
+    if "--" in args:
+        split = args.index("--")
+        args, after_dashes = args[:split], args[split + 1 :]
+    ns = build_parser().parse_args(args)
+    range_text, source = _pick(ns.port_range, environ, env.PORT_RANGE, env.EG_PORT_RANGE)
+    class_name, _ = _pick(ns.kernel_class_name, environ, env.KERNEL_CLASS_NAME)
+    argv_json, source_argv = _pick(ns.kernel_argv, environ, env.KERNEL_ARGV)
+    warm = not after_dashes and not argv_json and not class_name
+    kernel_argv = resolve_kernel_argv(after_dashes, argv_json, source_argv, class_name)
+    timeout_text, t_source = _pick(
+        ns.response_timeout, environ, env.KERNEL_LAUNCHER_RESPONSE_TIMEOUT
+    )
+    stop_text, s_source = _pick(ns.stop_timeout, environ, env.KERNEL_LAUNCHER_STOP_TIMEOUT)
+    pod_ip, _ = _pick(ns.pod_ip, environ, env.KERNEL_POD_IP)
+    bind_ip, b_source = _pick(ns.bind_ip, environ, env.KERNEL_BIND_IP)
+    return {
+        "port_range": parse_port_range(range_text or "0..0", source),
+        "kernel_argv": tuple(kernel_argv),
+        "warm": warm,
+        "pod_ip": pod_ip,
+        "bind_ip": _ipv4(bind_ip, b_source) if bind_ip else BIND_ALL,
+        "response_timeout": _seconds(timeout_text, t_source, DEFAULT_RESPONSE_TIMEOUT),
+        "stop_timeout": _seconds(stop_text, s_source, DEFAULT_STOP_TIMEOUT),
+    }
+
+
 def _launch_token(path: str | None) -> str | None:
     """The launch token from the kernel's mounted Secret, or None when none is configured."""
     if not path:
@@ -353,6 +383,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        if os.environ.get(env.KERNEL_WARM_POOL, "") in ("1", "true"):
+            from . import warm  # only pool kernels need it
+
+            pool = warm.parse_pool_config(args, os.environ, pool_common)
+            log.info("pool kernel (claim port %d), waiting to be claimed", pool.claim_port)
+            return warm.launch_pooled(pool)
         config = parse_config(args, os.environ)
         log.info(
             "launching kernel %s (name %r, language %r, user %r), gateway %s:%d, ports %s",

@@ -66,6 +66,19 @@ KERNEL_LAUNCHER_STOP_TIMEOUT: Final = "KERNEL_LAUNCHER_STOP_TIMEOUT"
 #: ``DEBUG``, ``INFO`` (default), ``WARNING`` or ``ERROR``; the launcher logs to stderr.
 KERNEL_LAUNCHER_LOG_LEVEL: Final = "KERNEL_LAUNCHER_LOG_LEVEL"
 
+# --- Warm pools (``warm.py``): set by the operator on pool kernels -----------------------------
+
+#: ``1``: this pod is a warm-pool kernel. The launcher starts the kernel (IPython: initialised,
+#: not yet serving) and waits on its comm port for one claim signed with the claim key, which
+#: carries the user's identity, the kernel id and the claiming gateway's response address.
+KERNEL_WARM_POOL: Final = "KERNEL_WARM_POOL"
+#: Path of the file holding the pool kernel's claim key (its Secret, mounted like the token).
+KERNEL_CLAIM_KEY_FILE: Final = "KERNEL_CLAIM_KEY_FILE"
+#: The fixed comm port of a pool kernel (the claimer needs it before any connection info).
+KERNEL_CLAIM_PORT: Final = "KERNEL_CLAIM_PORT"
+#: Set by the launcher for a warm IPython kernel: ``<identity fd>,<applied fd>`` (pipes).
+KERNEL_WARM_FDS: Final = "KERNEL_WARM_FDS"
+
 # --- Set by the launcher for the kernel process ----------------------------------------------
 
 #: ipykernel exits when the process with this pid stops being its parent (orphan protection).
@@ -91,6 +104,9 @@ ALL: Final = (
     KERNEL_LAUNCHER_RESPONSE_TIMEOUT,
     KERNEL_LAUNCHER_STOP_TIMEOUT,
     KERNEL_LAUNCHER_LOG_LEVEL,
+    KERNEL_WARM_POOL,
+    KERNEL_CLAIM_KEY_FILE,
+    KERNEL_CLAIM_PORT,
 )
 
 #: The placeholder in ``KERNEL_ARGV`` that becomes the connection file's path.

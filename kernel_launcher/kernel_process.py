@@ -54,11 +54,15 @@ def exit_code_of(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def spawn_kernel(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+def spawn_kernel(
+    argv: list[str], env: dict[str, str], pass_fds: tuple[int, ...] = (), cwd: str | None = None
+) -> subprocess.Popen[bytes]:
     """Start the kernel in a new session (its own process group); raise LauncherError if argv[0]
-    cannot be executed."""
+    cannot be executed. ``pass_fds`` and ``cwd``: a warm-pool kernel's pipes and directory."""
     try:
-        return subprocess.Popen(argv, env=env, start_new_session=True, close_fds=True)
+        return subprocess.Popen(
+            argv, env=env, start_new_session=True, close_fds=True, pass_fds=pass_fds, cwd=cwd
+        )
     except FileNotFoundError:
         raise LauncherError(
             f"kernel command not found: {argv[0]!r}; install the kernel in the image or fix the "
@@ -98,9 +102,15 @@ class Supervisor:
 
     # --- setup ---------------------------------------------------------------------------------
 
-    def start_kernel(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def start_kernel(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        pass_fds: tuple[int, ...] = (),
+        cwd: str | None = None,
+    ) -> subprocess.Popen[bytes]:
         """Spawn the kernel (see ``spawn_kernel``) and supervise it."""
-        self.kernel = spawn_kernel(argv, env)
+        self.kernel = spawn_kernel(argv, env, pass_fds, cwd)
         log.info("kernel started, pid %d: %s", self.kernel.pid, " ".join(argv))
         return self.kernel
 
@@ -115,6 +125,11 @@ class Supervisor:
         )
 
     # --- signals and children ------------------------------------------------------------------
+
+    @property
+    def wake_fd(self) -> int:
+        """Readable when a signal arrived: a caller's own ``select`` includes it, then polls."""
+        return self._wake_r
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs between bytecodes of the main thread: only queue, act in poll().

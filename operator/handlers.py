@@ -15,3 +15,4 @@ from elastic_jupyter.operator import kernels as kernels
 from elastic_jupyter.operator import kernelspecs as kernelspecs
 from elastic_jupyter.operator import lifecycle as lifecycle
 from elastic_jupyter.operator import notebooks as notebooks
+from elastic_jupyter.operator import warm_pools as warm_pools

@@ -44,7 +44,15 @@ import aiohttp
 import kopf
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import apply, kernel_pod, kernel_status, kube, pod_policy, runtime
+from elastic_jupyter.operator import (
+    apply,
+    kernel_pod,
+    kernel_status,
+    kube,
+    pod_policy,
+    runtime,
+    warm_pools,
+)
 
 #: Seconds a plain Pending status is held back (see the module docstring).
 PENDING_STATUS_GRACE: Final = 1.5
@@ -169,6 +177,7 @@ async def _sync(state: runtime.Runtime, record: runtime.KernelRecord, logger: An
         now = crds.rfc3339()
         if record.pod is not None:
             new = kernel_status.kernel_status(record.pod, record.status, now)
+            new = warm_pools.pooled_phase(record.body, new)  # a waiting pool kernel: Pooled
             if kernel_status.is_quiet_pending(new):
                 if record.status.get("phase"):
                     if kernel_status.is_quiet_pending(record.status):
@@ -386,6 +395,9 @@ async def kernel_event(
     # A kernel that has had a pod (any status written) never gets a second one: a pod deleted
     # behind our back makes the kernel Failed, and the gateway decides whether to restart it.
     if record.status.get("phase") or record.status.get("podName"):
+        if record.pod is not None and warm_pools.claimed_since_pooled(body, record.status):
+            await _sync(state, record, logger)  # claimed: Pooled becomes Running
+            return
         if not has_pod and record.pod is None and not kernel_status.is_terminal(record.status):
             # Its pod went away while no operator was watching (e.g. during a restart).
             record.note_pod(None)

@@ -117,6 +117,10 @@ def kernel_json(kernelspec: Mapping[str, Any], template: TemplateRef | None) -> 
         config["port_range"] = spec["portRange"]
     if spec.get("resources"):
         config["resources"] = spec["resources"]
+    pool = spec.get("warmPool")
+    if isinstance(pool, Mapping) and isinstance(pool.get("size"), int) and pool["size"] > 0:
+        # Tells the gateway to try a claim (gateway_plugin/warm_pool.py) - and where.
+        config["warm_pool"] = {"namespace": str(metadata.get("namespace") or "")}
     env = {
         str(var["name"]): str(var.get("value") or "")
         for var in spec.get("env") or []

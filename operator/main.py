@@ -70,6 +70,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "else ghcr.io/elastic-jupyter/kernel-py:0.1.0)",
     )
     parser.add_argument(
+        "--max-pooled-gpus",
+        metavar="N",
+        type=int,
+        default=None,
+        help="GPUs that waiting warm-pool kernels may hold cluster-wide (default: "
+        "$ELASTIC_JUPYTER_MAX_POOLED_GPUS, else 0: GPU kernelspecs get no warm pool)",
+    )
+    parser.add_argument(
         "--peering",
         metavar="NAME",
         default=None,
@@ -93,7 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     kopf.configure(verbose=args.verbose, debug=args.debug, quiet=args.quiet)
     if args.quiet:
         logging.getLogger("kopf").setLevel(logging.WARNING)
-    options = settings.RunOptions.resolve(args.metrics_port, args.default_kernel_image)
+    options = settings.RunOptions.resolve(
+        args.metrics_port, args.default_kernel_image, args.max_pooled_gpus
+    )
     liveness = None if str(args.liveness).lower() in ("", "none", "off") else args.liveness
     logging.getLogger(__name__).info(
         "Starting elastic-jupyter-operator (%s) with handlers from %s",

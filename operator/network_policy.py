@@ -63,6 +63,12 @@ def _kernel_selector(gateway_name: str) -> dict[str, Any]:
     }
 
 
+_POOL_KERNELS: dict[str, Any] = {
+    "matchLabels": {crds.LABEL_COMPONENT: crds.COMPONENT_KERNEL},
+    "matchExpressions": [{"key": f"{crds.GROUP}/pool", "operator": "Exists"}],
+}
+
+
 def _peer(selector: dict[str, Any], namespace: str, here: str) -> dict[str, Any]:
     """Pods matching ``selector`` in ``namespace``, as seen from a policy in ``here``."""
     peer: dict[str, Any] = {"podSelector": selector}
@@ -116,6 +122,9 @@ def gateway_policy(gateway: Mapping[str, Any]) -> dict[str, Any]:
     meta = gateway["metadata"]
     here = meta["namespace"]
     kernels = [_peer(_kernel_selector(meta["name"]), ns, here) for ns in kernel_namespaces(gateway)]
+    # Warm-pool kernels carry no gateway label (they had none when their pod started): any
+    # pool kernel of its kernel namespaces may answer a claim (operator/warm_pools.py).
+    kernels += [_peer(_POOL_KERNELS, ns, here) for ns in kernel_namespaces(gateway)]
     owner = ownership.owner_reference(gateway, crds.JUPYTER_GATEWAY.kind)
     labels = gateway_objects.labels(meta["name"])
     return {

@@ -14,6 +14,7 @@ What is kept, and why it is safe to lose (a restart rebuilds it from the API):
 * background tasks (delayed status checks) to cancel at cleanup;
 * gateways with a status refresh scheduled, and the last state seen of each gateway that
   notebooks use (so that a gateway event reconciles its notebooks only when it matters);
+* warm-pool kernels created or deleted but not yet seen in kopf's index, and the pools' tickers;
 * the run's options (:class:`settings.RunOptions`).
 """
 
@@ -84,6 +85,17 @@ class KernelRecord:
 
 
 @dataclass
+class PoolMemory:
+    """Warm pools: kernels this run created or deleted that kopf's index may not show yet."""
+
+    created: dict[Key, dict[str, float]] = field(default_factory=dict)
+    deleted: set[tuple[str, str]] = field(default_factory=set)
+    gpu_warned: set[Key] = field(default_factory=set)
+    tickers: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
+    policies: set[tuple[str, str]] = field(default_factory=set)  # (namespace, kernelspec uid)
+
+
+@dataclass
 class Runtime:
     """Everything one operator run shares between handlers."""
 
@@ -101,6 +113,8 @@ class Runtime:
     pending_refresh: set[Key] = field(default_factory=set)
     #: Per gateway that notebooks use: a fingerprint of its last event.
     gateway_seen: dict[Key, tuple[Any, ...]] = field(default_factory=dict)
+    #: Warm-pool bookkeeping (:mod:`warm_pools`).
+    warm_pools: PoolMemory = field(default_factory=PoolMemory)
 
     def lock(self, plural: str, namespace: str, name: str) -> asyncio.Lock:
         """A lock for one object (created on first use)."""

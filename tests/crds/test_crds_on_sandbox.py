@@ -186,7 +186,24 @@ def _invalid_cases() -> list[tuple[str, dict[str, Any], str]]:
         "metadata": {"name": "nb-maybe"},
         "spec": {"auth": {"mode": "maybe"}},
     }
+
+    def pooled(name: str, pool: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": crds.API_VERSION,
+            "kind": crds.JUPYTER_KERNEL_SPEC.kind,
+            "metadata": {"name": name},
+            "spec": {"warmPool": pool},
+        }
+
     return [
+        ("warm-pool-negative", pooled("ks-neg", {"size": -1}), "spec.warmPool.size"),
+        ("warm-pool-too-big", pooled("ks-big", {"size": 1000}), "spec.warmPool.size"),
+        ("warm-pool-no-size", pooled("ks-nosize", {"maxIdleAge": "5m"}), "spec.warmPool.size"),
+        (
+            "warm-pool-bad-age",
+            pooled("ks-age", {"size": 1, "maxIdleAge": "soon"}),
+            "spec.warmPool.maxIdleAge",
+        ),
         ("image-is-integer", int_image, "spec.template.spec.containers[0].image"),
         ("command-is-string", string_command, "spec.template.spec.containers[0].command"),
         ("no-containers", no_containers, "spec.template.spec.containers"),

@@ -67,6 +67,12 @@ def test_operator_service_account(sandbox: SandboxCluster, namespaces: tuple[str
         (False, f"patch namespaces/{ns}"),
         # a NetworkPolicy per gateway (operator/network_policy.py)
         (True, f"create networkpolicies.networking.k8s.io -n {ns}"),
+        # warm pools (operator/warm_pools.py): pool kernels and their claim-key Secrets are
+        # created; failed, idle-too-long and never-completed claims deleted
+        (True, f"create {jk} -n {ns}"),
+        (True, f"delete {jk} -n {ns}"),
+        (True, f"create secrets -n {ns}"),
+        (False, f"update {jk} -n {ns}"),
         # what it never does: kernel pods go by garbage collection, nothing cluster-wide is
         # granted, no shortcut around RBAC escalation checks, no exec into kernels
         (False, f"delete pods -n {ns}"),

@@ -30,7 +30,19 @@ NOTEBOOK = "jupyternotebook-elastic"
 
 def _selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
     wanted = selector.get("matchLabels") or {}
-    return all(labels.get(k) == v for k, v in wanted.items())
+    if not all(labels.get(k) == v for k, v in wanted.items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:  # Kubernetes' label selector rules
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        ok = {
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+            "In": labels.get(key) in values,
+            "NotIn": labels.get(key) not in values,
+        }[op]
+        if not ok:
+            return False
+    return True
 
 
 def _peer_matches(peer: Mapping[str, Any], pod: Mapping[str, Any], policy_ns: str) -> bool:
