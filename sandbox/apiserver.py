@@ -16,7 +16,8 @@ off (debugging only: every request then acts as a superuser).
 
 Extra endpoints for benchmarks and reliability tests (not part of Kubernetes; admin only):
 ``GET /sandbox/stats``, ``POST /sandbox/stats/reset``, ``GET /sandbox/requests?limit=N``,
-``GET|POST /sandbox/faults``, ``POST /sandbox/tokens`` (a token for a named user).
+``GET|POST /sandbox/faults``, ``POST /sandbox/tokens`` (a token for a named user),
+``POST /sandbox/nodes/{name}/crash|start`` (node loss, :mod:`.nodes`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from . import discovery, errors, protobuf, rbac_defaults, tables
+from . import discovery, errors, nodes, protobuf, rbac_defaults, tables
 from .access import ANONYMOUS_USER, REVIEW_PLURALS, Access, forbidden, unauthorized
 from .errors import ApiError
 from .patching import SUPPORTED as PATCH_TYPES
@@ -267,6 +268,7 @@ class ApiServer:
         self.watchers: set[Watcher] = set()
         self.http: aiohttp.ClientSession | None = None
         self.closing = False
+        self.node_control: Any = None  # a nodes.NodeControl when the sandbox runs kubelets
 
     # --- middleware -------------------------------------------------------------------------
     @web.middleware
@@ -424,6 +426,10 @@ class ApiServer:
         except (ValueError, TypeError) as exc:
             raise errors.bad_request(str(exc)) from exc
         return json_response(self.faults.to_json())
+
+    async def node_action(self, request: web.Request) -> web.Response:
+        """``POST /sandbox/nodes/{name}/{action}``: crash or start a node (:mod:`.nodes`)."""
+        return await nodes.handle(self.node_control, request)
 
     # --- the API ------------------------------------------------------------------------------
     async def api(self, request: web.Request) -> web.StreamResponse:
@@ -960,6 +966,7 @@ def create_app(
     r.add_get("/sandbox/faults", server.get_faults)
     r.add_post("/sandbox/faults", server.set_faults)
     r.add_post("/sandbox/tokens", server.mint_token)
+    r.add_post("/sandbox/nodes/{name}/{action}", server.node_action)
     r.add_route("*", "/api", server.api)
     r.add_route("*", "/api/{tail:.*}", server.api)
     r.add_route("*", "/apis", server.api)

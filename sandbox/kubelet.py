@@ -56,6 +56,7 @@ import aiohttp
 from aiohttp import web
 
 from .imagemap import POD_IP_TOKEN, ImageMap, ImageRule, host_path, pull_error_message
+from . import nodes
 from .kubeclient import ApiError, Informer, KubeClient, Obj, cancel_tasks, resource_path
 from .podenv import (
     ConfigError,
@@ -1242,7 +1243,10 @@ class Kubelet:
         phase = (pod.get("status") or {}).get("phase")
         if phase in ("Succeeded", "Failed"):
             return  # finished before this kubelet started: nothing to run
+        if await nodes.recover_lost_pod(self, pod):
+            return  # its containers died with this node before a crash: see .nodes
         worker = PodWorker(self, pod)
+        nodes.restore_restart_counts(worker, pod)
         self.workers[uid] = worker
         worker.start()
 
