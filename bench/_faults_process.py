@@ -201,7 +201,9 @@ def start_sessions(
     """Send ``count`` session starts at once; returns the pool and one future per start."""
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(count, 1))
     futures = [
-        pool.submit(start_one, client, kernel_name, f"{prefix}-{i:03d}-{uuid.uuid4().hex[:4]}.ipynb")
+        pool.submit(
+            start_one, client, kernel_name, f"{prefix}-{i:03d}-{uuid.uuid4().hex[:4]}.ipynb"
+        )
         for i in range(count)
     ]
     return pool, futures

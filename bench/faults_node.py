@@ -41,11 +41,9 @@ def run(size: str, command: str, workdir: Path) -> dict[str, Any]:
     count = SIZES[size]
     with ExampleStack(workdir) as stack:
         stack.node_action(NODE, "start")
-        patch = {
-            "spec": {"template": {"spec": {"nodeSelector": {"kubernetes.io/hostname": NODE}}}}
-        }
+        patch = {"spec": {"template": {"spec": {"nodeSelector": {"kubernetes.io/hostname": NODE}}}}}
         stack.kubectl.run("patch", "jkt", TEMPLATE, "--type=merge", "-p", json.dumps(patch))
-        starts, watched = open_kernels(stack, count, "node")
+        _starts, watched = open_kernels(stack, count, "node")
         nodes = {p["spec"].get("nodeName") for p in stack.kernel_pods()}
         if nodes != {NODE}:
             raise RuntimeError(f"kernel pods run on {nodes}, not only on {NODE}")
@@ -67,7 +65,10 @@ def run(size: str, command: str, workdir: Path) -> dict[str, Any]:
         row_id="node-loss",
         scenario="Node loss",
         load=f"{count} kernels open in notebooks, all on one node",
-        fault=f"the kernels' node crashes (kubelet stopped, pods SIGKILLed), back {OUTAGE_S:g} s later",
+        fault=(
+            f"the kernels' node crashes (kubelet stopped, pods SIGKILLed), back {OUTAGE_S:g} s "
+            "later"
+        ),
         notes_prefix=prefix,
     )
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +37,7 @@ from elastic_jupyter.sandbox.cluster import SandboxCluster
 SIZES = {"small": 20, "full": 200}
 RESTART_AFTER_S = 2.0
 NAMESPACE = "faults-operator"
+FLAGS = ("--liveness", "none", "--metrics-port", "0")
 
 
 def kernel(index: int) -> dict[str, Any]:
@@ -144,13 +146,11 @@ def run(size: str, command: str, workdir: Path, seed: int) -> dict[str, Any]:
         cluster.create_namespace(NAMESPACE)
         env = demo().operator_env(cluster)
         log_path = workdir / "operator.log"
-        import subprocess
 
         def start_operator() -> subprocess.Popen[bytes]:
             with log_path.open("ab") as log:
                 return subprocess.Popen(
-                    [str(BIN / "elastic-jupyter-operator"), "--namespace", NAMESPACE]
-                    + ["--liveness", "none", "--metrics-port", "0"],
+                    [str(BIN / "elastic-jupyter-operator"), "--namespace", NAMESPACE, *FLAGS],
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,

@@ -25,8 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _faults_process import ExampleStack, after_restart_fault, make_row, open_kernels, parse_args
-from _faults_process import write_row
+from _faults_process import (
+    ExampleStack,
+    after_restart_fault,
+    make_row,
+    open_kernels,
+    parse_args,
+    write_row,
+)
 
 from elastic_jupyter import crds
 
@@ -36,10 +42,13 @@ SIZES = {"small": 3, "full": 20}
 def run(size: str, command: str, workdir: Path) -> dict[str, Any]:
     count = SIZES[size]
     with ExampleStack(workdir) as stack:
-        starts, watched = open_kernels(stack, count, "storm")
+        _starts, watched = open_kernels(stack, count, "storm")
         began = time.monotonic()
         stack.kubectl.run(
-            "delete", "pods", "-l", f"{crds.LABEL_COMPONENT}={crds.COMPONENT_KERNEL}",
+            "delete",
+            "pods",
+            "-l",
+            f"{crds.LABEL_COMPONENT}={crds.COMPONENT_KERNEL}",
             "--wait=false",
         )
         result = after_restart_fault(stack, watched, began, 180 if size == "full" else 120)

@@ -25,8 +25,9 @@ The sweeper thread judges nothing until the app has its HTTP server, i.e. until
 Client authentication
 ---------------------
 The same call installs :mod:`.client_auth` (per-notebook tokens, kernel ownership) into EG's
-handlers before they serve a request, and :mod:`.kernel_secret`'s check of launch tokens into
-EG's ResponseManager.
+handlers before they serve a request, :mod:`.kernel_secret`'s check of launch tokens into
+EG's ResponseManager, and :mod:`.restart_reason` (why a kernel restarts by itself, on its
+websocket) into the websocket handler.
 
 Which kernels are live
 ----------------------
@@ -70,7 +71,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import client_auth, kernel_secret
+from . import client_auth, kernel_secret, restart_reason
 from .kernel_watch import KernelStatus, KernelWatch
 from .kube import ApiError, KubeApi, shared_api
 from .launcher import delete_kernel, gateway_ref
@@ -138,6 +139,7 @@ def start_gateway_services(
         ),
     )
     kernel_secret.install()
+    restart_reason.install()
     with _lock:
         if _sweeper is None:
             _sweeper = OrphanSweeper(settings, watch, api, current_app)

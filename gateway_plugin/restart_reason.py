@@ -30,7 +30,7 @@ _installed = False
 
 def restart_text(kernel_id: str, phase: str, reason: str, message: str, pod: str) -> str:
     """The line the notebook user reads when a kernel restarts after its pod ended."""
-    what = f"its pod {pod}" if pod else "its pod"
+    what = f"its pod {pod}" if pod and pod not in message else "its pod"
     text = f"Kernel {kernel_id} is restarting: {what} ended ({phase or 'gone'}"
     text += f", {reason})" if reason else ")"
     if message:
@@ -62,8 +62,9 @@ def reason_for(handler: Any) -> str:
 def _send_iopub(handler: Any, msg: dict[str, Any]) -> None:
     """Write one iopub message to the websocket the way EG's ``_send_status_message`` does."""
     # the same helpers that module uses (json_default differs between jupyter_client versions)
-    from jupyter_server.services.kernels import handlers
+    from jupyter_server.services.kernels import handlers as eg_handlers
 
+    handlers: Any = eg_handlers
     if handler.subprotocol == "v1.kernel.websocket.jupyter.org":
         wire = handlers.serialize_msg_to_ws_v1(msg, "iopub", handler.session.pack)
         handler.write_message(wire, binary=True)

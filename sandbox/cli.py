@@ -161,9 +161,8 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
 
 async def _up(args: argparse.Namespace) -> int:
     # Imported here so that `kubeconfig`/`status` stay instant.
-    from .apiserver import start_apiserver
+    from .apiserver import SERVER, start_apiserver
     from .deployments import DeploymentControllers
-    from .apiserver import SERVER
     from .kubelet import Kubelet, KubeletConfig
     from .nodes import NodeControl
     from .scheduler import Scheduler

@@ -55,8 +55,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .imagemap import POD_IP_TOKEN, ImageMap, ImageRule, host_path, pull_error_message
 from . import nodes
+from .imagemap import POD_IP_TOKEN, ImageMap, ImageRule, host_path, pull_error_message
 from .kubeclient import ApiError, Informer, KubeClient, Obj, cancel_tasks, resource_path
 from .podenv import (
     ConfigError,

@@ -42,8 +42,7 @@ log = logging.getLogger(__name__)
 #: What a real kubelet (``kubelet_pods.go``) reports for a container it can no longer find.
 LOST_REASON = "ContainerStatusUnknown"
 LOST_MESSAGE = (
-    "The container could not be located when the pod was deleted.  The container used to be "
-    "Running"
+    "The container could not be located when the pod was deleted.  The container used to be Running"
 )
 LOST_EXIT_CODE = 137
 
@@ -87,7 +86,9 @@ def lost_pod_status(pod: Obj) -> Obj | None:
                 "startedAt": running.get("startedAt"),
                 "finishedAt": None,
             }
-        statuses.append({**c, "ready": False, "started": False, "state": {"terminated": terminated}})
+        statuses.append(
+            {**c, "ready": False, "started": False, "state": {"terminated": terminated}}
+        )
     conditions = [
         {**cond, "status": "False", "reason": "PodFailed"}
         if cond.get("type") in ("Ready", "ContainersReady")
