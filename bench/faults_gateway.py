@@ -3,8 +3,9 @@
 On a private sandbox: the real operator, the elastic example (JupyterGateway → EG 3.3 +
 plugin as a Deployment pod, JupyterNotebook → jupyter_server 2 ``--gateway-url`` as a
 Deployment pod, ipykernel in kernel pods). N notebooks are opened at once through the notebook
-server (``POST /api/sessions``, as JupyterLab does). At a random moment of that burst (seeded)
-the gateway's process gets SIGKILL; the kubelet restarts the container, as on a cluster. Then:
+server (``POST /api/sessions``, as JupyterLab does). At a random moment of that burst - once the
+gateway has created a random number k of JupyterKernels, 1 <= k <= N (seeded) - the gateway's
+process gets SIGKILL; the kubelet restarts the container, as on a cluster. Then:
 
 * every start either succeeded or failed with a readable reason (not empty, not a bare status
   line, no traceback) - the user knows which notebooks have a kernel;
@@ -12,7 +13,8 @@ the gateway's process gets SIGKILL; the kubelet restarts the container, as on a 
 * after the orphan grace period (``EJ_ORPHAN_GRACE_SECONDS``, 15 s here instead of 60 s so the
   run is short) no JupyterKernel or kernel pod is left that no notebook session points at, and
   no kernel Secret outlived its JupyterKernel;
-* recover seconds: SIGKILL → the last started kernel usable.
+* the notebooks whose start failed, opened again once the gateway is back, get usable kernels;
+* recover seconds: SIGKILL → the last started kernel usable (the gateway back when none did).
 
 Sizes: ``small`` 4 starts, ``full`` 20 (the issue's). Writes ``gateway-kill9.json``.
 """
@@ -41,6 +43,8 @@ from _faults_process import (
     wait_usable,
     write_row,
 )
+
+from elastic_jupyter import crds
 
 SIZES = {"small": 4, "full": 20}
 ORPHAN_GRACE_S = 15
@@ -76,14 +80,22 @@ def gateway_back(stack: ExampleStack, before: dict[str, int]) -> bool:
 def run(size: str, command: str, workdir: Path, seed: int) -> dict[str, Any]:
     count = SIZES[size]
     rng = random.Random(seed)
-    kill_after = rng.uniform(0.5, 4.0 if size == "full" else 2.0)
+    kill_at_jks = rng.randint(1, count)
     env = {"EJ_ORPHAN_GRACE_SECONDS": str(ORPHAN_GRACE_S)}
     with ExampleStack(workdir, gateway_env=env) as stack:
         client = stack.client
+        began = time.monotonic()
         pool, futures = start_sessions(client, stack.kernel_name, count, "kill9")
-        time.sleep(kill_after)
+        # the random moment: once the gateway has created a random number of JupyterKernels
+        jks = f"/apis/{crds.GROUP}/{crds.VERSION}/namespaces/{stack.namespace}/jupyterkernels"
+        give_up = time.monotonic() + 180
+        while time.monotonic() < give_up:
+            if len(stack.cluster.request("GET", jks).get("items") or []) >= kill_at_jks:
+                break
+            time.sleep(0.05)
         in_flight = sum(1 for f in futures if not f.done())
         killed = time.monotonic()
+        kill_after = killed - began
         before = kill_gateway(stack)
         starts = [f.result() for f in futures]
         pool.shutdown()
@@ -107,16 +119,31 @@ def run(size: str, command: str, workdir: Path, seed: int) -> dict[str, Any]:
             left = leftovers(stack.kubectl, notebook_kernel_ids(client))
         listed = {k["id"] for k in client.kernels()}
         sessions = notebook_kernel_ids(client)
+        # what the user does next: open the notebooks that failed again
+        pool, futures = start_sessions(client, stack.kernel_name, len(failed), "retry")
+        retries = [f.result() for f in futures]
+        pool.shutdown()
+        retried_ok = [r for r in retries if r.ok]
+        retried_usable = wait_usable(client, [r.kernel_id for r in retried_ok], 180)
     lost = sum(1 for t in usable.values() if t is None)
-    met = not unreadable and lost == 0 and not any(left["counts"].values())
+    retry_usable = sum(1 for t in retried_usable.values() if t is not None)
+    met = (
+        not unreadable
+        and lost == 0
+        and not any(left["counts"].values())
+        and retry_usable == len(failed)
+    )
     errors = sorted({s.error for s in failed})
     notes = (
-        f"SIGKILL {kill_after:.1f} s into the burst (seed {seed}), {in_flight} of {count} "
+        f"SIGKILL {kill_after:.1f} s into the burst, once the gateway had created "
+        f"{kill_at_jks} JupyterKernels (a random number, seed {seed}); {in_flight} of {count} "
         f"starts still in flight; gateway Ready again {back_s:.1f} s after the kill. "
         f"{len(ok)} started, {len(failed)} failed"
     )
     notes += f" ({len(failed) - len(unreadable)} with a readable reason)" if failed else ""
     notes += f"; {len(recovered)} of {len(ok)} started kernels usable through the notebook."
+    if failed:
+        notes += f" Opened again after the restart: {retry_usable}/{len(failed)} usable."
     if errors:
         notes += f" What the notebook user read: {errors[0][:240]!r}."
     if any(left["counts"].values()):
@@ -144,6 +171,8 @@ def run(size: str, command: str, workdir: Path, seed: int) -> dict[str, Any]:
             "leftovers": left["names"],
             "gateway_kernels": sorted(listed),
             "session_kernels": sorted(sessions),
+            "retries": [r.__dict__ for r in retries],
+            "retry_usable": retry_usable,
         },
     )
 
