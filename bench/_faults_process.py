@@ -500,7 +500,7 @@ def after_restart_fault(
         "leftovers": left,
         "recover_s": recover_s,
         "restarting_s": [w.restarting_s for w in watched],
-        "reasons": sorted({w.jk_reason for w in watched}),
+        "reasons": sorted(w.jk_reason for w in watched),
         "sample_messages": watched[0].messages[-6:] if watched else [],
         "sample_model": watched[0].model if watched else {},
     }

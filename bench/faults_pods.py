@@ -65,6 +65,18 @@ def run(size: str, command: str, workdir: Path) -> dict[str, Any]:
     )
 
 
+def reason_summary(reasons: list[str]) -> str:
+    """``PodDeleted x20, e.g. 'pod ... was deleted; ...'``: one entry per reason."""
+    by_reason: dict[str, list[str]] = {}
+    for text in reasons:
+        reason, _, message = text.partition(":")
+        by_reason.setdefault(reason.strip(), []).append(message.strip())
+    return "; ".join(
+        f"{reason} x{len(messages)}, e.g. {messages[0][:160]!r}"
+        for reason, messages in sorted(by_reason.items())
+    )
+
+
 def row_from(
     result: dict[str, Any],
     count: int,
@@ -92,7 +104,7 @@ def row_from(
     notes = notes_prefix + (
         f"{result['restarting']}/{started} notebooks saw 'restarting'; the operator recorded a "
         f"reason on {result['reason_recorded']}/{started} JupyterKernels "
-        f"({'; '.join(r[:120] for r in result['reasons'])}); the reason reached "
+        f"({reason_summary(result['reasons'])}); the reason reached "
         f"{result['reason_shown']}/{started} notebook users through the notebook server; "
         f"{result['usable']}/{started} usable again ({result['fresh']} fresh kernels, x gone)."
     )
