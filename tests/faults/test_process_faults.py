@@ -70,6 +70,8 @@ def test_gateway_kill9_during_starts_every_start_answers_and_nothing_is_left(
     assert row["details"]["unreadable"] == [], "starts that failed without a readable reason"
     assert row["usable_after"] == row["started"] and row["lost"] == 0, row["notes"]
     assert row["orphans"] == NO_ORPHANS, row["details"]["leftovers"]
+    failed = row["requested"] - row["started"]
+    assert row["details"]["retry_usable"] == failed, "notebooks opened again did not work"
     assert row["met"] is True
 
 
