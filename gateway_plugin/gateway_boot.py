@@ -27,8 +27,9 @@ The sweeper thread judges nothing until the app has its HTTP server, i.e. until
 Client authentication
 ---------------------
 ``start_services`` also installs :mod:`.client_auth` (per-notebook tokens, kernel ownership)
-into EG's handlers before they serve a request, and :mod:`.kernel_secret`'s check of launch
-tokens into EG's ResponseManager.
+into EG's handlers before they serve a request, :mod:`.kernel_secret`'s check of launch
+tokens into EG's ResponseManager, and :mod:`.restart_reason` (why a kernel restarts by
+itself, on its websocket) into the websocket handler.
 
 Which kernels are live
 ----------------------

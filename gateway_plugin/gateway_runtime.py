@@ -41,7 +41,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import client_auth, kernel_secret
+from . import client_auth, kernel_secret, restart_reason
 from .gateway_boot import OrphanSweeper, is_gateway_app
 from .kernel_resource import GatewayRef
 from .kernel_watch import KernelWatch
@@ -272,6 +272,7 @@ class GatewayRuntime:
             return watch
         client_auth.install(clients_of_handler)
         kernel_secret.install()
+        restart_reason.install()
         with self._lock:
             if self.sweeper is None:
                 self.sweeper = OrphanSweeper(

@@ -16,7 +16,8 @@ off (debugging only: every request then acts as a superuser).
 
 Extra endpoints for benchmarks and reliability tests (not part of Kubernetes; admin only):
 ``GET /sandbox/stats``, ``POST /sandbox/stats/reset``, ``GET /sandbox/requests?limit=N``,
-``GET|POST /sandbox/faults``, ``POST /sandbox/tokens`` (a token for a named user).
+``GET|POST /sandbox/faults``, ``POST /sandbox/tokens`` (a token for a named user),
+``POST /sandbox/nodes/{name}/crash|start`` (node loss, :mod:`.nodes`).
 
 Where each part lives: this module holds the middleware (errors, faults, counting,
 authentication and authorization), the ``/api``/``/apis`` dispatch, watch streams, the
@@ -140,6 +141,7 @@ class ApiServer(PodLogProxy, VerbHandlers, NonResourceHandlers):
         self.watchers: set[Watcher] = set()
         self.http: aiohttp.ClientSession | None = None
         self.closing = False
+        self.node_control: Any = None  # a nodes.NodeControl when the sandbox runs kubelets
 
     # --- middleware -------------------------------------------------------------------------
     @web.middleware
@@ -459,6 +461,7 @@ def create_app(
     r.add_get("/sandbox/faults", server.get_faults)
     r.add_post("/sandbox/faults", server.set_faults)
     r.add_post("/sandbox/tokens", server.mint_token)
+    r.add_post("/sandbox/nodes/{name}/{action}", server.node_action)
     r.add_route("*", "/api", server.api)
     r.add_route("*", "/api/{tail:.*}", server.api)
     r.add_route("*", "/apis", server.api)

@@ -161,9 +161,10 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
 
 async def _up(args: argparse.Namespace) -> int:
     # Imported here so that `kubeconfig`/`status` stay instant.
-    from .apiserver import start_apiserver
+    from .apiserver import SERVER, start_apiserver
     from .deployments import DeploymentControllers
     from .kubelet import Kubelet, KubeletConfig
+    from .nodes import NodeControl
     from .scheduler import Scheduler
     from .services import ServiceController
 
@@ -215,7 +216,10 @@ async def _up(args: argparse.Namespace) -> int:
             )
             if config.podman is not None:
                 await config.podman.remove_orphans()
-            components.append(Kubelet(api.url, config))
+            # Behind /sandbox/nodes: the kubelet can crash and come back, more nodes can join.
+            control = NodeControl(api.url, config, Kubelet)
+            api.app[SERVER].node_control = control
+            components.append(control)
         components.append(Scheduler(api.url, token=tokens["scheduler"]))
         components.append(DeploymentControllers(api.url, token=tokens["controller-manager"]))
         components.append(

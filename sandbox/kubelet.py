@@ -54,6 +54,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from . import nodes
 from .clock import now
 from .imagemap import ImageMap
 from .kubeclient import ApiError, Informer, KubeClient, Obj, cancel_tasks, resource_path
@@ -294,7 +295,10 @@ class Kubelet(KubeletServer):
         phase = (pod.get("status") or {}).get("phase")
         if phase in ("Succeeded", "Failed"):
             return  # finished before this kubelet started: nothing to run
+        if await nodes.recover_lost_pod(self, pod):
+            return  # its containers died with this node before a crash: see .nodes
         worker = PodWorker(self, pod)
+        nodes.restore_restart_counts(worker, pod)
         self.workers[uid] = worker
         worker.start()
 

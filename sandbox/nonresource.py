@@ -1,14 +1,17 @@
 """Non-resource endpoints of the API server: ``/version``, health, ``/openapi``, and the
-sandbox's own control endpoints under ``/sandbox/`` (stats, recent requests, faults, tokens).
+sandbox's own control endpoints under ``/sandbox/`` (stats, recent requests, faults, tokens,
+node loss).
 
 A mixin of :class:`.apiserver.ApiServer`; :func:`.apiserver.create_app` routes these URLs.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from . import discovery, errors
+from . import discovery, errors, nodes
 from .access import Access
 from .responses import json_response
 from .routing import _int_param
@@ -26,6 +29,7 @@ class NonResourceHandlers:
     stats: RequestStats
     faults: FaultConfig
     watchers: set[Watcher]
+    node_control: Any
 
     # --- discovery & openapi -------------------------------------------------------------------
     async def version(self, request: web.Request) -> web.Response:
@@ -88,3 +92,7 @@ class NonResourceHandlers:
         except (ValueError, TypeError) as exc:
             raise errors.bad_request(str(exc)) from exc
         return json_response(self.faults.to_json())
+
+    async def node_action(self, request: web.Request) -> web.Response:
+        """``POST /sandbox/nodes/{name}/{action}``: crash or start a node (:mod:`.nodes`)."""
+        return await nodes.handle(self.node_control, request)
