@@ -90,7 +90,6 @@ def test_nothing_extra_for_kernels_that_are_not_ours_or_say_nothing() -> None:
 def test_installed_handler_sends_the_status_then_the_reason_on_iopub(monkeypatch: Any) -> None:
     from jupyter_server.services.kernels.handlers import ZMQChannelsHandler
 
-    monkeypatch.setattr(restart_reason, "_installed", False)
     monkeypatch.setattr(ZMQChannelsHandler, "on_kernel_restarted", Handler.on_kernel_restarted)
     restart_reason.install()
     status = failed("ContainerStatusUnknown", "the node was lost")
