@@ -35,9 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _report_utils import run_keeping_logs
+from _measure import operator_writes, run_keeping_logs, wait_quiet
 from _stack import Stack, Start, command_line, machine, requests_by_group
-from operator_throughput import _wait_quiet, operator_writes
 
 HERE = Path(__file__).resolve().parent
 STOCK_PER_KERNEL_MINUTE = 20.0  # EG's stock proxy: a pod list per poll(), poll() every 3 s
@@ -70,7 +69,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             raise RuntimeError(f"warm-up start failed: {warm[0].error}")
         stack.delete_kernels([warm[0].kernel_id])
         stack.wait_empty()
-        _wait_quiet(stack.sandbox)
+        wait_quiet(stack.sandbox)
         sample = stack.sample()
         gateway_points = [(0.0, sample["gateway"].rss_mib)]
         operator_points = [(0.0, sample["operator"].rss_mib)]
@@ -96,7 +95,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             gateway_points.append((running, sample["gateway"].rss_mib))
             operator_points.append((running, sample["operator"].rss_mib))
         start_seconds = time.perf_counter() - started
-        start_stats = _wait_quiet(stack.sandbox)
+        start_stats = wait_quiet(stack.sandbox)
         ok = [s for s in starts if s.ok]
 
         stack.sandbox.reset_stats()

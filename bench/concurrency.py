@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _report_utils import run_keeping_logs
+from _measure import run_keeping_logs
 from _stack import (
     GATEWAY_AGENT,
     OPERATOR_AGENTS,

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _report_utils import run_keeping_logs
+from _measure import run_keeping_logs
 from _stack import Stack, command_line, machine, summary
 
 from elastic_jupyter.gateway_plugin.kube import kernels_path

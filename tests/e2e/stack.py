@@ -2,32 +2,17 @@
 
 The sandbox (API server, kubelet, scheduler with 2 ``nvidia.com/gpu``, Deployments, Services)
 comes from the session fixture ``sandbox`` of ``tests/conftest.py``; ``conftest.py`` adds a
-namespace and the operator. This module loads the step library shared with ``make demo``
-(``examples/demo_session.py``) and says what is still missing for the full stack.
+namespace and the operator; the steps are :mod:`elastic_jupyter.harness.user_path` (shared with
+``make demo``). This module says what is still missing for the full stack.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_demo_session() -> ModuleType:
-    """Import ``examples/demo_session.py`` (the examples folder is not a package)."""
-    name = "elastic_jupyter_demo_session"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / "demo_session.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve their module while being built
-    spec.loader.exec_module(module)
-    return module
 
 
 def _importable(module: str) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import socket
 import subprocess
 import textwrap
 import urllib.error
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 
 from elastic_jupyter.operator import notebook_config
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNEL_PYTHON = ROOT / ".venv-kernel" / "bin" / "python"
@@ -284,13 +283,6 @@ KERNELSPEC_GATEWAY = textwrap.dedent(
 SERVER_TOKEN = "probe-token"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _call(url: str, method: str = "GET", token: str = SERVER_TOKEN) -> Any:
     request = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method)
     if token:
@@ -330,7 +322,7 @@ def fresh_notebook_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     with _process(gateway_args, stdout=subprocess.PIPE) as gateway:
         assert gateway.stdout is not None
         gateway_url = f"http://127.0.0.1:{gateway.stdout.readline().strip()}"
-        port = _free_port()
+        port = free_port()
         server_args = [
             str(KERNEL_PYTHON), "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1",
             f"--port={port}", f"--IdentityProvider.token={SERVER_TOKEN}",
