@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+RESULTS = Path(__file__).resolve().parent / "results"
 OPERATOR_AGENTS = ("kopf", "elastic-jupyter-operator")  # the operator's User-Agents
 WRITE_VERBS = ("create", "update", "patch", "delete")
 
@@ -57,6 +58,20 @@ def machine() -> dict[str, Any]:
 def command_line(script: str, argv: list[str]) -> str:
     """The command that reproduces a run, as documented: ``.venv/bin/python bench/x.py ...``."""
     return " ".join([".venv/bin/python", f"bench/{script}", *argv])
+
+
+def add_output_args(parser: argparse.ArgumentParser, render: str = "") -> None:
+    """``--out-dir`` and ``--log-dir`` (and ``--render JSON`` when ``render`` names what it
+    rewrites) for a script whose run keeps logs (see :func:`run_keeping_logs`)."""
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--log-dir", type=Path, help="keep the gateway and operator logs here")
+    if render:
+        parser.add_argument(
+            "--render",
+            type=Path,
+            metavar="JSON",
+            help=f"only rewrite the Markdown {render} from an earlier run's JSON",
+        )
 
 
 def run_keeping_logs(

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _measure import operator_writes, run_keeping_logs, wait_quiet
+from _measure import add_output_args, operator_writes, run_keeping_logs, wait_quiet
 from _stack import Stack, Start, command_line, machine, requests_by_group
 
 HERE = Path(__file__).resolve().parent
@@ -335,14 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", type=int, default=25, help="kernels started per step")
     parser.add_argument("--start-concurrency", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=300.0, help="per start, seconds")
-    parser.add_argument("--out-dir", type=Path, default=HERE / "results")
-    parser.add_argument("--log-dir", type=Path, help="keep the gateway and operator logs here")
-    parser.add_argument(
-        "--render",
-        type=Path,
-        metavar="JSON",
-        help="only rewrite the Markdown sections from an earlier run's api_load.json",
-    )
+    add_output_args(parser, render="sections")
     args = parser.parse_args(argv)
     if args.render:
         result = json.loads(args.render.read_text(encoding="utf-8"))

@@ -40,7 +40,7 @@ from _gateway_client import (
     is_execute_reply,
     kernelspecs,
 )
-from _measure import machine, run_keeping_logs, summary
+from _measure import add_output_args, machine, run_keeping_logs, summary
 
 from elastic_jupyter.harness.processes import free_port
 from elastic_jupyter.harness.processes import stop_process as stop
@@ -362,9 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=15, help="starts of each kind")
     parser.add_argument("--idle-kernels", type=int, default=3)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
-    parser.add_argument("--out-dir", type=Path, default=HERE / "results")
     parser.add_argument("--gateway-log-level", default="INFO", help="e.g. DEBUG for profiling")
-    parser.add_argument("--log-dir", type=Path, help="keep the gateway and operator logs here")
+    add_output_args(parser)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     started_machine = machine()

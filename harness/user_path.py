@@ -486,16 +486,7 @@ class UserPath:
         before = {
             key: (gateway.get("spec") or {}).get(key) for key in ("cullIdleTimeout", "cullInterval")
         }
-        patch = {"spec": {"cullIdleTimeout": idle_timeout_s, "cullInterval": interval_s}}
-        self.show(
-            "patch",
-            crds.JUPYTER_GATEWAY.plural,
-            self.gateway_name,
-            "--type=merge",
-            "-p",
-            json.dumps(patch),
-        )
-        self.wait_ready(crds.JUPYTER_GATEWAY.plural, self.gateway_name)
+        self._patch_gateway({"cullIdleTimeout": idle_timeout_s, "cullInterval": interval_s})
         self.note("the gateway rolled the change out")
         session = wait_until(
             "the new gateway to start kernels",
@@ -524,17 +515,16 @@ class UserPath:
         )
         self.note("the notebook server no longer lists the kernel (GET /api/kernels)")
         if restore:
-            self.show(
-                "patch",
-                crds.JUPYTER_GATEWAY.plural,
-                self.gateway_name,
-                "--type=merge",
-                "-p",
-                json.dumps({"spec": before}),
-            )
-            self.wait_ready(crds.JUPYTER_GATEWAY.plural, self.gateway_name)
+            self._patch_gateway(before)
             self.note(f"culling settings restored: {before}")
         return lived
+
+    def _patch_gateway(self, spec: dict[str, Any]) -> None:
+        """``kubectl patch`` the gateway's spec and wait until it runs with the change."""
+        patch = json.dumps({"spec": spec})
+        plural = crds.JUPYTER_GATEWAY.plural
+        self.show("patch", plural, self.gateway_name, "--type=merge", "-p", patch)
+        self.wait_ready(plural, self.gateway_name)
 
     def _try_session(self, path: str, kernel_name: str) -> dict[str, Any] | None:
         try:

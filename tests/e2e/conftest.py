@@ -21,32 +21,12 @@ def elastic_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[harness.UserPath]:
     """A ``UserPath`` whose example (gateway, kernelspec, template, notebook) is up."""
-    missing = stack.missing_parts()
-    if missing:
-        pytest.skip("the full stack is not built yet: missing " + "; ".join(missing))
+    stack.skip_unless_built()
     sandbox = request.getfixturevalue("sandbox")
-    sandbox.create_namespace(NAMESPACE)
-    kubectl = harness.Kubectl(str(sandbox.kubeconfig), NAMESPACE)
     log = tmp_path_factory.mktemp("e2e-logs") / "operator.log"
-    try:
-        with harness.operator_process(
-            harness.operator_env(sandbox), log, "--namespace", NAMESPACE, *harness.NO_PORTS
-        ):
-            path = harness.UserPath(kubectl, say=print, timeout_s=90)
-            try:
-                path.apply_example()
-            except Exception:
-                print("operator log (tail):\n" + log.read_text(errors="replace")[-6000:])
-                raise
-            yield path
-            if path.channel is not None:
-                path.channel.close()
-            kubectl.run(
-                "delete",
-                "jupyternotebooks,jupytergateways,jupyterkernels",
-                "--all",
-                "--wait=false",
-                check=False,
-            )
-    finally:
-        sandbox.delete_namespace(NAMESPACE)
+    env = harness.operator_env(sandbox)
+    with (
+        stack.operator_serving(sandbox, NAMESPACE, log, env) as kubectl,
+        stack.example_up(kubectl, log, timeout_s=90) as path,
+    ):
+        yield path

@@ -8,9 +8,16 @@ namespace and the operator; the steps are :mod:`elastic_jupyter.harness.user_pat
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import shutil
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from elastic_jupyter import harness
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,3 +49,55 @@ def missing_parts(gpu: bool = False) -> list[str]:
     if not (ROOT / "tests" / "conftest.py").exists():
         missing.append("the sandbox fixtures (tests/conftest.py)")
     return missing
+
+
+def skip_unless_built(gpu: bool = False) -> None:
+    """Skip the test, naming what is missing, when the full stack is not built."""
+    missing = missing_parts(gpu)
+    if missing:
+        pytest.skip("the full stack is not built yet: missing " + "; ".join(missing))
+
+
+@contextlib.contextmanager
+def operator_serving(
+    sandbox: Any,
+    namespace: str,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    delete_namespace: bool = True,
+) -> Iterator[harness.Kubectl]:
+    """The real operator (as the admin unless ``env`` says otherwise) serving ``namespace``,
+    created here and deleted afterwards (unless the whole sandbox goes anyway); yields kubectl
+    in that namespace."""
+    sandbox.create_namespace(namespace)
+    try:
+        env = sandbox.env() if env is None else env
+        with harness.operator_process(env, log, "--namespace", namespace, *harness.NO_PORTS):
+            yield harness.Kubectl(str(sandbox.kubeconfig), namespace)
+    finally:
+        if delete_namespace:
+            sandbox.delete_namespace(namespace)
+
+
+@contextlib.contextmanager
+def example_up(
+    kubectl: harness.Kubectl,
+    log: Path,
+    say: Callable[[str], None] = print,
+    timeout_s: float = 120,
+) -> Iterator[harness.UserPath]:
+    """The elastic example applied and Running (gateway, kernelspec, template, notebook); its
+    objects are deleted afterwards. When it does not come up, the operator's log is printed."""
+    path = harness.UserPath(kubectl, say=say, timeout_s=timeout_s)
+    try:
+        path.apply_example()
+    except Exception:
+        print("operator log (tail):\n" + log.read_text(errors="replace")[-6000:])
+        raise
+    try:
+        yield path
+    finally:
+        if path.channel is not None:
+            path.channel.close()
+        kinds = "jupyternotebooks,jupytergateways,jupyterkernels"
+        kubectl.run("delete", kinds, "--all", "--wait=false", check=False)

@@ -29,54 +29,45 @@ def replicas(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[harness.UserPath, harness.NotebookClient, harness.NotebookClient]]:
     """(user path, client of replica A, client of replica B)."""
-    missing = stack.missing_parts()
-    if missing:
-        pytest.skip("the full stack is not built yet: missing " + "; ".join(missing))
+    stack.skip_unless_built()
     sandbox = request.getfixturevalue("sandbox")
     namespace = f"rep-{uuid.uuid4().hex[:6]}"
-    sandbox.create_namespace(namespace)
-    kubectl = harness.Kubectl(str(sandbox.kubeconfig), namespace)
     log = tmp_path_factory.mktemp("replica-logs") / "operator.log"
-    try:
-        with harness.operator_process(
-            sandbox.env(), log, "--namespace", namespace, *harness.NO_PORTS
-        ):
-            example = stack.ROOT / "examples" / "elastic"
-            for path in sorted(example.glob("*kernel*.yaml")) + sorted(example.glob("*gateway*")):
-                kubectl.run("apply", "-f", str(path))
-            gateway = "jupytergateway-elastic"
-            patch = json.dumps({"spec": {"replicas": 2}})
-            kubectl.run("patch", crds.JUPYTER_GATEWAY.plural, gateway, "--type=merge", "-p", patch)
-            path = harness.UserPath(kubectl, say=lambda _: None, timeout_s=120)
-            path.wait_ready(crds.JUPYTER_GATEWAY.plural, gateway)
-            secret = kubectl.get("secret", f"{gateway}-auth") or {}
-            token = base64.b64decode(secret["data"]["token"]).decode()
-            selector = f"{crds.LABEL_COMPONENT}={crds.COMPONENT_GATEWAY}"
+    with stack.operator_serving(sandbox, namespace, log) as kubectl:
+        example = stack.ROOT / "examples" / "elastic"
+        for path in sorted(example.glob("*kernel*.yaml")) + sorted(example.glob("*gateway*")):
+            kubectl.run("apply", "-f", str(path))
+        gateway = "jupytergateway-elastic"
+        patch = json.dumps({"spec": {"replicas": 2}})
+        kubectl.run("patch", crds.JUPYTER_GATEWAY.plural, gateway, "--type=merge", "-p", patch)
+        path = harness.UserPath(kubectl, say=lambda _: None, timeout_s=120)
+        path.wait_ready(crds.JUPYTER_GATEWAY.plural, gateway)
+        secret = kubectl.get("secret", f"{gateway}-auth") or {}
+        token = base64.b64decode(secret["data"]["token"]).decode()
+        selector = f"{crds.LABEL_COMPONENT}={crds.COMPONENT_GATEWAY}"
 
-            def two_ready() -> list[str] | None:
-                ips = [
-                    p["status"]["podIP"]
-                    for p in kubectl.items("pods", "-l", selector)
-                    if not p["metadata"].get("deletionTimestamp")
-                    and any(
-                        c.get("type") == "Ready" and c.get("status") == "True"
-                        for c in p["status"].get("conditions") or []
-                    )
-                ]
-                return ips if len(ips) == 2 else None
+        def two_ready() -> list[str] | None:
+            ips = [
+                p["status"]["podIP"]
+                for p in kubectl.items("pods", "-l", selector)
+                if not p["metadata"].get("deletionTimestamp")
+                and any(
+                    c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in p["status"].get("conditions") or []
+                )
+            ]
+            return ips if len(ips) == 2 else None
 
-            ips = harness.wait_until("two gateway replicas Ready", two_ready, 120, 0.3)
-            a, b = (harness.NotebookClient(f"http://{ip}:8888", token, 60) for ip in ips)
-            path.kernel_name = "python-kubernetes"
-            harness.wait_until(
-                "kernelspec served",
-                lambda: path.kernel_name in b.kernelspecs().get("kernelspecs", {}),
-                60,
-            )
-            yield path, a, b
-            kubectl.run("delete", "jupytergateways,jupyterkernels", "--all", "--wait=false")
-    finally:
-        sandbox.delete_namespace(namespace)
+        ips = harness.wait_until("two gateway replicas Ready", two_ready, 120, 0.3)
+        a, b = (harness.NotebookClient(f"http://{ip}:8888", token, 60) for ip in ips)
+        path.kernel_name = "python-kubernetes"
+        harness.wait_until(
+            "kernelspec served",
+            lambda: path.kernel_name in b.kernelspecs().get("kernelspecs", {}),
+            60,
+        )
+        yield path, a, b
+        kubectl.run("delete", "jupytergateways,jupyterkernels", "--all", "--wait=false")
 
 
 def gateway_logs(path: harness.UserPath) -> str:

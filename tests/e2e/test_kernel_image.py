@@ -33,9 +33,7 @@ CELL = "import os, sys\nprint(os.getuid(), sys.prefix, os.environ.get('POD_NAME'
 
 @pytest.fixture(scope="module")
 def image_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.UserPath]:
-    missing = stack.missing_parts()
-    if missing:
-        pytest.skip("the full stack is not built yet: missing " + "; ".join(missing))
+    stack.skip_unless_built()
     require_podman()
     build_images("kernel-py")
     tmp = tmp_path_factory.mktemp("image-stack")
@@ -54,22 +52,12 @@ def image_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Us
         image_map=image_map,
         extra_args=["--container-runtime", "podman"],
     ) as sandbox:
-        sandbox.create_namespace(NAMESPACE)
-        kubectl = harness.Kubectl(str(sandbox.kubeconfig), NAMESPACE)
         log = tmp / "operator.log"
-        with harness.operator_process(
-            sandbox.env(), log, "--namespace", NAMESPACE, *harness.NO_PORTS
+        with (
+            stack.operator_serving(sandbox, NAMESPACE, log, delete_namespace=False) as kubectl,
+            stack.example_up(kubectl, log) as path,
         ):
-            path = harness.UserPath(kubectl, say=print, timeout_s=120)
-            try:
-                path.apply_example()
-            except Exception:
-                print("operator log (tail):\n" + log.read_text(errors="replace")[-6000:])
-                raise
             yield path
-            if path.channel is not None:
-                path.channel.close()
-            kubectl.run("delete", "jupyternotebooks,jupytergateways,jupyterkernels", "--all")
 
 
 def pod_containers(pod_uid: str) -> list[dict[str, Any]]:

@@ -40,34 +40,15 @@ def example(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[harness.UserPath]:
     """The elastic example (gateway, kernelspec, template, notebook) in its own namespace."""
-    missing = stack.missing_parts()
-    if missing:
-        pytest.skip("the full stack is not built yet: missing " + "; ".join(missing))
+    stack.skip_unless_built()
     sandbox = request.getfixturevalue("sandbox")
     namespace = f"ko-{uuid.uuid4().hex[:6]}"
-    sandbox.create_namespace(namespace)
-    kubectl = harness.Kubectl(str(sandbox.kubeconfig), namespace)
     log = tmp_path_factory.mktemp("outlive-logs") / "operator.log"
-    try:
-        with harness.operator_process(
-            sandbox.env(), log, "--namespace", namespace, *harness.NO_PORTS
-        ):
-            path = harness.UserPath(kubectl, say=lambda _: None, timeout_s=120)
-            try:
-                path.apply_example()
-            except Exception:
-                print("operator log (tail):\n" + log.read_text(errors="replace")[-6000:])
-                raise
-            yield path
-            kubectl.run(
-                "delete",
-                "jupyternotebooks,jupytergateways,jupyterkernels",
-                "--all",
-                "--wait=false",
-                check=False,
-            )
-    finally:
-        sandbox.delete_namespace(namespace)
+    with (
+        stack.operator_serving(sandbox, namespace, log) as kubectl,
+        stack.example_up(kubectl, log, say=lambda _: None) as path,
+    ):
+        yield path
 
 
 def gateway_pods(path: harness.UserPath) -> list[dict[str, Any]]:

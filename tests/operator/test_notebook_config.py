@@ -116,6 +116,7 @@ def run_probe(tmp_path: Path, source: str = PROBE) -> dict[str, Any]:
 
 
 @needs_kernel_venv
+@pytest.mark.slow  # starts a server process
 def test_gateway_websockets_get_their_own_keys_and_orphans_are_closed(tmp_path: Path) -> None:
     result = run_probe(tmp_path)
     assert result["classes"] == [notebook_config.CONNECTION_CLASS, "GatewayWebSocketConnection"]
@@ -220,6 +221,7 @@ ERROR_PROBE = textwrap.dedent(
 
 
 @needs_kernel_venv
+@pytest.mark.slow  # starts a server process
 def test_the_gateways_reason_is_the_readable_message(tmp_path: Path) -> None:
     """An error answer of the gateway: /api/kernels shows the error's ``log_message`` as its
     JSON message, /api/sessions wraps ``str(error)``; both must be the gateway's own text, not
@@ -336,6 +338,7 @@ def fresh_notebook_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 
 @needs_kernel_venv
+@pytest.mark.slow  # starts a server process
 def test_the_first_kernelspec_listing_names_the_gateways_default(tmp_path: Path) -> None:
     """The very first ``GET /api/kernelspecs`` of a freshly started notebook server (what
     JupyterLab asks to pick its kernel) names the gateway's default, not jupyter_server's own
@@ -353,6 +356,7 @@ def test_the_first_kernelspec_listing_names_the_gateways_default(tmp_path: Path)
 
 
 @needs_kernel_venv
+@pytest.mark.slow  # starts a server process
 def test_a_first_kernel_without_a_name_is_the_gateways_default(tmp_path: Path) -> None:
     """``POST /api/kernels`` without a name, before anything listed the kernelspecs, asks the
     gateway for its default kernel."""
