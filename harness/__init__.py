@@ -5,6 +5,7 @@ no product part imports it (``tests/test_layering.py``):
 
 * :mod:`.notebook_client` - a jupyter_server 2 notebook server's REST API and kernel websocket.
 * :mod:`.kubectl` - kubectl as a user types it; :class:`StepFailedError`.
+* :mod:`.user_view` - what a user sees and waits for (printing, kubectl, Running objects).
 * :mod:`.user_path` - the user's path, one method a step (:class:`UserPath`).
 * :mod:`.processes` - the operator CLI as a subprocess, free ports, polling.
 """
