@@ -35,7 +35,7 @@ def find_python39() -> Path | None:
                 text=True,
                 timeout=30,
             ).stdout.strip()
-        except OSError:
+        except (OSError, subprocess.TimeoutExpired):
             continue
         if version == "(3, 9)":
             return Path(candidate)
