@@ -42,7 +42,7 @@ from _gateway_client import (
 )
 from _measure import add_output_args, machine, run_keeping_logs, summary
 
-from elastic_jupyter.harness.processes import free_port
+from elastic_jupyter.harness.processes import NO_PORTS, free_port, start_operator
 from elastic_jupyter.harness.processes import stop_process as stop
 
 HERE = Path(__file__).resolve().parent
@@ -148,12 +148,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     with SandboxCluster(apply_crds=True) as sandbox:
         env = sandbox.env()
-        operator = subprocess.Popen(
-            [str(BIN / "elastic-jupyter-operator"), "--liveness", "none", "--metrics-port", "0"],
-            env={**env, "KUBECONFIG": str(operator_kubeconfig(sandbox))},
-            stdout=(workdir / "operator.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        operator_env = {**env, "KUBECONFIG": str(operator_kubeconfig(sandbox))}
+        operator = start_operator(operator_env, workdir / "operator.log", *NO_PORTS)
         namespace = f"bench-{uuid.uuid4().hex[:6]}"
         sandbox.create_namespace(namespace)
         share = workdir / "share" / "jupyter"
