@@ -11,9 +11,9 @@ PIP_QUIET := --quiet --disable-pip-version-check
 PIP_FILTER := 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 PYTEST_ARGS ?=
 ARGS ?=
-PARTS := crds gateway_plugin operator kernel_launcher sandbox
+PARTS := crds gateway_plugin operator kernel_launcher sandbox harness
 
-.PHONY: all venv browser podman test lint typecheck pytest demo images push-images clean
+.PHONY: all venv browser podman test unit e2e-order lint typecheck pytest demo images push-images clean
 
 all: test
 
@@ -43,6 +43,7 @@ lint: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed .typecheck/elastic_jupyter
 	$(VENV)/bin/mypy $(foreach p,$(PARTS),-p elastic_jupyter.$(p))
+	$(VENV)/bin/mypy examples/demo_session.py
 
 # Debian's chromium and the playwright package (never a browser download) for tests/e2e.
 browser: $(VENV)/.installed
@@ -59,6 +60,16 @@ pytest: venv browser podman
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 test: lint typecheck pytest
+
+# The fast half: every test that needs no sandbox cluster (tests/conftest.py marks those `slow`),
+# the import-layering test included. Well under a minute on a quiet machine.
+unit: $(VENV)/.installed
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The end-to-end tests reversed, then shuffled: none may depend on another having run first.
+e2e-order: venv browser
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest -q tests/e2e --order reverse
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest -q tests/e2e --order random
 
 # The whole system on the sandbox: operator, gateway, notebook server, a scripted user session.
 # ARGS=--once exits after the script; otherwise JupyterLab stays up until Ctrl-C.

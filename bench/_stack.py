@@ -1,11 +1,12 @@
 """The whole stack for the gateway benchmarks: sandbox, operator, one Enterprise Gateway.
 
 Shared by ``bench/concurrency.py`` and ``bench/api_load.py``. The building blocks (kernelspecs,
-the HTTP helper, log parsing, percentiles, machine info) are those of ``bench/gateway_start.py``
-and the operator-side accounting is that of ``bench/operator_throughput.py``; this module
-assembles them into a :class:`Stack` and adds what several kernels at once need: concurrent
-starts (with a websocket client that outlasts a slow handshake) and shutdowns, a record of kernel
-pods that failed, per-process RSS/CPU, request counts split by user agent.
+the HTTP helper, log parsing) are in ``bench/_gateway_client.py``, percentiles, machine info and
+the operator-side accounting in ``bench/_measure.py``; this module assembles them into a
+:class:`Stack` and adds what several kernels at once need: concurrent starts (with a websocket
+client that outlasts a slow handshake) and shutdowns, a record of kernel pods that failed,
+per-process RSS/CPU, request counts split by user agent. The names it re-exports (``machine``,
+``summary``, ``accepted_at``...) stay importable from here for the scripts that use them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -26,30 +26,26 @@ from typing import Any
 
 import aiohttp
 import psutil
-from _report_utils import execute_request, is_execute_reply
-from gateway_start import (
+from _gateway_client import (
     GATEWAY_AGENT,
     accepted_at,
-    free_port,
+    created_at,
+    execute_request,
     http,
+    is_execute_reply,
     kernelspecs,
-    machine,
-    stop,
-    summary,
 )
-from operator_throughput import OPERATOR_AGENTS, WRITE_VERBS
+from _measure import OPERATOR_AGENTS, WRITE_VERBS, command_line, machine, summary
 
 from elastic_jupyter.gateway_plugin.kube import kernels_path
+from elastic_jupyter.harness.processes import NO_PORTS, free_port, start_operator
+from elastic_jupyter.harness.processes import stop_process as stop
 from elastic_jupyter.operator.service_accounts import gateway_kubeconfig, operator_kubeconfig
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 BIN = Path(sys.executable).parent
-CREATED_AT = re.compile(
-    r"\[I (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) \S+\] "
-    r"KubeflowProcessProxy: created JupyterKernel \S+ for kernel (\S+) in"
-)
 
 __all__ = [
     "GATEWAY_AGENT",
@@ -65,20 +61,6 @@ __all__ = [
     "summary",
     "system_busy_s",
 ]
-
-
-def command_line(script: str, argv: list[str]) -> str:
-    """The command that reproduces a run, as documented: ``.venv/bin/python bench/x.py ...``."""
-    return " ".join([".venv/bin/python", f"bench/{script}", *argv])
-
-
-def created_at(log_text: str, kernel_id: str) -> float | None:
-    """Wall time at which the proxy logged the JupyterKernel created (gateway log)."""
-    for match in CREATED_AT.finditer(log_text):
-        if match.group(2) == kernel_id:
-            stamp = time.strptime(match.group(1)[:19], "%Y-%m-%d %H:%M:%S")
-            return time.mktime(stamp) + float(match.group(1)[19:])
-    return None
 
 
 def agent_group(agent: str) -> str:
@@ -232,19 +214,8 @@ class Stack:
         self.sandbox.stop()
 
     def _start_operator(self) -> None:
-        with self.operator_log.open("wb") as log:
-            self.operator = subprocess.Popen(
-                [
-                    str(BIN / "elastic-jupyter-operator"),
-                    "--liveness",
-                    "none",
-                    "--metrics-port",
-                    "0",
-                ],
-                env=self.sandbox.env(KUBECONFIG=str(operator_kubeconfig(self.sandbox))),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        env = self.sandbox.env(KUBECONFIG=str(operator_kubeconfig(self.sandbox)))
+        self.operator = start_operator(env, self.operator_log, *NO_PORTS)
 
     def _start_gateway(self) -> None:
         share = self.workdir / "share" / "jupyter"

@@ -35,9 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _report_utils import run_keeping_logs
+from _measure import add_output_args, operator_writes, run_keeping_logs, wait_quiet
 from _stack import Stack, Start, command_line, machine, requests_by_group
-from operator_throughput import _wait_quiet, operator_writes
 
 HERE = Path(__file__).resolve().parent
 STOCK_PER_KERNEL_MINUTE = 20.0  # EG's stock proxy: a pod list per poll(), poll() every 3 s
@@ -70,7 +69,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             raise RuntimeError(f"warm-up start failed: {warm[0].error}")
         stack.delete_kernels([warm[0].kernel_id])
         stack.wait_empty()
-        _wait_quiet(stack.sandbox)
+        wait_quiet(stack.sandbox)
         sample = stack.sample()
         gateway_points = [(0.0, sample["gateway"].rss_mib)]
         operator_points = [(0.0, sample["operator"].rss_mib)]
@@ -96,7 +95,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             gateway_points.append((running, sample["gateway"].rss_mib))
             operator_points.append((running, sample["operator"].rss_mib))
         start_seconds = time.perf_counter() - started
-        start_stats = _wait_quiet(stack.sandbox)
+        start_stats = wait_quiet(stack.sandbox)
         ok = [s for s in starts if s.ok]
 
         stack.sandbox.reset_stats()
@@ -336,14 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", type=int, default=25, help="kernels started per step")
     parser.add_argument("--start-concurrency", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=300.0, help="per start, seconds")
-    parser.add_argument("--out-dir", type=Path, default=HERE / "results")
-    parser.add_argument("--log-dir", type=Path, help="keep the gateway and operator logs here")
-    parser.add_argument(
-        "--render",
-        type=Path,
-        metavar="JSON",
-        help="only rewrite the Markdown sections from an earlier run's api_load.json",
-    )
+    add_output_args(parser, render="sections")
     args = parser.parse_args(argv)
     if args.render:
         result = json.loads(args.render.read_text(encoding="utf-8"))

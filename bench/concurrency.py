@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _report_utils import run_keeping_logs
+from _measure import add_output_args, run_keeping_logs
 from _stack import (
     GATEWAY_AGENT,
     OPERATOR_AGENTS,
@@ -508,14 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda s: tuple(s.split(",")),
         help="batch order, e.g. local,remote",
     )
-    parser.add_argument("--out-dir", type=Path, default=HERE / "results")
-    parser.add_argument("--log-dir", type=Path, help="keep the gateway and operator logs here")
-    parser.add_argument(
-        "--render",
-        type=Path,
-        metavar="JSON",
-        help="only rewrite the Markdown section from an earlier run's concurrency.json",
-    )
+    add_output_args(parser, render="section")
     args = parser.parse_args(argv)
     if args.render:
         result = json.loads(args.render.read_text(encoding="utf-8"))

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _report_utils import run_keeping_logs
+from _measure import add_output_args, run_keeping_logs
 from _stack import Stack, command_line, machine, summary
 
 from elastic_jupyter.gateway_plugin.kube import kernels_path
@@ -239,8 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         help="kernel counts, comma-separated",
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="per step, seconds")
-    parser.add_argument("--out-dir", type=Path, default=HERE / "results")
-    parser.add_argument("--log-dir", type=Path, help="keep the gateway and operator logs here")
+    add_output_args(parser)
     args = parser.parse_args(argv)
     result = run_keeping_logs(run, args, "ej-recovery-")
     args.out_dir.mkdir(parents=True, exist_ok=True)

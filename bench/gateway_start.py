@@ -23,51 +23,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
-from _report_utils import execute_request, is_execute_reply, run_keeping_logs
+from _gateway_client import (
+    GATEWAY_AGENT,
+    accepted_at,
+    execute_request,
+    http,
+    is_execute_reply,
+    kernelspecs,
+)
+from _measure import add_output_args, machine, run_keeping_logs, summary
+
+from elastic_jupyter.harness.processes import NO_PORTS, free_port, start_operator
+from elastic_jupyter.harness.processes import stop_process as stop
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 BIN = Path(sys.executable).parent
-GATEWAY_AGENT = "elastic-jupyter-gateway"
-# Local kernels run the kernel venv's interpreter and ipykernel, as the pods do, so the ratio
-# measures the remote path (JupyterKernel, pod, launcher), not two ipykernel versions.
-KERNEL_PYTHON = REPO / ".venv-kernel" / "bin" / "python"
 STOCK_REQUESTS_PER_KERNEL_MINUTE = 20.0  # one pod list per poll(), poll() every 3 s
 CREATED = re.compile(r"created JupyterKernel \S+ for kernel (\S+) in ([0-9.]+) ms")
 RUNNING = re.compile(r"kernel (\S+) is running in \S+ at \S+ \(([0-9.]+) s after launch\)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def http(url: str, method: str = "GET", body: Any = None, timeout: float = 60) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode(errors="replace")
 
 
 async def first_reply(base: str, kernel_id: str, timeout: float = 60) -> None:
@@ -88,81 +71,6 @@ async def first_reply(base: str, kernel_id: str, timeout: float = 60) -> None:
                 return
     finally:
         conn.close()
-
-
-def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    return {
-        "median": round(statistics.median(values), 2),
-        "p95": round(p95(values), 2),
-        "min": round(min(values), 2),
-        "max": round(max(values), 2),
-    }
-
-
-def machine() -> dict[str, Any]:
-    cpu = ""
-    with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "uname": " ".join(platform.uname()),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "load_average_1m": round(os.getloadavg()[0], 2),
-    }
-
-
-def kernelspecs(root: Path) -> None:
-    remote = {
-        "display_name": "remote (KubeflowProcessProxy)",
-        "language": "python",
-        "argv": [
-            "kubeflow-launcher",
-            "--RemoteProcessProxy.kernel-id",
-            "{kernel_id}",
-            "--RemoteProcessProxy.port-range",
-            "{port_range}",
-            "--RemoteProcessProxy.response-address",
-            "{response_address}",
-            "--RemoteProcessProxy.public-key",
-            "{public_key}",
-        ],
-        "metadata": {
-            "process_proxy": {
-                "class_name": "elastic_jupyter.gateway_plugin.KubeflowProcessProxy",
-                "config": {"image_name": "elastic-jupyter/kernel-py:dev"},
-            }
-        },
-    }
-    local = {
-        "display_name": "local (LocalProcessProxy)",
-        "language": "python",
-        "argv": [str(KERNEL_PYTHON), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-    }
-    for name, spec in (("remote", remote), ("local", local)):
-        folder = root / "kernels" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def gateway_requests(sandbox: Any) -> dict[str, int]:
@@ -194,10 +102,6 @@ TIMELINE_STEPS = (
     ("pod_started", "sandbox-kubelet", "patch", "pods", "status"),
     ("kernel_status_written", "", "patch", "jupyterkernels", "status"),
 )
-ACCEPTED = re.compile(
-    r"\[I (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) \S+\] "
-    r"KubeflowProcessProxy: kernel (\S+) is running"
-)
 
 
 def timeline(sandbox: Any, since: float, namespace: str) -> dict[str, float]:
@@ -217,15 +121,6 @@ def timeline(sandbox: Any, since: float, namespace: str) -> dict[str, float]:
                 out[step] = round((float(rec["time"]) - since) * 1000, 1)
                 break
     return out
-
-
-def accepted_at(log_text: str, kernel_id: str) -> float | None:
-    """Wall time at which the proxy accepted the kernel's connection info (gateway log)."""
-    for match in ACCEPTED.finditer(log_text):
-        if match.group(2) == kernel_id:
-            stamp = time.strptime(match.group(1)[:19], "%Y-%m-%d %H:%M:%S")
-            return time.mktime(stamp) + float(match.group(1)[19:])
-    return None
 
 
 def start_kernel(base: str, name: str) -> tuple[str, float, float, float]:
@@ -253,12 +148,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     with SandboxCluster(apply_crds=True) as sandbox:
         env = sandbox.env()
-        operator = subprocess.Popen(
-            [str(BIN / "elastic-jupyter-operator"), "--liveness", "none", "--metrics-port", "0"],
-            env={**env, "KUBECONFIG": str(operator_kubeconfig(sandbox))},
-            stdout=(workdir / "operator.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        operator_env = {**env, "KUBECONFIG": str(operator_kubeconfig(sandbox))}
+        operator = start_operator(operator_env, workdir / "operator.log", *NO_PORTS)
         namespace = f"bench-{uuid.uuid4().hex[:6]}"
         sandbox.create_namespace(namespace)
         share = workdir / "share" / "jupyter"
@@ -467,9 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=15, help="starts of each kind")
     parser.add_argument("--idle-kernels", type=int, default=3)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
-    parser.add_argument("--out-dir", type=Path, default=HERE / "results")
     parser.add_argument("--gateway-log-level", default="INFO", help="e.g. DEBUG for profiling")
-    parser.add_argument("--log-dir", type=Path, help="keep the gateway and operator logs here")
+    add_output_args(parser)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     started_machine = machine()

@@ -768,26 +768,19 @@ def warm_latency_from_results(results: Path) -> tuple[float, str] | None:
 def measure_start_latency(count: int) -> list[float]:
     """Seconds from ``POST /api/sessions`` to a cell's output, for ``count`` GPU kernels started
     one after another (each shut down before the next) on the sandbox with the real stack."""
-    import importlib.util
-
+    from elastic_jupyter import harness
     from elastic_jupyter.sandbox.cluster import SandboxCluster
 
-    spec = importlib.util.spec_from_file_location(
-        "elastic_jupyter_demo_session", HERE.parent / "examples" / "demo_session.py"
-    )
-    assert spec is not None and spec.loader is not None
-    demo = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = demo
-    spec.loader.exec_module(demo)
     namespace = "bench-gpu-hours"
     samples: list[float] = []
     with SandboxCluster(node_gpus=2) as cluster:
         cluster.create_namespace(namespace)
         log = cluster.state_dir / "operator.log"
-        with demo.operator_process(demo.operator_env(cluster), namespace, log):
-            kubectl = demo.Kubectl(str(cluster.kubeconfig), namespace)
-            path = demo.UserPath(kubectl, say=lambda _line: None)
-            directory = demo.GPU_EXAMPLE
+        env = harness.operator_env(cluster)
+        with harness.operator_process(env, log, "--namespace", namespace, *harness.NO_PORTS):
+            kubectl = harness.Kubectl(str(cluster.kubeconfig), namespace)
+            path = harness.UserPath(kubectl, say=lambda _line: None)
+            directory = harness.GPU_EXAMPLE
             path.apply_example(directory)
             for index in range(count):
                 started = time.monotonic()

@@ -30,7 +30,6 @@ repository root with the gateway venv::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import math
@@ -46,6 +45,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from elastic_jupyter.harness.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL_PYTHON = ROOT / ".venv-kernel" / "bin" / "python"
@@ -142,17 +143,6 @@ def time_to_kernel_info(info: dict[str, Any], started: float, timeout: float = 6
         client.stop_channels()
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """End a launcher or kernel (and its group) and reap it."""
-    with contextlib.suppress(OSError):
-        os.killpg(proc.pid, 15)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        proc.wait()
-
-
 def free_ports(count: int) -> list[int]:
     """Ports free right now (for the direct kernel's connection file)."""
     sockets = [socket.socket() for _ in range(count)]
@@ -182,7 +172,7 @@ def run_direct(workdir: Path) -> float:
     try:
         return time_to_kernel_info(info, started)
     finally:
-        stop(proc)
+        stop_process(proc, grace_s=15)
 
 
 def spawn_offset(log_text: str, started_wall: float) -> float:
@@ -222,7 +212,7 @@ def run_launcher(server: ResponseServer, workdir: Path) -> tuple[float, float, f
         info_latency = float(message["received_at"]) - started
         ready = time_to_kernel_info(message["connection_info"], started)
     finally:
-        stop(proc)
+        stop_process(proc, grace_s=15)
     spawned = spawn_offset(log_path.read_text(errors="replace"), started_wall)
     return info_latency, spawned, ready
 

@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,22 +46,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _measure import operator_writes, wait_quiet
 
 from elastic_jupyter import crds
+from elastic_jupyter.harness.processes import free_port, start_operator, stop_process
 from elastic_jupyter.operator import kernel_pod
 from elastic_jupyter.operator.service_accounts import operator_kubeconfig
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 
 REPO = Path(__file__).resolve().parent.parent
-OPERATOR_AGENTS = ("kopf", "elastic-jupyter-operator")
-WRITE_VERBS = ("create", "update", "patch", "delete")
 NAMESPACE = "bench"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _kernel(index: int) -> dict[str, Any]:
@@ -144,19 +137,6 @@ def _pkg_version(name: str) -> str:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return ""
-
-
-def operator_writes(stats: dict[str, Any]) -> dict[str, int]:
-    """Writes made by the operator, by "verb resource[/subresource]"."""
-    result: dict[str, int] = {}
-    for row in stats.get("counts") or []:
-        if row.get("userAgent") in OPERATOR_AGENTS and row.get("verb") in WRITE_VERBS:
-            resource = row["resource"] + (
-                f"/{row['subresource']}" if row.get("subresource") else ""
-            )
-            key = f"{row['verb']} {resource}"
-            result[key] = result.get(key, 0) + int(row["count"])
-    return result
 
 
 async def _run_burst(
@@ -335,26 +315,12 @@ def _start_operator(
     sandbox: SandboxCluster, state_dir: Path, profile: Path | None = None
 ) -> subprocess.Popen[bytes]:
     """Start ``elastic-jupyter-operator --all-namespaces``; return once its liveness answers."""
-    live, metrics_port = _free_port(), _free_port()
-    command = [str(Path(sys.executable).parent / "elastic-jupyter-operator")]
-    if profile:
-        command = [sys.executable, "-m", "cProfile", "-o", str(profile), *command]
+    live, metrics_port = free_port(), free_port()
     log_path = state_dir / "operator.log"
-    with log_path.open("wb") as log:
-        operator = subprocess.Popen(
-            [
-                *command,
-                "--all-namespaces",
-                "--quiet",
-                "--liveness",
-                f"http://127.0.0.1:{live}/healthz",
-                "--metrics-port",
-                str(metrics_port),
-            ],
-            env=sandbox.env(KUBECONFIG=str(operator_kubeconfig(sandbox))),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    args = ["--all-namespaces", "--quiet", "--liveness", f"http://127.0.0.1:{live}/healthz"]
+    args += ["--metrics-port", str(metrics_port)]
+    env = sandbox.env(KUBECONFIG=str(operator_kubeconfig(sandbox)))
+    operator = start_operator(env, log_path, *args, profile=profile)
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -365,14 +331,6 @@ def _start_operator(
                 operator.kill()
                 raise RuntimeError(log_path.read_text()[-3000:]) from None
             time.sleep(0.1)
-
-
-def _stop(operator: subprocess.Popen[bytes]) -> None:
-    operator.terminate()
-    try:
-        operator.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        operator.kill()
 
 
 async def _run_creations(
@@ -405,7 +363,7 @@ def operator_only(kernels: int, concurrency: int, timeout: float) -> dict[str, A
                 _run_creations(sb.url, kernels, concurrency, timeout, sb.auth_headers)
             )
         finally:
-            _stop(operator)
+            stop_process(operator)
         sb.delete_namespace(NAMESPACE)
     return {"seconds": round(seconds, 3), "pods_per_second": round(kernels / seconds, 1)}
 
@@ -463,22 +421,7 @@ def _operator_reaction(
     return {"n": len(reactions), "p50": round(quantiles[49], 3), "p95": round(quantiles[94], 3)}
 
 
-def _wait_quiet(
-    sandbox: SandboxCluster, settle: float = 1.5, limit: float = 30.0
-) -> dict[str, Any]:
-    """Wait until the operator's write counters stop moving (it posts Events in the background)."""
-    deadline = time.monotonic() + limit
-    last = operator_writes(sandbox.stats())
-    stable_since = time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        stats = sandbox.stats()
-        now = operator_writes(stats)
-        if now != last:
-            last, stable_since = now, time.monotonic()
-        elif time.monotonic() - stable_since >= settle:
-            return stats
-    return sandbox.stats()
+_wait_quiet = wait_quiet  # the name other scripts imported
 
 
 def run(
@@ -509,11 +452,11 @@ def run(
             elapsed = max(running.values()) - started
             busy = _proc_stats(operator.pid)
             sandbox_busy = _proc_stats(sandbox_pid)
-            stats = _wait_quiet(sandbox)
+            stats = wait_quiet(sandbox)
             after = _proc_stats(operator.pid)
             reaction = _operator_reaction(sandbox, pods_running, clock_offset, kernels)
         finally:
-            _stop(operator)
+            stop_process(operator)
         sandbox.delete_namespace(NAMESPACE)
 
     writes = operator_writes(stats)

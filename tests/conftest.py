@@ -13,10 +13,16 @@ Fixtures (other suites depend on these names):
 
 When a test using ``sandbox`` fails, the tail of the sandbox's own log is added to its report
 ("sandbox log" section): kubelet, scheduler and controller warnings show up there.
+
+Markers: a test is ``slow`` when it says so or when it uses the sandbox (any fixture that needs
+``sandbox``); ``make unit`` runs the rest (``-m "not slow"``). ``--order reverse`` or
+``--order random[:SEED]`` runs the collected tests in another order, to prove that no test
+depends on another having run first (``make order-check``).
 """
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import uuid
@@ -29,6 +35,33 @@ import pytest
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Fixtures that start the sandbox cluster: a test using any of them is ``slow``.
+SANDBOX_FIXTURES = frozenset({"sandbox", "namespace", "kube_api", "kubectl"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--order",
+        default="",
+        help="run the collected tests in another order: 'reverse' or 'random[:SEED]'",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SANDBOX_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+    order = str(config.getoption("--order"))
+    if order == "reverse":
+        items.reverse()
+    elif order.startswith("random"):
+        seed = int(order.partition(":")[2] or random.randrange(10**6))
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:  # the seed, to run the same order again
+            reporter.write_line(f"test order: --order random:{seed}")
+        random.Random(seed).shuffle(items)
+    elif order:
+        raise pytest.UsageError(f"--order {order!r}: use 'reverse' or 'random[:SEED]'")
 
 
 @pytest.hookimpl(hookwrapper=True)

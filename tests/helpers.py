@@ -1,10 +1,17 @@
-"""Small helpers every test may use: ``from tests.helpers import wait_for``."""
+"""Small helpers every test may use: ``from tests.helpers import wait_for, free_port``.
+
+Polling and ports come from :mod:`elastic_jupyter.harness.processes` (shared with the demo and
+the benchmarks); ``wait_for`` is its test flavour (AssertionError, exceptions mean "not yet").
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from elastic_jupyter.harness.processes import free_port, wait_until
+
+__all__ = ["free_port", "pod_manifest", "wait_for"]
 
 T = TypeVar("T")
 
@@ -20,20 +27,11 @@ def wait_for(
     Exceptions raised by ``predicate`` count as "not yet" (the last one is reported). On
     timeout an AssertionError names ``message`` and the last value or exception seen.
     """
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-            last = value
-        except Exception as err:  # the condition may be unreachable for a while
-            last = err
-        if time.monotonic() >= deadline:
-            what = message or getattr(predicate, "__name__", "condition")
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-        time.sleep(interval)
+    what = message or getattr(predicate, "__name__", "condition")
+    try:
+        return wait_until(what, predicate, timeout, interval, ignore=(Exception,))
+    except TimeoutError as error:
+        raise AssertionError(str(error)) from None
 
 
 def pod_manifest(

@@ -8,29 +8,19 @@ memory). It asserts what was produced, not timings or rates.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "bench" / "api_load.py"
-LAUNCHER = ROOT / ".venv-kernel" / "bin" / "kubeflow-kernel-launcher"
+from tests.bench.smoke import requires_launcher, run_bench
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not LAUNCHER.exists(), reason=f"{LAUNCHER} missing: run `make venv` first")
+@requires_launcher
 def test_api_load_benchmark_runs(tmp_path: Path) -> None:
     out = tmp_path / "results"
     args = ["--kernels", "2", "--window", "5", "--step", "1"]
-    subprocess.run(
-        [sys.executable, str(SCRIPT), *args, "--out-dir", str(out)],
-        check=True,
-        timeout=240,
-        cwd=tmp_path,
-        capture_output=True,
-    )
+    run_bench("api_load.py", *args, "--out-dir", str(out), cwd=tmp_path)
     names = sorted(p.name for p in out.iterdir())
     assert names == ["api_load.json", "api_load.md", "memory.json", "memory.md"]
     result = json.loads((out / "api_load.json").read_text())

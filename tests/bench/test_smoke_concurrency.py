@@ -8,29 +8,19 @@ not timings.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "bench" / "concurrency.py"
-LAUNCHER = ROOT / ".venv-kernel" / "bin" / "kubeflow-kernel-launcher"
+from tests.bench.smoke import requires_launcher, run_bench
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not LAUNCHER.exists(), reason=f"{LAUNCHER} missing: run `make venv` first")
+@requires_launcher
 def test_concurrency_benchmark_runs(tmp_path: Path) -> None:
     out = tmp_path / "results"
     args = ["--kernels", "2", "--rounds", "2", "--out-dir", str(out)]
-    subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        check=True,
-        timeout=240,
-        cwd=tmp_path,
-        capture_output=True,
-    )
+    run_bench("concurrency.py", *args, cwd=tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["concurrency.json", "concurrency.md"]
     result = json.loads((out / "concurrency.json").read_text())
     assert result["kernels"] == 2 and result["rounds"] == 2

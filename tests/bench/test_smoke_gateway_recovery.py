@@ -7,27 +7,17 @@ survived the SIGKILL of its gateway, not timings.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "bench" / "gateway_recovery.py"
-LAUNCHER = ROOT / ".venv-kernel" / "bin" / "kubeflow-kernel-launcher"
+from tests.bench.smoke import requires_launcher, run_bench
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not LAUNCHER.exists(), reason=f"{LAUNCHER} missing: run `make venv` first")
+@requires_launcher
 def test_gateway_recovery_benchmark_runs(tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, str(SCRIPT), "--sizes", "1", "--out-dir", str(tmp_path)],
-        check=True,
-        timeout=240,
-        cwd=tmp_path,
-        capture_output=True,
-    )
+    run_bench("gateway_recovery.py", "--sizes", "1", "--out-dir", str(tmp_path), cwd=tmp_path)
     result = json.loads((tmp_path / "gateway_recovery.json").read_text())
     (row,) = result["rows"]
     assert row["kernels"] == 1

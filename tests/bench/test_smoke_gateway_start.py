@@ -6,28 +6,18 @@ Keeps the benchmark script from rotting; it asserts that it produces its files, 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "bench" / "gateway_start.py"
-LAUNCHER = ROOT / ".venv-kernel" / "bin" / "kubeflow-kernel-launcher"
+from tests.bench.smoke import requires_launcher, run_bench
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not LAUNCHER.exists(), reason=f"{LAUNCHER} missing: run `make venv` first")
+@requires_launcher
 def test_gateway_start_benchmark_runs(tmp_path: Path) -> None:
     args = ["--runs", "1", "--idle-kernels", "1", "--idle-seconds", "1"]
-    subprocess.run(
-        [sys.executable, str(SCRIPT), *args, "--out-dir", str(tmp_path)],
-        check=True,
-        timeout=240,
-        cwd=tmp_path,
-        capture_output=True,
-    )
+    run_bench("gateway_start.py", *args, "--out-dir", str(tmp_path), cwd=tmp_path)
     result = json.loads((tmp_path / "gateway_start.json").read_text())
     assert result["runs"] == 1
     assert len(result["samples_ms"]["remote_start"]) == 1

@@ -7,25 +7,16 @@ kernel Running and write both result files. It asserts what was produced, not ti
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "bench" / "operator_throughput.py"
+from tests.bench.smoke import ROOT, run_bench
 
 
 @pytest.mark.slow
 def test_operator_throughput_benchmark_runs(tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, str(SCRIPT), "--kernels", "5", "--output-dir", str(tmp_path)],
-        check=True,
-        timeout=240,
-        cwd=ROOT,
-        capture_output=True,
-    )
+    run_bench("operator_throughput.py", "--kernels", "5", "--output-dir", str(tmp_path), cwd=ROOT)
     result = json.loads((tmp_path / "operator_throughput.json").read_text())
     assert result["kernels"] == 5
     assert result["kernels_per_second"] > 0

@@ -93,7 +93,8 @@ def structural_problems(schema: Schema) -> list[str]:
     return problems
 
 
-def _node_problems(path: str, node: Schema) -> list[str]:
+# One flat list of independent structural-schema rules: each `if` is a rule, read top to bottom.
+def _node_problems(path: str, node: Schema) -> list[str]:  # noqa: C901
     problems: list[str] = []
     int_or_string = node.get("x-kubernetes-int-or-string") is True
     preserve = node.get("x-kubernetes-preserve-unknown-fields") is True
@@ -139,7 +140,8 @@ def _node_problems(path: str, node: Schema) -> list[str]:
     return problems
 
 
-def value_problems(value: Any, schema: Schema, path: str = "value") -> list[str]:
+# One flat list of independent OpenAPI keywords, checked in the order the API server checks them.
+def value_problems(value: Any, schema: Schema, path: str = "value") -> list[str]:  # noqa: C901
     """Where ``value`` breaks ``schema`` (types, enums, bounds, patterns, required, items)."""
     problems: list[str] = []
     if schema.get("x-kubernetes-int-or-string") and (

@@ -372,16 +372,18 @@ def test_kernel_columns_show_phase_pod_node_ip_by_default(
     assert default == ["Phase", "Pod", "Node", "IP", "Age"]
 
 
-def test_pod_templates_keep_labels_and_annotations(by_kind: dict[str, dict[str, Any]]) -> None:
-    for kind in ("JupyterKernel", "JupyterKernelTemplate", "JupyterNotebook"):
-        metadata = node_at(schema_of(by_kind[kind]), "spec.template.metadata")
-        assert metadata is not None
-        for name in ("labels", "annotations"):
-            field = metadata["properties"][name]
-            assert field["type"] == "object"
-            assert field["additionalProperties"] == {"type": "string"}
-        # the original sample's labels directly under metadata (issue #67) are accepted
-        assert metadata["x-kubernetes-preserve-unknown-fields"] is True
+@pytest.mark.parametrize("kind", ["JupyterKernel", "JupyterKernelTemplate", "JupyterNotebook"])
+def test_pod_templates_keep_labels_and_annotations(
+    by_kind: dict[str, dict[str, Any]], kind: str
+) -> None:
+    metadata = node_at(schema_of(by_kind[kind]), "spec.template.metadata")
+    assert metadata is not None
+    for name in ("labels", "annotations"):
+        field = metadata["properties"][name]
+        assert field["type"] == "object"
+        assert field["additionalProperties"] == {"type": "string"}
+    # the original sample's labels directly under metadata (issue #67) are accepted
+    assert metadata["x-kubernetes-preserve-unknown-fields"] is True
 
 
 def test_kernel_pod_templates_are_the_same_schema(by_kind: dict[str, dict[str, Any]]) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
+from elastic_jupyter import harness
 from tests.e2e import stack
 
 #: Unique per run: Service names are published machine-wide (/etc/hosts), and other sandboxes
@@ -19,33 +19,14 @@ NAMESPACE = f"e2e-{uuid.uuid4().hex[:6]}"
 @pytest.fixture(scope="package")
 def elastic_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Any]:
+) -> Iterator[harness.UserPath]:
     """A ``UserPath`` whose example (gateway, kernelspec, template, notebook) is up."""
-    missing = stack.missing_parts()
-    if missing:
-        pytest.skip("the full stack is not built yet: missing " + "; ".join(missing))
+    stack.skip_unless_built()
     sandbox = request.getfixturevalue("sandbox")
-    demo = stack.load_demo_session()
-    sandbox.create_namespace(NAMESPACE)
-    kubectl = demo.Kubectl(str(sandbox.kubeconfig), NAMESPACE)
     log = tmp_path_factory.mktemp("e2e-logs") / "operator.log"
-    try:
-        with demo.operator_process(demo.operator_env(sandbox), NAMESPACE, log):
-            path = demo.UserPath(kubectl, say=print, timeout_s=90)
-            try:
-                path.apply_example()
-            except Exception:
-                print("operator log (tail):\n" + log.read_text(errors="replace")[-6000:])
-                raise
-            yield path
-            if path.channel is not None:
-                path.channel.close()
-            kubectl.run(
-                "delete",
-                "jupyternotebooks,jupytergateways,jupyterkernels",
-                "--all",
-                "--wait=false",
-                check=False,
-            )
-    finally:
-        sandbox.delete_namespace(NAMESPACE)
+    env = harness.operator_env(sandbox)
+    with (
+        stack.operator_serving(sandbox, NAMESPACE, log, env) as kubectl,
+        stack.example_up(kubectl, log, timeout_s=90) as path,
+    ):
+        yield path

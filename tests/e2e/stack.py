@@ -2,32 +2,24 @@
 
 The sandbox (API server, kubelet, scheduler with 2 ``nvidia.com/gpu``, Deployments, Services)
 comes from the session fixture ``sandbox`` of ``tests/conftest.py``; ``conftest.py`` adds a
-namespace and the operator. This module loads the step library shared with ``make demo``
-(``examples/demo_session.py``) and says what is still missing for the full stack.
+namespace and the operator; the steps are :mod:`elastic_jupyter.harness.user_path` (shared with
+``make demo``). This module says what is still missing for the full stack.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import shutil
-import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from types import ModuleType
+from typing import Any
+
+import pytest
+
+from elastic_jupyter import harness
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_demo_session() -> ModuleType:
-    """Import ``examples/demo_session.py`` (the examples folder is not a package)."""
-    name = "elastic_jupyter_demo_session"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / "demo_session.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve their module while being built
-    spec.loader.exec_module(module)
-    return module
 
 
 def _importable(module: str) -> bool:
@@ -57,3 +49,55 @@ def missing_parts(gpu: bool = False) -> list[str]:
     if not (ROOT / "tests" / "conftest.py").exists():
         missing.append("the sandbox fixtures (tests/conftest.py)")
     return missing
+
+
+def skip_unless_built(gpu: bool = False) -> None:
+    """Skip the test, naming what is missing, when the full stack is not built."""
+    missing = missing_parts(gpu)
+    if missing:
+        pytest.skip("the full stack is not built yet: missing " + "; ".join(missing))
+
+
+@contextlib.contextmanager
+def operator_serving(
+    sandbox: Any,
+    namespace: str,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    delete_namespace: bool = True,
+) -> Iterator[harness.Kubectl]:
+    """The real operator (as the admin unless ``env`` says otherwise) serving ``namespace``,
+    created here and deleted afterwards (unless the whole sandbox goes anyway); yields kubectl
+    in that namespace."""
+    sandbox.create_namespace(namespace)
+    try:
+        env = sandbox.env() if env is None else env
+        with harness.operator_process(env, log, "--namespace", namespace, *harness.NO_PORTS):
+            yield harness.Kubectl(str(sandbox.kubeconfig), namespace)
+    finally:
+        if delete_namespace:
+            sandbox.delete_namespace(namespace)
+
+
+@contextlib.contextmanager
+def example_up(
+    kubectl: harness.Kubectl,
+    log: Path,
+    say: Callable[[str], None] = print,
+    timeout_s: float = 120,
+) -> Iterator[harness.UserPath]:
+    """The elastic example applied and Running (gateway, kernelspec, template, notebook); its
+    objects are deleted afterwards. When it does not come up, the operator's log is printed."""
+    path = harness.UserPath(kubectl, say=say, timeout_s=timeout_s)
+    try:
+        path.apply_example()
+    except Exception:
+        print("operator log (tail):\n" + log.read_text(errors="replace")[-6000:])
+        raise
+    try:
+        yield path
+    finally:
+        if path.channel is not None:
+            path.channel.close()
+        kinds = "jupyternotebooks,jupytergateways,jupyterkernels"
+        kubectl.run("delete", kinds, "--all", "--wait=false", check=False)

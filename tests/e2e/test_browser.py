@@ -12,17 +12,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from elastic_jupyter import harness
 from tests.e2e import browser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,12 +35,6 @@ pytestmark = [
 #: The cell every browser test runs: the pod's name from the downward API (set by the operator
 #: on kernel pods, see operator/kernel_pod.py), else the host name.
 WHERE_AM_I = 'import os; print(os.environ.get("POD_NAME") or os.environ.get("HOSTNAME"))'
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes]) -> None:
@@ -65,7 +57,7 @@ def local_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not (KERNEL_VENV / "bin" / "jupyter-lab").exists():
         pytest.skip(f"{KERNEL_VENV}/bin/jupyter-lab is missing (make venv builds it)")
     root = tmp_path_factory.mktemp("lab")
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = harness.free_port(), secrets.token_hex(16)
     log = (root / "jupyterlab.log").open("wb")
     env = dict(os.environ, PATH=f"{KERNEL_VENV / 'bin'}:{os.environ.get('PATH', '')}")
     env["JUPYTER_CONFIG_DIR"] = str(root / ".jupyter")  # no user config leaks in
@@ -89,13 +81,7 @@ def local_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", 60, process)
         yield f"http://127.0.0.1:{port}/lab?token={token}"
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        harness.stop_process(process, grace_s=15)
         log.close()
 
 
@@ -122,7 +108,9 @@ def test_plain_jupyterlab_runs_a_cell_in_chromium(local_lab: str) -> None:
 # handshake and reconnects at once with the same session_id - which Enterprise Gateway 3.3 took
 # for a stale copy of an orphaned websocket. The notebook's jupyter_server configuration from the
 # operator fixes it (operator/notebook_config.py explains the mechanism).
-def test_jupyterlab_on_the_sandbox_runs_the_cell_in_a_kernel_pod(elastic_stack: Any) -> None:
+def test_jupyterlab_on_the_sandbox_runs_the_cell_in_a_kernel_pod(
+    elastic_stack: harness.UserPath,
+) -> None:
     path = elastic_stack
     spec = path.client.kernelspecs()["kernelspecs"][path.kernel_name]
     display_name = spec["spec"]["display_name"]
@@ -146,7 +134,7 @@ def test_jupyterlab_on_the_sandbox_runs_the_cell_in_a_kernel_pod(elastic_stack: 
                 path.client.delete_session(session["id"])
 
 
-def test_jupyterlab_shows_why_a_kernel_cannot_start(elastic_stack: Any) -> None:
+def test_jupyterlab_shows_why_a_kernel_cannot_start(elastic_stack: harness.UserPath) -> None:
     """A kernelspec whose image cannot be pulled: JupyterLab's error dialog carries the
     gateway's reason (ErrImagePull and the image name), not jupyter_server's "Ensure gateway
     url is valid" advice. The screenshot of the dialog is kept (its path is printed)."""

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from elastic_jupyter import crds
+from elastic_jupyter import crds, harness
 from tests.e2e import stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.kubectl]
@@ -50,8 +50,7 @@ class Gateway:
 class Setup:
     kernels_ns: str
     gateways: dict[str, Gateway]  # namespace -> gateway
-    demo: Any
-    kubectl: Any  # in the kernel namespace
+    kubectl: harness.Kubectl  # in the kernel namespace
 
 
 def _gateway_manifest(kernels_ns: str) -> str:
@@ -76,7 +75,6 @@ def setup(
     if missing:
         pytest.skip("the full stack is not built yet: missing " + "; ".join(missing))
     sandbox = request.getfixturevalue("sandbox")
-    demo = stack.load_demo_session()
     prefix = f"own-{uuid.uuid4().hex[:5]}"
     names = [f"{prefix}-a", f"{prefix}-b", f"{prefix}-k"]
     for name in names:
@@ -87,14 +85,16 @@ def setup(
     sandbox.kubectl("annotate", "namespace", names[2], accept)
     log = tmp_path_factory.mktemp("ownership-logs") / "operator.log"
     try:
-        with demo.operator_process(sandbox.env(), f"{prefix}-*", log):
+        with harness.operator_process(
+            sandbox.env(), log, "--namespace", f"{prefix}-*", *harness.NO_PORTS
+        ):
             gateways = {}
             for namespace in names[:2]:
-                kubectl = demo.Kubectl(str(sandbox.kubeconfig), namespace)
+                kubectl = harness.Kubectl(str(sandbox.kubeconfig), namespace)
                 for path in sorted(EXAMPLE.glob("*kernel*.yaml")):  # kernelspec + template
                     kubectl.run("apply", "-f", str(path))
                 kubectl.run("apply", "-f", "-", stdin=_gateway_manifest(names[2]))
-                path = demo.UserPath(kubectl, say=lambda _: None, timeout_s=120)
+                path = harness.UserPath(kubectl, say=lambda _: None, timeout_s=120)
                 try:
                     gateway = path.wait_ready(crds.JUPYTER_GATEWAY.plural, GATEWAY)
                 except Exception:
@@ -103,9 +103,9 @@ def setup(
                 secret = kubectl.get("secret", f"{GATEWAY}-auth") or {}
                 token = base64.b64decode(secret["data"]["token"]).decode()
                 gateways[namespace] = Gateway(namespace, gateway["status"]["url"], token)
-            yield Setup(names[2], gateways, demo, demo.Kubectl(str(sandbox.kubeconfig), names[2]))
+            yield Setup(names[2], gateways, harness.Kubectl(str(sandbox.kubeconfig), names[2]))
             for namespace in names[:2]:
-                demo.Kubectl(str(sandbox.kubeconfig), namespace).run(
+                harness.Kubectl(str(sandbox.kubeconfig), namespace).run(
                     "delete", "jupytergateways", "--all", "--wait=false", check=False
                 )
     finally:
@@ -113,12 +113,12 @@ def setup(
             sandbox.delete_namespace(name)
 
 
-def start_kernel(gateway: Gateway, demo: Any) -> str:
+def start_kernel(gateway: Gateway) -> str:
     def ready() -> bool:
         specs = gateway.request("GET", "/api/kernelspecs").get("kernelspecs") or {}
         return "python-kubernetes" in specs
 
-    demo.wait_until(f"kernelspec served in {gateway.namespace}", ready, 60)
+    harness.wait_until(f"kernelspec served in {gateway.namespace}", ready, 60)
     body = {"name": "python-kubernetes", "env": {"KERNEL_USERNAME": "alice"}}
     return str(gateway.request("POST", "/api/kernels", body)["id"])
 
@@ -133,7 +133,7 @@ def kernels_of(setup: Setup, kernel_id: str) -> list[dict[str, Any]]:
 def test_same_name_gateways_keep_each_others_kernels(setup: Setup) -> None:
     """Both gateways watch the shared namespace with the same name label; each must leave the
     other's kernels alone past twice the sweep grace."""
-    ids = {ns: start_kernel(gw, setup.demo) for ns, gw in setup.gateways.items()}
+    ids = {ns: start_kernel(gw) for ns, gw in setup.gateways.items()}
     names = {
         ns: {jk["metadata"]["name"] for jk in kernels_of(setup, kid)} for ns, kid in ids.items()
     }
@@ -151,16 +151,16 @@ def test_deleted_gateway_leaves_no_kernels_in_other_namespaces(setup: Setup) -> 
     """A JupyterGateway deleted while its pod cannot act (hung, node lost): the operator deletes
     its kernels in the kernel namespace before dropping its RBAC there; others' stay."""
     home = sorted(setup.gateways)[0]
-    kubectl = setup.demo.Kubectl(setup.kubectl.kubeconfig, home)
+    kubectl = harness.Kubectl(setup.kubectl.kubeconfig, home)
     manifest = json.loads(_gateway_manifest(setup.kernels_ns))
     manifest["metadata"]["name"] = "solo"
     kubectl.run("apply", "-f", "-", stdin=json.dumps(manifest))
-    path = setup.demo.UserPath(kubectl, say=lambda _: None, timeout_s=120)
+    path = harness.UserPath(kubectl, say=lambda _: None, timeout_s=120)
     status = path.wait_ready(crds.JUPYTER_GATEWAY.plural, "solo")["status"]
     secret = kubectl.get("secret", "solo-auth") or {}
     solo = Gateway(home, status["url"], base64.b64decode(secret["data"]["token"]).decode())
-    gone = [start_kernel(solo, setup.demo) for _ in range(2)]
-    kept = {ns: start_kernel(gw, setup.demo) for ns, gw in setup.gateways.items()}
+    gone = [start_kernel(solo) for _ in range(2)]
+    kept = {ns: start_kernel(gw) for ns, gw in setup.gateways.items()}
     selector = f"{crds.LABEL_COMPONENT}={crds.COMPONENT_GATEWAY},{crds.LABEL_GATEWAY}=solo"
     pods = kubectl.items("pods", "-l", selector)
     assert pods
@@ -176,10 +176,10 @@ def test_deleted_gateway_leaves_no_kernels_in_other_namespaces(setup: Setup) -> 
             for kind in ("jk", "pods")
         )
 
-    setup.demo.wait_until("the deleted gateway's kernels and pods gone", nothing_left, 60, 0.5)
+    harness.wait_until("the deleted gateway's kernels and pods gone", nothing_left, 60, 0.5)
     for kernel_id in kept.values():
         assert kernels_of(setup, kernel_id), "another gateway's kernel went too"
-    setup.demo.wait_until(
+    harness.wait_until(
         "the JupyterGateway's finalizer to complete",
         lambda: kubectl.get(crds.JUPYTER_GATEWAY.plural, "solo") is None,
         60,

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from elastic_jupyter import crds
+from elastic_jupyter import crds, harness
 from tests.e2e import stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.kubectl]
@@ -27,58 +27,50 @@ pytestmark = [pytest.mark.slow, pytest.mark.kubectl]
 @pytest.fixture(scope="module")
 def replicas(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Any, Any, Any, Any]]:
-    """(user path, client of replica A, client of replica B, demo module)."""
-    missing = stack.missing_parts()
-    if missing:
-        pytest.skip("the full stack is not built yet: missing " + "; ".join(missing))
+) -> Iterator[tuple[harness.UserPath, harness.NotebookClient, harness.NotebookClient]]:
+    """(user path, client of replica A, client of replica B)."""
+    stack.skip_unless_built()
     sandbox = request.getfixturevalue("sandbox")
-    demo = stack.load_demo_session()
     namespace = f"rep-{uuid.uuid4().hex[:6]}"
-    sandbox.create_namespace(namespace)
-    kubectl = demo.Kubectl(str(sandbox.kubeconfig), namespace)
     log = tmp_path_factory.mktemp("replica-logs") / "operator.log"
-    try:
-        with demo.operator_process(sandbox.env(), namespace, log):
-            example = stack.ROOT / "examples" / "elastic"
-            for path in sorted(example.glob("*kernel*.yaml")) + sorted(example.glob("*gateway*")):
-                kubectl.run("apply", "-f", str(path))
-            gateway = "jupytergateway-elastic"
-            patch = json.dumps({"spec": {"replicas": 2}})
-            kubectl.run("patch", crds.JUPYTER_GATEWAY.plural, gateway, "--type=merge", "-p", patch)
-            path = demo.UserPath(kubectl, say=lambda _: None, timeout_s=120)
-            path.wait_ready(crds.JUPYTER_GATEWAY.plural, gateway)
-            secret = kubectl.get("secret", f"{gateway}-auth") or {}
-            token = base64.b64decode(secret["data"]["token"]).decode()
-            selector = f"{crds.LABEL_COMPONENT}={crds.COMPONENT_GATEWAY}"
+    with stack.operator_serving(sandbox, namespace, log) as kubectl:
+        example = stack.ROOT / "examples" / "elastic"
+        for path in sorted(example.glob("*kernel*.yaml")) + sorted(example.glob("*gateway*")):
+            kubectl.run("apply", "-f", str(path))
+        gateway = "jupytergateway-elastic"
+        patch = json.dumps({"spec": {"replicas": 2}})
+        kubectl.run("patch", crds.JUPYTER_GATEWAY.plural, gateway, "--type=merge", "-p", patch)
+        path = harness.UserPath(kubectl, say=lambda _: None, timeout_s=120)
+        path.wait_ready(crds.JUPYTER_GATEWAY.plural, gateway)
+        secret = kubectl.get("secret", f"{gateway}-auth") or {}
+        token = base64.b64decode(secret["data"]["token"]).decode()
+        selector = f"{crds.LABEL_COMPONENT}={crds.COMPONENT_GATEWAY}"
 
-            def two_ready() -> list[str] | None:
-                ips = [
-                    p["status"]["podIP"]
-                    for p in kubectl.items("pods", "-l", selector)
-                    if not p["metadata"].get("deletionTimestamp")
-                    and any(
-                        c.get("type") == "Ready" and c.get("status") == "True"
-                        for c in p["status"].get("conditions") or []
-                    )
-                ]
-                return ips if len(ips) == 2 else None
+        def two_ready() -> list[str] | None:
+            ips = [
+                p["status"]["podIP"]
+                for p in kubectl.items("pods", "-l", selector)
+                if not p["metadata"].get("deletionTimestamp")
+                and any(
+                    c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in p["status"].get("conditions") or []
+                )
+            ]
+            return ips if len(ips) == 2 else None
 
-            ips = demo.wait_until("two gateway replicas Ready", two_ready, 120, 0.3)
-            a, b = (demo.NotebookClient(f"http://{ip}:8888", token, 60) for ip in ips)
-            path.kernel_name = "python-kubernetes"
-            demo.wait_until(
-                "kernelspec served",
-                lambda: path.kernel_name in b.kernelspecs().get("kernelspecs", {}),
-                60,
-            )
-            yield path, a, b, demo
-            kubectl.run("delete", "jupytergateways,jupyterkernels", "--all", "--wait=false")
-    finally:
-        sandbox.delete_namespace(namespace)
+        ips = harness.wait_until("two gateway replicas Ready", two_ready, 120, 0.3)
+        a, b = (harness.NotebookClient(f"http://{ip}:8888", token, 60) for ip in ips)
+        path.kernel_name = "python-kubernetes"
+        harness.wait_until(
+            "kernelspec served",
+            lambda: path.kernel_name in b.kernelspecs().get("kernelspecs", {}),
+            60,
+        )
+        yield path, a, b
+        kubectl.run("delete", "jupytergateways,jupyterkernels", "--all", "--wait=false")
 
 
-def gateway_logs(path: Any) -> str:
+def gateway_logs(path: harness.UserPath) -> str:
     selector = f"{crds.LABEL_COMPONENT}={crds.COMPONENT_GATEWAY}"
     return "\n".join(
         f"--- {p['metadata']['name']}\n"
@@ -88,11 +80,11 @@ def gateway_logs(path: Any) -> str:
 
 
 def test_started_through_one_replica_served_by_the_other(replicas: Any) -> None:
-    path, a, b, demo = replicas
+    path, a, b = replicas
     body = {"name": path.kernel_name, "env": {"KERNEL_USERNAME": "alice"}}
     kernel_id = str(a.request("POST", "/api/kernels", body)["id"])
     started = time.monotonic()
-    demo.wait_until("replica B to list the kernel", lambda: b.kernel(kernel_id), 10, 0.05)
+    harness.wait_until("replica B to list the kernel", lambda: b.kernel(kernel_id), 10, 0.05)
     print(f"replica B lists the kernel {time.monotonic() - started:.3f} s after A answered")
     assert {k["id"] for k in a.kernels()} == {k["id"] for k in b.kernels()}
     if os.environ.get("EJ_E2E_SHOW_LOGS"):
@@ -125,7 +117,7 @@ def test_started_through_one_replica_served_by_the_other(replicas: Any) -> None:
         except Exception:
             return False
 
-    demo.wait_until("the restarted kernel to answer through B", fresh, 60, 0.5)
+    harness.wait_until("the restarted kernel to answer through B", fresh, 60, 0.5)
     assert {jk["metadata"]["name"] for jk in path.kernel_objects(kernel_id)} - jk_names
 
     def fresh_through_a() -> bool:
@@ -137,18 +129,18 @@ def test_started_through_one_replica_served_by_the_other(replicas: Any) -> None:
         except Exception:
             return False
 
-    demo.wait_until("A to follow the restart", fresh_through_a, 30, 0.5)
+    harness.wait_until("A to follow the restart", fresh_through_a, 30, 0.5)
 
     b.request("DELETE", f"/api/kernels/{kernel_id}")  # shut down through B
-    demo.wait_until("the kernel gone", lambda: not path.kernel_objects(kernel_id), 30, 0.2)
-    demo.wait_until("A to forget it", lambda: a.kernel(kernel_id) is None, 10, 0.1)
+    harness.wait_until("the kernel gone", lambda: not path.kernel_objects(kernel_id), 30, 0.2)
+    harness.wait_until("A to forget it", lambda: a.kernel(kernel_id) is None, 10, 0.1)
     time.sleep(5)  # A's restarter would have resurrected it by now
     assert path.kernel_objects(kernel_id) == [], "a replica restarted a kernel shut down elsewhere"
     assert a.kernel(kernel_id) is None and b.kernel(kernel_id) is None
 
 
 def test_killing_one_replica_leaves_every_kernel_usable_through_the_other(replicas: Any) -> None:
-    path, a, b, demo = replicas
+    path, a, b = replicas
     count = int(os.environ.get("EJ_E2E_RECOVERY_KERNELS", "3"))
     body = {"name": path.kernel_name, "env": {"KERNEL_USERNAME": "alice"}}
     values = {}
@@ -174,7 +166,7 @@ def test_killing_one_replica_leaves_every_kernel_usable_through_the_other(replic
             except Exception:
                 return None
 
-        got = demo.wait_until(f"kernel {kernel_id} through B", answer, 60, 0.5)
+        got = harness.wait_until(f"kernel {kernel_id} through B", answer, 60, 0.5)
         assert got == str(value)
     after = {kid: {j["metadata"]["uid"] for j in path.kernel_objects(kid)} for kid in values}
     assert after == before, "JupyterKernels were deleted or replaced"

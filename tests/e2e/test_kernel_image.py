@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from elastic_jupyter import harness
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 from elastic_jupyter.sandbox.podman_runtime import POD_UID_LABEL
 from tests.e2e import stack
@@ -31,10 +32,8 @@ CELL = "import os, sys\nprint(os.getuid(), sys.prefix, os.environ.get('POD_NAME'
 
 
 @pytest.fixture(scope="module")
-def image_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    missing = stack.missing_parts()
-    if missing:
-        pytest.skip("the full stack is not built yet: missing " + "; ".join(missing))
+def image_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.UserPath]:
+    stack.skip_unless_built()
     require_podman()
     build_images("kernel-py")
     tmp = tmp_path_factory.mktemp("image-stack")
@@ -48,26 +47,17 @@ def image_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         }
     ]
     image_map.write_text(json.dumps({"images": rules}))
-    demo = stack.load_demo_session()
     with SandboxCluster(
         apply_crds=True,
         image_map=image_map,
         extra_args=["--container-runtime", "podman"],
     ) as sandbox:
-        sandbox.create_namespace(NAMESPACE)
-        kubectl = demo.Kubectl(str(sandbox.kubeconfig), NAMESPACE)
         log = tmp / "operator.log"
-        with demo.operator_process(sandbox.env(), NAMESPACE, log):
-            path = demo.UserPath(kubectl, say=print, timeout_s=120)
-            try:
-                path.apply_example()
-            except Exception:
-                print("operator log (tail):\n" + log.read_text(errors="replace")[-6000:])
-                raise
+        with (
+            stack.operator_serving(sandbox, NAMESPACE, log, delete_namespace=False) as kubectl,
+            stack.example_up(kubectl, log) as path,
+        ):
             yield path
-            if path.channel is not None:
-                path.channel.close()
-            kubectl.run("delete", "jupyternotebooks,jupytergateways,jupyterkernels", "--all")
 
 
 def pod_containers(pod_uid: str) -> list[dict[str, Any]]:
@@ -76,7 +66,7 @@ def pod_containers(pod_uid: str) -> list[dict[str, Any]]:
     return found
 
 
-def test_cell_runs_in_the_kernel_image(image_stack: Any) -> None:
+def test_cell_runs_in_the_kernel_image(image_stack: harness.UserPath) -> None:
     path = image_stack
     path.open_notebook()
     pod = path.run_in_kernel_pod()

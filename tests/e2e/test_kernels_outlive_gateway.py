@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from elastic_jupyter import crds
+from elastic_jupyter import crds, harness
 from tests.e2e import stack
 
 KERNELS = int(os.environ.get("EJ_E2E_RECOVERY_KERNELS", "3"))
@@ -39,38 +39,20 @@ USABLE_WITHIN_S = 60.0
 @pytest.fixture(scope="module")
 def example(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Any]:
+) -> Iterator[harness.UserPath]:
     """The elastic example (gateway, kernelspec, template, notebook) in its own namespace."""
-    missing = stack.missing_parts()
-    if missing:
-        pytest.skip("the full stack is not built yet: missing " + "; ".join(missing))
+    stack.skip_unless_built()
     sandbox = request.getfixturevalue("sandbox")
-    demo = stack.load_demo_session()
     namespace = f"ko-{uuid.uuid4().hex[:6]}"
-    sandbox.create_namespace(namespace)
-    kubectl = demo.Kubectl(str(sandbox.kubeconfig), namespace)
     log = tmp_path_factory.mktemp("outlive-logs") / "operator.log"
-    try:
-        with demo.operator_process(sandbox.env(), namespace, log):
-            path = demo.UserPath(kubectl, say=lambda _: None, timeout_s=120)
-            try:
-                path.apply_example()
-            except Exception:
-                print("operator log (tail):\n" + log.read_text(errors="replace")[-6000:])
-                raise
-            yield path
-            kubectl.run(
-                "delete",
-                "jupyternotebooks,jupytergateways,jupyterkernels",
-                "--all",
-                "--wait=false",
-                check=False,
-            )
-    finally:
-        sandbox.delete_namespace(namespace)
+    with (
+        stack.operator_serving(sandbox, namespace, log) as kubectl,
+        stack.example_up(kubectl, log, say=lambda _: None) as path,
+    ):
+        yield path
 
 
-def gateway_pods(path: Any) -> list[dict[str, Any]]:
+def gateway_pods(path: harness.UserPath) -> list[dict[str, Any]]:
     selector = f"{crds.LABEL_COMPONENT}={crds.COMPONENT_GATEWAY}"
     pods: list[dict[str, Any]] = path.kubectl.items("pods", "-l", selector)
     return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
@@ -86,7 +68,7 @@ def _restarts(pod: dict[str, Any]) -> int:
     return int(statuses[0].get("restartCount") or 0)
 
 
-def wait_gateway_ready(path: Any, old: dict[str, tuple[str, int]]) -> None:
+def wait_gateway_ready(path: harness.UserPath, old: dict[str, tuple[str, int]]) -> None:
     """Wait until every gateway pod is Ready and none is an old one with its old restart count
     (``old``: pod name -> (uid, restartCount) before the disruption)."""
 
@@ -100,10 +82,10 @@ def wait_gateway_ready(path: Any, old: dict[str, tuple[str, int]]) -> None:
                 return False
         return True
 
-    stack.load_demo_session().wait_until("the gateway Ready again", check, 120, 0.2)
+    harness.wait_until("the gateway Ready again", check, 120, 0.2)
 
 
-def kernel_names(path: Any, kernel_ids: Iterable[str]) -> set[str]:
+def kernel_names(path: harness.UserPath, kernel_ids: Iterable[str]) -> set[str]:
     """Names of the JupyterKernels of these kernel ids."""
     wanted = set(kernel_ids)
     return {
@@ -113,7 +95,7 @@ def kernel_names(path: Any, kernel_ids: Iterable[str]) -> set[str]:
     }
 
 
-def start_kernels(path: Any, count: int) -> dict[str, int]:
+def start_kernels(path: harness.UserPath, count: int) -> dict[str, int]:
     """Open ``count`` notebooks; kernel i holds ``x = 1000 + i``. Returns kernel id -> x."""
     values: dict[str, int] = {}
     for i in range(count):
@@ -128,16 +110,15 @@ def start_kernels(path: Any, count: int) -> dict[str, int]:
     return values
 
 
-def read_x(path: Any, kernel_id: str) -> str:
+def read_x(path: harness.UserPath, kernel_id: str) -> str:
     with path.client.channel(kernel_id) as channel:
         result = channel.execute("print(x)", timeout_s=10)
     assert result.status == "ok", f"kernel {kernel_id}: {result.ename} {result.evalue}"
     return result.stdout.strip()
 
 
-def assert_usable(path: Any, values: dict[str, int]) -> None:
+def assert_usable(path: harness.UserPath, values: dict[str, int]) -> None:
     """Every kernel answers through the notebook server with its own ``x``."""
-    demo = stack.load_demo_session()
     for kernel_id, value in values.items():
 
         def answer(kid: str = kernel_id) -> str | None:
@@ -145,29 +126,29 @@ def assert_usable(path: Any, values: dict[str, int]) -> None:
                 return read_x(path, kid)
             return None
 
-        got = demo.wait_until(f"kernel {kernel_id} usable", answer, USABLE_WITHIN_S, 0.5)
+        got = harness.wait_until(f"kernel {kernel_id} usable", answer, USABLE_WITHIN_S, 0.5)
         assert got == str(value), f"kernel {kernel_id} lost its state: x is {got!r}"
 
 
-def shut_down(path: Any) -> None:
+def shut_down(path: harness.UserPath) -> None:
     for session in path.client.request("GET", "/api/sessions") or []:
         with contextlib.suppress(Exception):
             path.client.delete_session(str(session["id"]))
 
 
-def delete_pod(path: Any) -> None:
+def delete_pod(path: harness.UserPath) -> None:
     for pod in gateway_pods(path):
         path.kubectl.run("delete", "pod", pod["metadata"]["name"], "--wait=false")
 
 
-def kill_9(path: Any) -> None:
+def kill_9(path: harness.UserPath) -> None:
     for pod in gateway_pods(path):
         container_id = pod["status"]["containerStatuses"][0]["containerID"]
         pid = int(str(container_id).rpartition("://")[2])
         os.kill(pid, signal.SIGKILL)
 
 
-def spec_edit(path: Any) -> None:
+def spec_edit(path: harness.UserPath) -> None:
     """Any spec edit rolls the gateway Deployment out (new pods, old ones get SIGTERM)."""
     patch = {"spec": {"env": [{"name": "OUTLIVE_EDIT", "value": uuid.uuid4().hex[:6]}]}}
     path.kubectl.run(
@@ -181,7 +162,9 @@ def spec_edit(path: Any) -> None:
 
 
 @pytest.mark.parametrize("disrupt", [delete_pod, kill_9, spec_edit], ids=lambda f: f.__name__)
-def test_kernels_keep_their_state_across_a_gateway_restart(example: Any, disrupt: Any) -> None:
+def test_kernels_keep_their_state_across_a_gateway_restart(
+    example: harness.UserPath, disrupt: Any
+) -> None:
     path = example
     values = start_kernels(path, KERNELS)
     before = kernel_names(path, values)

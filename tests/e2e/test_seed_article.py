@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from elastic_jupyter import crds
+from elastic_jupyter import crds, harness
 from elastic_jupyter.operator import settings
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 from tests.e2e import stack
@@ -41,28 +41,29 @@ DEFAULT_IMAGE = settings.DEFAULT_KERNEL_IMAGE
 
 
 @pytest.fixture(scope="module")
-def demo() -> Any:
+def full_stack() -> None:
     missing = stack.missing_parts()
     if missing:
         pytest.skip("the full stack is not built yet: missing " + "; ".join(missing))
-    return stack.load_demo_session()
 
 
 @pytest.fixture(scope="module")
 def operator_log(
-    sandbox: SandboxCluster, demo: Any, tmp_path_factory: pytest.TempPathFactory
+    sandbox: SandboxCluster, full_stack: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Path]:
     log = tmp_path_factory.mktemp("seed-article") / "operator.log"
-    with demo.operator_process(sandbox.env(), NAMESPACE, log):
+    with harness.operator_process(sandbox.env(), log, "--namespace", NAMESPACE, *harness.NO_PORTS):
         yield log
 
 
 @pytest.fixture
-def user(sandbox: SandboxCluster, demo: Any, operator_log: Path) -> Iterator[Any]:
+def user(
+    sandbox: SandboxCluster, full_stack: None, operator_log: Path
+) -> Iterator[harness.UserPath]:
     """The user's path in ``default``; afterwards every object the example made is deleted."""
-    kubectl = demo.Kubectl(str(sandbox.kubeconfig), NAMESPACE)
+    kubectl = harness.Kubectl(str(sandbox.kubeconfig), NAMESPACE)
     assert not kubectl.items("jupyterkernelspecs"), "default must start without kernelspecs"
-    path = demo.UserPath(kubectl, say=print, timeout_s=90)
+    path = harness.UserPath(kubectl, say=print, timeout_s=90)
     applied: list[Path] = []
     path.applied = applied
     try:
@@ -92,14 +93,16 @@ def user(sandbox: SandboxCluster, demo: Any, operator_log: Path) -> Iterator[Any
         # The notebook and gateway pods may still be terminating: nothing depends on them.
 
 
-def apply_verbatim(path: Any, directory: Path) -> None:
+def apply_verbatim(path: harness.UserPath, directory: Path) -> None:
     """``kubectl apply -f <folder>`` as the article does, no namespace flag beyond the default."""
     path.title(f"Apply the article's YAML ({directory.relative_to(stack.ROOT)})")
     path.applied.append(directory)
     path.show("apply", "-f", str(directory))
 
 
-def first_cell(path: Any, gateway: str, notebook: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def first_cell(
+    path: harness.UserPath, gateway: str, notebook: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Open the notebook with the notebook server's default kernel and run a cell; return the
     served kernelspecs and the kernel pod (checked to be the JupyterKernel's)."""
     path.notebook, path.lab_url = path.connect_notebook(gateway, notebook)
@@ -133,7 +136,7 @@ def assert_default_kernel_pod(pod: dict[str, Any]) -> None:
     assert pod["metadata"]["labels"][crds.LABEL_COMPONENT] == crds.COMPONENT_KERNEL
 
 
-def test_remote_kernels_example_runs_a_cell_in_a_kernel_pod(user: Any) -> None:
+def test_remote_kernels_example_runs_a_cell_in_a_kernel_pod(user: harness.UserPath) -> None:
     apply_verbatim(user, ARTICLE / "remote-kernels")
     specs, pod = first_cell(user, "jupytergateway-elastic", "jupyternotebook-elastic")
     assert list(specs["kernelspecs"]) == [crds.BUILTIN_KERNELSPEC]
@@ -149,7 +152,7 @@ def test_remote_kernels_example_runs_a_cell_in_a_kernel_pod(user: Any) -> None:
     assert gateway["status"]["kernelSpecs"] == [crds.BUILTIN_KERNELSPEC]
 
 
-def test_custom_configuration_example_runs_a_cell_in_a_kernel_pod(user: Any) -> None:
+def test_custom_configuration_example_runs_a_cell_in_a_kernel_pod(user: harness.UserPath) -> None:
     apply_verbatim(user, ARTICLE / "custom-kernels")
     specs, pod = first_cell(
         user,

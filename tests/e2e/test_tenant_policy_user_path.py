@@ -7,11 +7,10 @@ the launch timeout.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
-from elastic_jupyter import crds
+from elastic_jupyter import crds, harness
 
 pytestmark = [pytest.mark.slow, pytest.mark.kubectl]
 
@@ -38,7 +37,7 @@ spec:
 """
 
 
-def test_policy_violation_reaches_the_notebook_user(elastic_stack: Any) -> None:
+def test_policy_violation_reaches_the_notebook_user(elastic_stack: harness.UserPath) -> None:
     path = elastic_stack
     kubectl = path.kubectl
     kubectl.run("apply", "-f", "-", stdin=TEMPLATE)

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from elastic_jupyter import crds
+from elastic_jupyter.harness.processes import start_operator, stop_process
 from elastic_jupyter.operator.service_accounts import operator_kubeconfig
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 
 REPO = Path(__file__).resolve().parents[2]
-OPERATOR = REPO / ".venv" / "bin" / "elastic-jupyter-operator"
 QUIET = ("--metrics-port", "0", "--verbose")
 
 
@@ -33,22 +33,12 @@ def running_operator(
     sandbox: SandboxCluster, namespace_glob: str, log: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The operator as a subprocess serving ``namespace_glob``; stopped (SIGTERM) on exit."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(OPERATOR), "--namespace", namespace_glob, "--liveness", "none", *QUIET],
-            env=sandbox.env(KUBECONFIG=str(operator_kubeconfig(sandbox))),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    env = sandbox.env(KUBECONFIG=str(operator_kubeconfig(sandbox)))
+    proc = start_operator(env, log, "--namespace", namespace_glob, "--liveness", "none", *QUIET)
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, grace_s=15)
 
 
 def new_namespace(sandbox: SandboxCluster, prefix: str) -> str:

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,8 @@ import pytest
 
 from elastic_jupyter import crds
 from elastic_jupyter.gateway_plugin.kube import ApiError, KubeApi, kernels_path
+from elastic_jupyter.harness.processes import NO_PORTS, free_port, start_operator, stop_process
+from elastic_jupyter.harness.processes import wait_until as harness_wait_until
 from elastic_jupyter.operator.service_accounts import gateway_kubeconfig, operator_kubeconfig
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 
@@ -39,23 +40,12 @@ USER = "jovyan"
 NAMESPACE_PREFIX = "gw-"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    try:
+        return harness_wait_until(what, check, timeout, interval)
+    except TimeoutError as error:
+        raise AssertionError(str(error)) from None
 
 
 @dataclass
@@ -185,28 +175,15 @@ def gw_operator(gw_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -
     """
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
     env = {**os.environ, "KUBECONFIG": str(operator_kubeconfig(gw_cluster.sandbox))}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                str(BIN / "elastic-jupyter-operator"),
-                *("--namespace", f"{NAMESPACE_PREFIX}*"),
-                *("--liveness", "none", "--metrics-port", "0"),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    args = ("--namespace", f"{NAMESPACE_PREFIX}*", *NO_PORTS)
+    proc = start_operator(env, log_path, *args)
     try:
         if not _probe_operator(gw_cluster, 20.0):
             tail = log_path.read_text(errors="replace")[-3000:]
             raise AssertionError(f"the operator does not run kernels; its log ends:\n{tail}")
         yield log_path
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, grace_s=10)
 
 
 def kernelspec(

@@ -16,7 +16,6 @@ while their inputs are unchanged.
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ import pytest
 
 from elastic_jupyter import crds
 from elastic_jupyter.sandbox.cluster import SandboxCluster
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 from tests.images.podman import (
     BUILD_TIMEOUT,
     BUILT,
@@ -54,12 +53,6 @@ def response_server() -> Iterator[ResponseServer]:
     server = ResponseServer()
     yield server
     server.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def readable_kubeconfig(sandbox: SandboxCluster, tmp_path: Path) -> Path:

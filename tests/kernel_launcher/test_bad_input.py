@@ -7,13 +7,14 @@ kernel does start (unreachable gateway) it is a stand-in process and must be sto
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import free_port
 
 from .conftest import (
     LAUNCHER,
@@ -52,13 +53,6 @@ def assert_one_error(result: subprocess.CompletedProcess[str], *expected: str) -
     for fragment in expected:
         assert fragment in lines[0], lines[0]
     return lines[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +21,40 @@ from .conftest import (
     requires_kernel_venv,
 )
 
-PYTHON39 = Path("/root/.pyenv/versions/3.9.18/bin/python")
-requires_python39 = pytest.mark.skipif(
-    not PYTHON39.exists(), reason=f"{PYTHON39} is missing, so 3.9 compatibility is not proven"
-)
+
+def find_python39() -> Path | None:
+    """A CPython 3.9: ``$EJ_PYTHON39``, else ``python3.9`` on PATH, else a pyenv 3.9.x."""
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates = [os.environ.get("EJ_PYTHON39", ""), shutil.which("python3.9") or ""]
+    candidates += [str(p) for p in sorted(pyenv.glob("versions/3.9*/bin/python3.9"))]
+    for candidate in filter(None, candidates):
+        try:  # a pyenv shim exists even where its version is not selected: ask it
+            version = subprocess.run(
+                [candidate, "-c", "import sys; print(sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if version == "(3, 9)":
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="module")
+def python39() -> Path:
+    """Python 3.9, the oldest the in-pod launcher promises. Missing in CI (CI=true) is a failure:
+    the promise would go unproven without anyone noticing; elsewhere the test is skipped."""
+    found = find_python39()
+    if found is not None:
+        return found
+    reason = "no Python 3.9 (set EJ_PYTHON39, or put python3.9 on PATH), so 3.9 is not proven"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 BASH_ARGV = [str(KERNEL_PYTHON), "-m", "bash_kernel", "-f", "{connection_file}"]
 
 
@@ -44,15 +76,14 @@ def test_bash_kernel_through_kernel_argv_env(start_launcher: StartLauncher) -> N
     assert "-m bash_kernel -f" in launched.log
 
 
-@requires_python39
-def test_launcher_sources_compile_and_help_runs_on_python39(tmp_path: Path) -> None:
+def test_launcher_sources_compile_and_help_runs_on_python39(tmp_path: Path, python39: Path) -> None:
     sources = sorted(str(p) for p in (ROOT / "kernel_launcher").glob("*.py"))
     compile_all = "import sys\nfor p in sys.argv[1:]: compile(open(p).read(), p, 'exec')"
-    subprocess.run([str(PYTHON39), "-c", compile_all, *sources], check=True, timeout=60)
+    subprocess.run([str(python39), "-c", compile_all, *sources], check=True, timeout=60)
     # --help without pycryptodomex installed: the crypto import is lazy.
     tree = launcher_tree(tmp_path, with_crypto=False)
     result = subprocess.run(
-        [str(PYTHON39), "-m", "elastic_jupyter.kernel_launcher", "--help"],
+        [str(python39), "-m", "elastic_jupyter.kernel_launcher", "--help"],
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree)},
         capture_output=True,
         text=True,
@@ -63,15 +94,16 @@ def test_launcher_sources_compile_and_help_runs_on_python39(tmp_path: Path) -> N
     assert "--RemoteProcessProxy.public-key" in result.stdout
 
 
-@requires_python39
 @requires_kernel_venv
 @pytest.mark.slow
-def test_python39_launcher_end_to_end(start_launcher: StartLauncher, tmp_path: Path) -> None:
+def test_python39_launcher_end_to_end(
+    start_launcher: StartLauncher, tmp_path: Path, python39: Path
+) -> None:
     tree = launcher_tree(tmp_path, with_crypto=True)
     launched = start_launcher(
         "--",
         *BASH_ARGV,
-        command=[str(PYTHON39), "-m", "elastic_jupyter.kernel_launcher"],
+        command=[str(python39), "-m", "elastic_jupyter.kernel_launcher"],
         env={"PYTHONPATH": str(tree)},
     )
     _echo_hi(launched.info)

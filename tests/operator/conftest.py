@@ -10,9 +10,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import socket
 import subprocess
 import urllib.error
 import uuid
@@ -24,19 +22,14 @@ from typing import Any
 import pytest
 
 from elastic_jupyter import crds
+from elastic_jupyter.harness.processes import start_operator, stop_process
 from elastic_jupyter.operator.service_accounts import operator_kubeconfig
 from elastic_jupyter.sandbox.cluster import SandboxCluster
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 NAMESPACE_PREFIX = "opk-"
 KERNELS = f"/apis/{crds.GROUP}/{crds.VERSION}/namespaces/{{ns}}/{crds.JUPYTER_KERNEL.plural}"
 SLEEP = ["sleep", "600"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -69,37 +62,16 @@ def run_operator(
     stop it (SIGTERM, then SIGKILL) afterwards."""
     live, metrics = free_port(), free_port()
     log = tmp / f"{name}-{uuid.uuid4().hex[:6]}.log"
-    exe = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "elastic-jupyter-operator"
-    if not exe.exists():
-        exe = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "elastic-jupyter-operator"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                str(exe),
-                "--liveness",
-                f"http://127.0.0.1:{live}/healthz",
-                "--metrics-port",
-                str(metrics),
-                *args,
-            ],
-            env={**sandbox.env(KUBECONFIG=str(operator_kubeconfig(sandbox))), **(env or {})},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    environ = {**sandbox.env(KUBECONFIG=str(operator_kubeconfig(sandbox))), **(env or {})}
+    ports = ("--liveness", f"http://127.0.0.1:{live}/healthz", "--metrics-port", str(metrics))
+    process = start_operator(environ, log, *ports, *args)
     proc = OperatorProcess(
         process, log, f"http://127.0.0.1:{live}/healthz", f"http://127.0.0.1:{metrics}/metrics"
     )
     try:
         yield proc
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_process(process, grace_s=10)
 
 
 @pytest.fixture(scope="module")

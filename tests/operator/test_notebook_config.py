@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import socket
 import subprocess
 import textwrap
 import urllib.error
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 
 from elastic_jupyter.operator import notebook_config
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNEL_PYTHON = ROOT / ".venv-kernel" / "bin" / "python"
@@ -117,6 +116,7 @@ def run_probe(tmp_path: Path, source: str = PROBE) -> dict[str, Any]:
 
 
 @needs_kernel_venv
+@pytest.mark.slow  # starts a server process
 def test_gateway_websockets_get_their_own_keys_and_orphans_are_closed(tmp_path: Path) -> None:
     result = run_probe(tmp_path)
     assert result["classes"] == [notebook_config.CONNECTION_CLASS, "GatewayWebSocketConnection"]
@@ -221,6 +221,7 @@ ERROR_PROBE = textwrap.dedent(
 
 
 @needs_kernel_venv
+@pytest.mark.slow  # starts a server process
 def test_the_gateways_reason_is_the_readable_message(tmp_path: Path) -> None:
     """An error answer of the gateway: /api/kernels shows the error's ``log_message`` as its
     JSON message, /api/sessions wraps ``str(error)``; both must be the gateway's own text, not
@@ -284,13 +285,6 @@ KERNELSPEC_GATEWAY = textwrap.dedent(
 SERVER_TOKEN = "probe-token"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _call(url: str, method: str = "GET", token: str = SERVER_TOKEN) -> Any:
     request = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method)
     if token:
@@ -330,7 +324,7 @@ def fresh_notebook_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     with _process(gateway_args, stdout=subprocess.PIPE) as gateway:
         assert gateway.stdout is not None
         gateway_url = f"http://127.0.0.1:{gateway.stdout.readline().strip()}"
-        port = _free_port()
+        port = free_port()
         server_args = [
             str(KERNEL_PYTHON), "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1",
             f"--port={port}", f"--IdentityProvider.token={SERVER_TOKEN}",
@@ -344,6 +338,7 @@ def fresh_notebook_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 
 @needs_kernel_venv
+@pytest.mark.slow  # starts a server process
 def test_the_first_kernelspec_listing_names_the_gateways_default(tmp_path: Path) -> None:
     """The very first ``GET /api/kernelspecs`` of a freshly started notebook server (what
     JupyterLab asks to pick its kernel) names the gateway's default, not jupyter_server's own
@@ -361,6 +356,7 @@ def test_the_first_kernelspec_listing_names_the_gateways_default(tmp_path: Path)
 
 
 @needs_kernel_venv
+@pytest.mark.slow  # starts a server process
 def test_a_first_kernel_without_a_name_is_the_gateways_default(tmp_path: Path) -> None:
     """``POST /api/kernels`` without a name, before anything listed the kernelspecs, asks the
     gateway for its default kernel."""

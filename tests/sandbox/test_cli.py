@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from elastic_jupyter.sandbox.cluster import SandboxCluster
@@ -44,6 +45,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow  # starts a server process
 def test_up_reports_status_and_stops_leaving_no_processes() -> None:
     cluster = SandboxCluster(apply_crds=False, dns=False, node_gpus=0).start()
     try:
@@ -119,6 +121,7 @@ def _private_dir() -> Path:
     return directory
 
 
+@pytest.mark.slow  # starts a server process
 def test_state_dir_below_a_private_directory_is_made_reachable_for_pods() -> None:
     """``up --state-dir "$(mktemp -d)/state"``: non-root pods still reach their files."""
     parent = _private_dir()
@@ -147,6 +150,7 @@ def test_state_dir_below_a_private_directory_is_made_reachable_for_pods() -> Non
         shutil.rmtree(parent, ignore_errors=True)
 
 
+@pytest.mark.slow  # starts a server process
 def test_state_dir_below_a_private_directory_is_refused_without_grants() -> None:
     """With ``--no-grant-traverse`` the sandbox refuses at once, in one line naming the
     directory and the fix, and changes nothing."""

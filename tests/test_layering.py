@@ -1,0 +1,135 @@
+"""The import layering of docs/architecture.md, read from the source with ``ast`` (no import runs).
+
+* ``kernel_launcher`` (inside every kernel image) imports nothing of ours, and nothing outside
+  the standard library but pycryptodomex (``Cryptodome``).
+* ``crds`` imports no other part: both sides import it.
+* ``gateway_plugin`` and ``operator`` never import each other.
+* ``sandbox`` and the product never import each other.
+* ``harness`` (demo, e2e, benchmarks) may import anything; no product part imports it.
+* ``tests/`` and ``bench/`` may import anything.
+
+Every import statement counts, at module level or inside a function, absolute or relative.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "elastic_jupyter"
+PARTS = ("crds", "gateway_plugin", "operator", "kernel_launcher", "sandbox", "harness")
+PRODUCT = ("crds", "gateway_plugin", "operator", "kernel_launcher")
+
+#: For each part, the parts of ours it must not import.
+FORBIDDEN: dict[str, set[str]] = {
+    "kernel_launcher": set(PARTS) - {"kernel_launcher"},
+    "crds": set(PARTS) - {"crds"},
+    "gateway_plugin": {"operator", "sandbox", "harness"},
+    "operator": {"gateway_plugin", "sandbox", "harness"},
+    "sandbox": set(PRODUCT) | {"harness"},
+    "harness": set(),
+}
+#: Outside the standard library, what kernel images are promised to have for the launcher.
+LAUNCHER_THIRD_PARTY = {"Cryptodome"}
+
+
+def imported_modules(path: Path, part: str, root: Path = ROOT) -> Iterator[tuple[int, str]]:
+    """(line, absolute module name) of every import in ``path``, a module of ``part``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    # The package a relative import starts from: the module's own (``__init__`` or not).
+    package = [PACKAGE, part, *path.relative_to(root / part).parts[:-1]]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            # ``from .x``: the module's package; each further dot goes one package up.
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(filter(None, [base, node.module or ""]))
+            if node.module is None or module == PACKAGE:
+                # ``from . import x`` / ``from elastic_jupyter import crds``: x is a module.
+                for alias in node.names:
+                    yield node.lineno, f"{module}.{alias.name}"
+            else:
+                yield node.lineno, module
+
+
+def our_part(module: str) -> str | None:
+    """The part of ours that ``module`` belongs to, or None for anything else."""
+    bits = module.split(".")
+    if bits[0] == PACKAGE and len(bits) > 1 and bits[1] in PARTS:
+        return bits[1]
+    return None
+
+
+def violations(root: Path = ROOT) -> list[str]:
+    """Every import that breaks the layering, as ``path:line: part imports module``."""
+    found = []
+    for part, forbidden in FORBIDDEN.items():
+        folder = root / part
+        for path in sorted(folder.rglob("*.py")):
+            for line, module in imported_modules(path, part, root):
+                target = our_part(module)
+                where = f"{path.relative_to(root)}:{line}"
+                if target in forbidden:
+                    found.append(f"{where}: {part} imports {module}")
+                elif part == "kernel_launcher" and target is None:
+                    top = module.split(".")[0]
+                    if top not in sys.stdlib_module_names and top not in LAUNCHER_THIRD_PARTY:
+                        found.append(f"{where}: kernel_launcher imports {module}")
+    return found
+
+
+def test_every_part_keeps_to_its_layer() -> None:
+    assert violations() == []
+
+
+def test_the_parts_exist() -> None:
+    """The rules name real folders (a renamed part would make them vacuous)."""
+    for part in PARTS:
+        assert list((ROOT / part).glob("*.py")), f"{part}/ has no Python modules"
+
+
+@pytest.mark.parametrize(
+    ("part", "source", "expected"),
+    [
+        ("gateway_plugin", "from elastic_jupyter.operator import main\n", "imports"),
+        ("operator", "from elastic_jupyter import gateway_plugin\n", "imports"),
+        ("operator", "def f():\n    import elastic_jupyter.sandbox.cluster\n", "imports"),
+        ("sandbox", "from elastic_jupyter.crds import GROUP\n", "imports"),
+        ("crds", "import elastic_jupyter.harness\n", "imports"),
+        ("kernel_launcher", "import yaml\n", "kernel_launcher imports yaml"),
+        ("kernel_launcher", "from elastic_jupyter.crds import GROUP\n", "imports"),
+    ],
+)
+def test_a_crossing_import_is_reported(
+    tmp_path: Path, part: str, source: str, expected: str
+) -> None:
+    (tmp_path / part).mkdir()
+    (tmp_path / part / "bad.py").write_text(source, encoding="utf-8")
+    found = violations(tmp_path)
+    assert len(found) == 1 and expected in found[0], found
+
+
+def test_allowed_imports_are_not_reported(tmp_path: Path) -> None:
+    sources = {
+        "operator": "from elastic_jupyter import crds\nimport operator\n",
+        "gateway_plugin": "from elastic_jupyter.crds import GROUP\n",
+        "kernel_launcher": "import json\nfrom Cryptodome.Cipher import AES\n",
+        "harness": "from elastic_jupyter.sandbox.cluster import SandboxCluster\n",
+    }
+    for part, source in sources.items():
+        (tmp_path / part).mkdir()
+        (tmp_path / part / "ok.py").write_text(source, encoding="utf-8")
+    assert violations(tmp_path) == []
+
+
+def test_relative_imports_resolve_to_their_part(tmp_path: Path) -> None:
+    module = ROOT / "kernel_launcher" / "cli.py"
+    names = {name for _, name in imported_modules(module, "kernel_launcher")}
+    assert "elastic_jupyter.kernel_launcher.errors" in names
