@@ -38,6 +38,7 @@ from aiohttp import web
 from . import discovery, errors, protobuf, rbac_defaults, tables
 from .access import ANONYMOUS_USER, REVIEW_PLURALS, Access, forbidden, unauthorized
 from .errors import ApiError
+from .faults import RUNNER, Faults, restart_handler
 from .patching import SUPPORTED as PATCH_TYPES
 from .patching import apply_patch
 from .rbac import Attributes, UserInfo
@@ -262,7 +263,7 @@ class ApiServer:
                 state.rt(("rbac.authorization.k8s.io", "clusterrolebindings")), None, binding
             )
         self.stats = stats
-        self.faults = faults
+        self.faults = faults if isinstance(faults, Faults) else Faults.extending(faults)
         self.bookmark_interval = bookmark_interval
         self.watchers: set[Watcher] = set()
         self.http: aiohttp.ClientSession | None = None
@@ -290,15 +291,10 @@ class ApiServer:
         status = 500
         try:
             request[USER] = self._authorize(request, info, verb)
-            if info is not None and info.is_resource and self.faults.should_fail(info.plural):
-                code = self.faults.error_code
-                raise ApiError(
-                    code,
-                    _STATUS_REASONS.get(code, "InternalError"),
-                    f"injected fault ({code}) for {info.plural}",
-                    {},
-                    {"Retry-After": "1"} if code in (429, 503) else {},
-                )
+            if info is not None and info.is_resource:
+                fault = await self.faults.before(request.method, info.plural, agent)
+                if fault is not None:
+                    raise fault
             resp = await handler(request)
             status = resp.status
             return resp
@@ -420,7 +416,7 @@ class ApiServer:
     async def set_faults(self, request: web.Request) -> web.Response:
         """``POST /sandbox/faults`` with the new configuration (``{}`` turns faults off)."""
         try:
-            self.faults = FaultConfig.from_json(await request.json())
+            self.faults = Faults.from_json(await request.json())
         except (ValueError, TypeError) as exc:
             raise errors.bad_request(str(exc)) from exc
         return json_response(self.faults.to_json())
@@ -705,7 +701,10 @@ class ApiServer:
             except ValueError as exc:
                 raise errors.bad_request(f"invalid resourceVersion: {rv_text!r}") from exc
             floor = store.oldest_replayable()
-            if since < floor:
+            agent = user_agent_product(request.headers.get("User-Agent", ""))
+            if self.faults.gone_for_resume(rt.plural, agent, rv_text):
+                expired = errors.gone(f"too old resource version: {since} (injected fault)")
+            elif since < floor:
                 expired = errors.gone(f"too old resource version: {since} ({floor + 1})")
             else:
                 for past in store.history_since(rt.key, since):
@@ -750,7 +749,8 @@ class ApiServer:
         start = loop.time()
         deadline = start + timeout if timeout else None
         drop = self.faults.drop_watches_after_seconds
-        if drop and self.faults.applies_to(rt.plural):
+        agent = user_agent_product(request.headers.get("User-Agent", ""))
+        if drop and self.faults.applies_to(rt.plural) and not self.faults.exempt(agent):
             deadline = min(deadline or float("inf"), start + drop)
         next_bookmark = start + self.bookmark_interval
         while not self.closing:
@@ -867,6 +867,11 @@ class ApiServer:
         for watcher in list(self.watchers):
             watcher.queue.put_nowait(("STOP", {}, None))
 
+    def cut_watches(self) -> None:
+        """End every open watch stream (an API server restart)."""
+        for watcher in list(self.watchers):
+            watcher.queue.put_nowait(("STOP", {}, None))
+
     async def on_cleanup(self, app: web.Application) -> None:
         """Close the kubelet client session."""
         if self.http is not None:
@@ -960,6 +965,7 @@ def create_app(
     r.add_get("/sandbox/faults", server.get_faults)
     r.add_post("/sandbox/faults", server.set_faults)
     r.add_post("/sandbox/tokens", server.mint_token)
+    r.add_post("/sandbox/restart", restart_handler(server.cut_watches))
     r.add_route("*", "/api", server.api)
     r.add_route("*", "/api/{tail:.*}", server.api)
     r.add_route("*", "/apis", server.api)
@@ -1005,6 +1011,7 @@ async def start_apiserver(
         raise ValueError(f"the sandbox API server listens on loopback only, not {host}")
     app = create_app(**kwargs)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    app[RUNNER] = runner  # for POST /sandbox/restart
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
