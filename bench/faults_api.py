@@ -75,6 +75,17 @@ class Fault:
     faults: dict[str, Any] = field(default_factory=dict)
     restarts: int = 0  # API server restarts during the window (state kept)
     down_seconds: float = 5.0
+    #: At small size a few kernels make few requests: a 5 % fault might never fire. These
+    #: rates replace the full ones there, and the row's fault text says so.
+    small: dict[str, Any] = field(default_factory=dict)
+    small_text: str = ""
+
+    def switch(self, size: str) -> dict[str, Any]:
+        """The ``POST /sandbox/faults`` body at this size."""
+        return self.faults | (self.small if size == "small" else {})
+
+    def described(self, size: str) -> str:
+        return self.small_text if size == "small" and self.small_text else self.text
 
 
 FAULTS = [
@@ -82,9 +93,15 @@ FAULTS = [
         "api-5pct-5xx",
         "5 % of API requests answer 500 or 503",
         {"errorRate": 0.05, "errorCodes": [500, 503]},
+        small={"errorRate": 0.25},
+        small_text="25 % of API requests answer 500 or 503 (5 % at full size)",
     ),
     Fault(
-        "api-409-writes", "20 % of updates (PUT, PATCH) answer 409 Conflict", {"conflictRate": 0.2}
+        "api-409-writes",
+        "20 % of updates (PUT, PATCH) answer 409 Conflict",
+        {"conflictRate": 0.2},
+        small={"conflictRate": 0.5},
+        small_text="50 % of updates (PUT, PATCH) answer 409 Conflict (20 % at full size)",
     ),
     Fault("api-latency-1s", "1 s added to every API request", {"latencySeconds": 1.0}),
     Fault("api-watch-drop-10s", "every watch dropped after 10 s", {"dropWatchesAfterSeconds": 10}),
@@ -324,8 +341,10 @@ def run_fault(fault: Fault, size: str, workdir: Path, command: str) -> dict[str,
             bad_idle = [k.error for k in idle if k.error]
             if bad_idle:
                 notes.append(f"{len(bad_idle)} idle kernels did not start before the fault")
-            say(f"{fault.id}: fault on: {fault.text}")
-            obs.request("POST", "/sandbox/faults", fault.faults | {"exemptUserAgents": EXEMPT})
+            say(f"{fault.id}: fault on: {fault.described(size)}")
+            obs.request(
+                "POST", "/sandbox/faults", fault.switch(size) | {"exemptUserAgents": EXEMPT}
+            )
             began = time.monotonic()
             backs: list[float] = []
             restarts = threading.Thread(
@@ -352,6 +371,7 @@ def run_fault(fault: Fault, size: str, workdir: Path, command: str) -> dict[str,
                 time.sleep(2)
                 left = obs.kernel_objects()
             culled = left["jupyterkernels"] == 0
+            injected = obs.request_retrying("GET", "/sandbox/faults").get("injected") or {}
             obs.request_retrying("POST", "/sandbox/faults", {})
             time.sleep(10)  # the grace period: deletions already asked for finish
             orphans = obs.kernel_objects()
@@ -389,12 +409,14 @@ def run_fault(fault: Fault, size: str, workdir: Path, command: str) -> dict[str,
         notes.append(
             f"all {len(everyone)} kernels kept their x; one pod each; culled under the fault"
         )
+    shown = ", ".join(f"{kind}: {n}" for kind, n in sorted(injected.items())) or "none"
+    notes.append(f"injected into the product's requests: {shown}")
     return {
         "id": fault.id,
         "scenario": "API faults",
         "stack": "elastic-jupyter",
         "load": f"{n_starts} starts + {n_idle} idle kernels, {window:g} s",
-        "fault": fault.text,
+        "fault": fault.described(size),
         "requested": n_starts,
         "started": started,
         "usable_after": usable,
@@ -411,6 +433,7 @@ def run_fault(fault: Fault, size: str, workdir: Path, command: str) -> dict[str,
             "reported_dead": len(restarted),
             "culled_under_fault": culled,
             "idle_start_errors": bad_idle[:3],
+            "injected": injected,
         },
     }
 

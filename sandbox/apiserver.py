@@ -16,7 +16,8 @@ off (debugging only: every request then acts as a superuser).
 
 Extra endpoints for benchmarks and reliability tests (not part of Kubernetes; admin only):
 ``GET /sandbox/stats``, ``POST /sandbox/stats/reset``, ``GET /sandbox/requests?limit=N``,
-``GET|POST /sandbox/faults``, ``POST /sandbox/tokens`` (a token for a named user).
+``GET|POST /sandbox/faults`` and ``POST /sandbox/restart`` (see :mod:`.faults`),
+``POST /sandbox/tokens`` (a token for a named user).
 """
 
 from __future__ import annotations
@@ -748,21 +749,23 @@ class ApiServer:
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + timeout if timeout else None
-        drop = self.faults.drop_watches_after_seconds
         agent = user_agent_product(request.headers.get("User-Agent", ""))
-        if drop and self.faults.applies_to(rt.plural) and not self.faults.exempt(agent):
-            deadline = min(deadline or float("inf"), start + drop)
         next_bookmark = start + self.bookmark_interval
         while not self.closing:
             now = loop.time()
             if deadline is not None and now >= deadline:
+                return
+            # asked each time: faults switched on later cut the watches already open too
+            drop_at = self.faults.drop_deadline(rt.plural, agent, start)
+            if drop_at is not None and now >= drop_at:
+                self.faults.injected["watchDrop"] += 1
                 return
             if bookmarks and now >= next_bookmark:
                 await resp.write(encoder.bookmark(self.state.store.rv))
                 next_bookmark = now + self.bookmark_interval
             wake = min(
                 x
-                for x in (deadline, next_bookmark if bookmarks else None, now + 5.0)
+                for x in (deadline, drop_at, next_bookmark if bookmarks else None, now + 5.0)
                 if x is not None
             )
             queue = watcher.queue
@@ -965,7 +968,7 @@ def create_app(
     r.add_get("/sandbox/faults", server.get_faults)
     r.add_post("/sandbox/faults", server.set_faults)
     r.add_post("/sandbox/tokens", server.mint_token)
-    r.add_post("/sandbox/restart", restart_handler(server.cut_watches))
+    r.add_post("/sandbox/restart", restart_handler(server))
     r.add_route("*", "/api", server.api)
     r.add_route("*", "/api/{tail:.*}", server.api)
     r.add_route("*", "/apis", server.api)

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -57,6 +59,10 @@ class Faults(FaultConfig):
     latency_seconds: float = 0.0
     gone_on_resume: bool = False
     exempt_user_agents: list[str] = field(default_factory=list)
+    #: What was injected so far, by kind ("500", "409", "410", "watchDrop", "restart"...)
+    injected: Counter[str] = field(default_factory=Counter)
+    #: When these faults were switched on (``time.monotonic()``, the event loop's clock)
+    since: float = field(default_factory=time.monotonic)
 
     @classmethod
     def from_json(cls, data: JsonObj) -> Faults:
@@ -106,6 +112,7 @@ class Faults(FaultConfig):
             "latencySeconds": self.latency_seconds,
             "goneOnResume": self.gone_on_resume,
             "exemptUserAgents": list(self.exempt_user_agents),
+            "injected": dict(self.injected),
         }
 
     def exempt(self, agent: str) -> bool:
@@ -118,9 +125,11 @@ class Faults(FaultConfig):
         if self.exempt(agent) or not self.applies_to(plural):
             return None
         if self.latency_seconds > 0:
+            self.injected["delayed"] += 1
             await asyncio.sleep(self.latency_seconds)
         if self.should_fail(plural):
             code = self._rng.choice(self.error_codes) if self.error_codes else self.error_code
+            self.injected[str(code)] += 1
             return ApiError(
                 code,
                 _REASONS.get(code, "InternalError"),
@@ -130,6 +139,7 @@ class Faults(FaultConfig):
             )
         conflict = method in _WRITE_METHODS and self.conflict_rate > 0
         if conflict and self._rng.random() < self.conflict_rate:
+            self.injected["409"] += 1
             return ApiError(
                 409,
                 "Conflict",
@@ -140,29 +150,49 @@ class Faults(FaultConfig):
             )
         return None
 
+    def drop_deadline(self, plural: str, agent: str, opened: float) -> float | None:
+        """When a watch opened at ``opened`` (monotonic) is cut; ``None``: never. A watch open
+        before the faults were switched on counts from then."""
+        drop = self.drop_watches_after_seconds
+        if not drop or not self.applies_to(plural) or self.exempt(agent):
+            return None
+        return max(opened, self.since) + drop
+
     def gone_for_resume(self, plural: str, agent: str, resource_version: str) -> bool:
         """Whether this watch resume answers 410 Gone (``goneOnResume``)."""
-        return (
+        gone = (
             self.gone_on_resume
             and resource_version not in ("", "0")
             and self.applies_to(plural)
             and not self.exempt(agent)
         )
+        if gone:
+            self.injected["410"] += 1
+        return gone
 
 
-async def restart(app: web.Application, down_seconds: float, cut: Any) -> None:
+class Restartable(Protocol):
+    """What a restart needs of the API server: its faults and a way to end its watches."""
+
+    faults: Faults
+
+    def cut_watches(self) -> None: ...
+
+
+async def restart(app: web.Application, down_seconds: float, server: Restartable) -> None:
     """Close every listener and connection of ``app``, wait, listen again on the same
-    addresses. ``cut()`` ends the open watch streams (the API server's own bookkeeping)."""
+    addresses; the server's open watch streams end first."""
     runner = app[RUNNER]
     sites = list(runner.sites)
     addresses = []
     for site in sites:
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
+        listener = getattr(site, "_server", None)
+        sockets = getattr(listener, "sockets", None) or []
         port = sockets[0].getsockname()[1] if sockets else 0
         addresses.append((getattr(site, "_host", "127.0.0.1"), port, site._ssl_context))
         await site.stop()
-    cut()
+    server.cut_watches()
+    server.faults.injected["restart"] += 1
     if runner.server is not None:
         await runner.server.shutdown(1.0)  # cut keep-alive connections too
     log.warning("sandbox apiserver: restarting, down for %.1f s", down_seconds)
@@ -181,7 +211,7 @@ def _keep(task: asyncio.Future[None]) -> None:
     task.add_done_callback(_RUNNING.discard)
 
 
-def restart_handler(cut: Any) -> Any:
+def restart_handler(server: Restartable) -> Any:
     """``POST /sandbox/restart``: answer 202, then restart in the background."""
 
     async def handle(request: web.Request) -> web.Response:
@@ -195,7 +225,7 @@ def restart_handler(cut: Any) -> Any:
         app = request.app
         loop = asyncio.get_running_loop()
         # after this response is written: the restart closes the socket it travels on
-        loop.call_later(0.2, lambda: _keep(asyncio.ensure_future(restart(app, down, cut))))
+        loop.call_later(0.2, lambda: _keep(asyncio.ensure_future(restart(app, down, server))))
         return web.json_response({"restarting": True, "downSeconds": down}, status=202)
 
     return handle

@@ -104,3 +104,14 @@ def test_restart_keeps_state_and_cuts_connections(srv: ServerThread) -> None:
     assert refused > 0  # it was down for a while
     assert [o["metadata"]["name"] for o in listed["items"]] == ["kept"]
     assert listed["metadata"]["resourceVersion"] == before  # same store, same versions
+
+
+def test_watches_open_before_the_fault_are_dropped_too(srv: ServerThread) -> None:
+    parsed = urlparse(srv.url)
+    watch = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=15)
+    auth = {"Authorization": f"Bearer {srv.token}"}
+    watch.request("GET", f"{CM}?watch=1", headers=auth)
+    response = watch.getresponse()
+    raw(srv.url, "POST", "/sandbox/faults", {"dropWatchesAfterSeconds": 0.5})
+    assert response.read() == b""  # cut within a few seconds, not at its own timeout
+    assert raw(srv.url, "GET", "/sandbox/faults")[1]["injected"] == {"watchDrop": 1}
