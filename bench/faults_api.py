@@ -161,6 +161,15 @@ class Observer:
                     raise
                 time.sleep(0.5)
 
+    def healthy(self) -> bool:
+        """``GET /healthz`` answers 200 (the API server is listening)."""
+        req = urllib.request.Request(self.url + "/healthz", headers=self.headers)
+        try:
+            with urllib.request.urlopen(req, timeout=2) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
     def start(self) -> None:
         self._thread.start()
 
@@ -193,6 +202,28 @@ class Observer:
                                 self._note(event.get("object") or {})
             except Exception:  # a restart cuts the watch: list again
                 time.sleep(0.5)
+
+    def restarted_pods(self) -> list[str]:
+        """Pods of the namespace whose containers restarted (the gateway, the notebook)."""
+        listed = self.request_retrying("GET", f"/api/v1/namespaces/{self.namespace}/pods")
+        return sorted(
+            str(pod["metadata"]["name"])
+            for pod in listed.get("items") or []
+            if any(
+                int(c.get("restartCount") or 0) > 0
+                for c in (pod.get("status") or {}).get("containerStatuses") or []
+            )
+        )
+
+    def errors_by_agent(self) -> dict[str, int]:
+        """Error answers (409, 410, 429, 5xx) per user agent in the request log: who the faults
+        hit (the log holds the last 10000 requests; real conflicts count too)."""
+        log = self.request_retrying("GET", "/sandbox/requests?limit=10000")["items"]
+        counts: dict[str, int] = {}
+        for rec in log:
+            if rec["status"] in (409, 410, 429) or rec["status"] >= 500:
+                counts[rec["userAgent"]] = counts.get(rec["userAgent"], 0) + 1
+        return counts
 
     def kernel_objects(self) -> dict[str, int]:
         """What is left of kernels in the namespace, per kind."""
@@ -231,7 +262,9 @@ class Kernel:
     value: int
     kernel_id: str = ""
     channel: Any = None
-    error: str = ""
+    error: str = ""  # the start failed
+    check_error: str = ""  # print(x) afterwards failed
+    reconnected: str = ""  # why its websocket had to be opened again (JupyterLab does that)
     usable_after: bool = False
     states: list[str] = field(default_factory=list)
 
@@ -250,20 +283,50 @@ def start_kernel(demo: Any, client: Any, kernel_name: str, k: Kernel) -> Kernel:
     return k
 
 
-def check_kernel(k: Kernel) -> Kernel:
-    """``print(x)`` over the kernel's open websocket: still the same kernel?"""
+def check_kernel(client: Any, k: Kernel) -> Kernel:
+    """``print(x)`` over the kernel's websocket: still the same kernel? A websocket that was
+    closed meanwhile is opened again once, as JupyterLab reconnects (and counted)."""
     if k.channel is None or k.error:
         return k
-    try:
-        result = k.channel.execute("print(x)", 120)
-        k.usable_after = result.status == "ok" and result.stdout.strip() == str(k.value)
-        if not k.usable_after:
-            k.error = f"print(x): {result.status} {result.ename} {result.stdout.strip()!r}"
-        k.channel.receive(0.05)
-        k.states = list(k.channel.states)
-    except Exception as err:
-        k.error = f"print(x): {type(err).__name__}: {err}"[:300]
+    for attempt in range(2):
+        try:
+            result = k.channel.execute("print(x)", 120)
+            k.usable_after = result.status == "ok" and result.stdout.strip() == str(k.value)
+            if not k.usable_after:
+                k.check_error = f"print(x): {result.status} {result.ename} {result.stdout!r}"
+            k.channel.receive(0.05)
+            k.states = list(k.channel.states)
+            return k
+        except Exception as err:
+            k.check_error = f"print(x): {type(err).__name__}: {err}"[:300]
+            if attempt:
+                return k
+            k.reconnected = k.check_error
+            states = list(k.channel.states)
+            with contextlib.suppress(Exception):
+                k.channel.close()
+            try:
+                k.channel = client.channel(k.kernel_id)
+                k.channel.states[:0] = states
+            except Exception as again:
+                k.check_error = f"reconnect: {type(again).__name__}: {again}"[:300]
+                return k
     return k
+
+
+def keep_reading(kernels: list[Kernel], stop: threading.Event) -> None:
+    """Read what arrives on the open websockets, as a browser tab does: it answers the notebook
+    server's websocket pings (an unread websocket-client never does, and the server closes
+    it) and records every status a kernel broadcasts (a "restarting" is a false death)."""
+    while not stop.is_set():
+        for k in kernels:
+            if k.channel is None or stop.is_set():
+                continue
+            with contextlib.suppress(Exception):
+                for _ in range(50):
+                    if k.channel.receive(0.01) is None:
+                        break
+        stop.wait(2.0)
 
 
 def write_example(directory: Path, cull: int, interval: int) -> Path:
@@ -280,19 +343,19 @@ def write_example(directory: Path, cull: int, interval: int) -> Path:
 
 
 def restarter(obs: Observer, fault: Fault, window: float, backs: list[float]) -> None:
-    """Restart the API server ``fault.restarts`` times, spread over the window."""
-    for _ in range(fault.restarts):
-        time.sleep(window / (fault.restarts + 1))
+    """Restart the API server ``fault.restarts`` times: the first while the starts run, the
+    others spread over the window."""
+    began = time.monotonic()
+    for i in range(fault.restarts):
+        at = 2.0 if i == 0 else window * i / fault.restarts
+        time.sleep(max(0.0, began + at - time.monotonic()))
         with contextlib.suppress(Exception):
             obs.request("POST", "/sandbox/restart", {"downSeconds": fault.down_seconds})
         time.sleep(fault.down_seconds + 0.2)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                obs.request("GET", "/healthz", timeout=2)
-                backs.append(time.time())
-                break
+        while time.monotonic() < deadline and not obs.healthy():
             time.sleep(0.1)
+        backs.append(time.time())
 
 
 def recovered_after(obs: Observer, backs: list[float]) -> float | None:
@@ -355,10 +418,17 @@ def run_fault(fault: Fault, size: str, workdir: Path, command: str) -> dict[str,
             fresh = list(pool.map(lambda k: start_kernel(demo, client, path.kernel_name, k), fresh))
             started = sum(1 for k in fresh if not k.error)
             say(f"{fault.id}: {started}/{n_starts} started; waiting out the window")
+            stop_reading = threading.Event()
+            reader = threading.Thread(
+                target=keep_reading, args=(idle + fresh, stop_reading), daemon=True
+            )
+            reader.start()
             time.sleep(max(0.0, window - (time.monotonic() - began)))
             restarts.join(120)
+            stop_reading.set()
+            reader.join(60)
             everyone = [k for k in idle + fresh if k.kernel_id]
-            checked = list(pool.map(check_kernel, everyone))
+            checked = list(pool.map(lambda k: check_kernel(client, k), everyone))
             usable = sum(1 for k in checked if k.usable_after)
             say(f"{fault.id}: {usable}/{len(everyone)} usable after; closing websockets")
             for k in checked:
@@ -372,9 +442,11 @@ def run_fault(fault: Fault, size: str, workdir: Path, command: str) -> dict[str,
                 left = obs.kernel_objects()
             culled = left["jupyterkernels"] == 0
             injected = obs.request_retrying("GET", "/sandbox/faults").get("injected") or {}
+            errors_by_agent = obs.errors_by_agent()
             obs.request_retrying("POST", "/sandbox/faults", {})
             time.sleep(10)  # the grace period: deletions already asked for finish
             orphans = obs.kernel_objects()
+            restarted_pods = obs.restarted_pods()
             recover = recovered_after(obs, backs) if fault.restarts else None
             obs.stop()
             pool.shutdown(wait=False, cancel_futures=True)
@@ -386,7 +458,7 @@ def run_fault(fault: Fault, size: str, workdir: Path, command: str) -> dict[str,
     if start_errors:
         notes.append(f"{n_starts - started} starts failed: " + " | ".join(start_errors[:3]))
     if lost:
-        why = sorted({k.error for k in lost if k.error})
+        why = sorted({k.check_error for k in lost if k.check_error})
         notes.append(
             f"{len(lost)} kernels lost their x or stopped answering: " + " | ".join(why[:3])
         )
@@ -394,6 +466,14 @@ def run_fault(fault: Fault, size: str, workdir: Path, command: str) -> dict[str,
         notes.append(f"{len(duplicates)} kernel ids had more than one pod (restarted/duplicated)")
     if restarted:
         notes.append(f"{len(restarted)} kernels reported restarting/dead on their websocket")
+    reconnected = [k for k in checked if k.reconnected]
+    if reconnected:
+        notes.append(
+            f"{len(reconnected)} websockets were closed under the fault and opened again "
+            f"({reconnected[0].reconnected})"
+        )
+    if restarted_pods:
+        notes.append("containers restarted: " + ", ".join(restarted_pods))
     if not culled:
         notes.append(f"culling did not remove every kernel under the fault: {left}")
     met = (
@@ -434,6 +514,9 @@ def run_fault(fault: Fault, size: str, workdir: Path, command: str) -> dict[str,
             "culled_under_fault": culled,
             "idle_start_errors": bad_idle[:3],
             "injected": injected,
+            "errors_by_agent": errors_by_agent,
+            "websockets_reopened": len(reconnected),
+            "restarted_pods": restarted_pods,
         },
     }
 
