@@ -494,6 +494,7 @@ def run_fault(fault: Fault, size: str, workdir: Path, command: str) -> dict[str,
     return {
         "id": fault.id,
         "scenario": "API faults",
+        "order": FAULTS.index(fault),
         "stack": "elastic-jupyter",
         "load": f"{n_starts} starts + {n_idle} idle kernels, {window:g} s",
         "fault": fault.described(size),

@@ -107,7 +107,15 @@ def load_rows(rows_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         old = chosen.get(key)
         if old is None or (old.get("size") != "full" and row.get("size") == "full"):
             chosen[key] = row
-    rows = sorted(chosen.values(), key=_order)
+    # A row may carry "order" (its place in its script); rows sharing its fault text (the same
+    # fault on the stock stack) sort with it, so both stacks sit side by side.
+    fault_rank: dict[str, int] = {}
+    for row in chosen.values():
+        order = row.get("order")
+        if isinstance(order, int):
+            fault = str(row.get("fault", ""))
+            fault_rank[fault] = min(order, fault_rank.get(fault, order))
+    rows = sorted(chosen.values(), key=lambda row: _order(row, fault_rank))
     return rows, unreadable
 
 
@@ -115,10 +123,12 @@ def _rank(value: str, order: tuple[str, ...]) -> tuple[int, str]:
     return (order.index(value), "") if value in order else (len(order), value)
 
 
-def _order(row: dict[str, Any]) -> tuple[Any, ...]:
+def _order(row: dict[str, Any], fault_rank: dict[str, int]) -> tuple[Any, ...]:
+    fault = str(row.get("fault", ""))
     return (
         _rank(str(row.get("scenario", "")), SCENARIO_ORDER),
-        str(row.get("fault", "")),
+        fault_rank.get(fault, 1000),
+        fault,
         _rank(str(row.get("stack", "")), STACK_ORDER),
         str(row.get("id", "")),
     )

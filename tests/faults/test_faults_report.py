@@ -90,3 +90,19 @@ def test_bad_files_are_shown_not_dropped(tmp_path: Path) -> None:
     assert "`junk.json`: not JSON" in doc
     assert "`partial.json`: missing field 'orphans'" in doc
     assert "(small size only)" in doc  # the partial row is still shown, marked small
+
+
+def test_rows_keep_their_script_order_and_stacks_pair_up(tmp_path: Path) -> None:
+    doc = _render(
+        tmp_path,
+        {
+            "z.json": _row("api-z", fault="zeta fault", order=0),
+            "a.json": _row("api-a", fault="alpha fault", order=1),
+            "s.json": _row("api-z-stock", fault="zeta fault", stack="stock EG 3.3"),
+        },
+    )
+    table = doc[doc.index("## The table") :]
+    zeta_ours = table.index("| elastic-jupyter | 3 starts + 3 idle kernels, 25 s | zeta fault")
+    zeta_stock = table.index("| stock EG 3.3 | 3 starts + 3 idle kernels, 25 s | zeta fault")
+    alpha = table.index("| alpha fault")
+    assert zeta_ours < zeta_stock < alpha
