@@ -53,12 +53,24 @@ def problems(row: Any) -> list[str]:
     return found
 
 
+def _size_of(path: Path) -> str | None:
+    try:
+        size = json.loads(path.read_text(encoding="utf-8")).get("size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(size) if size else None
+
+
 def write_row(out_dir: Path, row: dict[str, Any]) -> Path:
-    """Write ``<out_dir>/<id>.json`` (raises ``ValueError`` for a row off the contract)."""
+    """Write ``<out_dir>/<id>.json`` (raises ``ValueError`` for a row off the contract); a
+    small row next to a full one of the same id goes to ``<id>.small.json``."""
     wrong = problems(row)
     if wrong:
         raise ValueError(f"row {row.get('id')!r}: " + "; ".join(wrong))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{row['id']}.json"
+    if row.get("size") == "small" and _size_of(path) == "full":
+        # a small rerun (make faults FAULTS_SIZE=small) never replaces a measured full row
+        path = out_dir / f"{row['id']}.small.json"
     path.write_text(json.dumps(row, indent=2) + "\n", encoding="utf-8")
     return path

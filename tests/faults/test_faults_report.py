@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "bench" / "faults_report.py"
 
@@ -106,3 +108,17 @@ def test_rows_keep_their_script_order_and_stacks_pair_up(tmp_path: Path) -> None
     zeta_stock = table.index("| stock EG 3.3 | 3 starts + 3 idle kernels, 25 s | zeta fault")
     alpha = table.index("| alpha fault")
     assert zeta_ours < zeta_stock < alpha
+
+
+def test_a_small_rerun_never_replaces_a_full_row(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from _faults_rows import write_row
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    full = write_row(tmp_path, _row("api-x", size="full", notes="full run"))
+    small = write_row(tmp_path, _row("api-x", notes="small run"))
+    assert full.name == "api-x.json" and small.name == "api-x.small.json"
+    assert json.loads(full.read_text())["notes"] == "full run"
+    with pytest.raises(ValueError, match="missing field 'met'"):
+        write_row(tmp_path, {k: v for k, v in _row("api-y").items() if k != "met"})
