@@ -267,10 +267,17 @@ class Kernel:
     reconnected: str = ""  # why its websocket had to be opened again (JupyterLab does that)
     usable_after: bool = False
     states: list[str] = field(default_factory=list)
+    #: held while a step uses the websocket; the background reader skips it meanwhile
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def start_kernel(demo: Any, client: Any, kernel_name: str, k: Kernel) -> Kernel:
     """Open a notebook (``POST /api/sessions``), its websocket, and set ``x``; never raises."""
+    with k.lock:
+        return _start_kernel(client, kernel_name, k)
+
+
+def _start_kernel(client: Any, kernel_name: str, k: Kernel) -> Kernel:
     try:
         session = client.start_session(k.path, kernel_name)
         k.kernel_id = str(session["kernel"]["id"])
@@ -286,11 +293,16 @@ def start_kernel(demo: Any, client: Any, kernel_name: str, k: Kernel) -> Kernel:
 def check_kernel(client: Any, k: Kernel) -> Kernel:
     """``print(x)`` over the kernel's websocket: still the same kernel? A websocket that was
     closed meanwhile is opened again once, as JupyterLab reconnects (and counted)."""
+    with k.lock:
+        return _check_kernel(client, k)
+
+
+def _check_kernel(client: Any, k: Kernel) -> Kernel:
     if k.channel is None or k.error:
         return k
     for attempt in range(2):
         try:
-            result = k.channel.execute("print(x)", 120)
+            result = k.channel.execute("print(x)", 60)
             k.usable_after = result.status == "ok" and result.stdout.strip() == str(k.value)
             if not k.usable_after:
                 k.check_error = f"print(x): {result.status} {result.ename} {result.stdout!r}"
@@ -319,13 +331,17 @@ def keep_reading(kernels: list[Kernel], stop: threading.Event) -> None:
     server's websocket pings (an unread websocket-client never does, and the server closes
     it) and records every status a kernel broadcasts (a "restarting" is a false death)."""
     while not stop.is_set():
-        for k in kernels:
-            if k.channel is None or stop.is_set():
+        for k in list(kernels):
+            if k.channel is None or stop.is_set() or not k.lock.acquire(blocking=False):
                 continue
-            with contextlib.suppress(Exception):
+            try:
                 for _ in range(50):
-                    if k.channel.receive(0.01) is None:
+                    if k.channel is None or k.channel.receive(0.01) is None:
                         break
+            except Exception:  # a closed websocket: the check reconnects it
+                pass
+            finally:
+                k.lock.release()
         stop.wait(2.0)
 
 
@@ -400,6 +416,12 @@ def run_fault(fault: Fault, size: str, workdir: Path, command: str) -> dict[str,
             pool = concurrent.futures.ThreadPoolExecutor(max_workers=10)
             say(f"{fault.id}: starting {n_idle} idle kernels")
             idle = [Kernel(f"idle-{i}.ipynb", i) for i in range(n_idle)]
+            fresh = [Kernel(f"start-{i}.ipynb", 1000 + i) for i in range(n_starts)]
+            stop_reading = threading.Event()
+            reader = threading.Thread(
+                target=keep_reading, args=(idle + fresh, stop_reading), daemon=True
+            )
+            reader.start()
             idle = list(pool.map(lambda k: start_kernel(demo, client, path.kernel_name, k), idle))
             bad_idle = [k.error for k in idle if k.error]
             if bad_idle:
@@ -414,23 +436,17 @@ def run_fault(fault: Fault, size: str, workdir: Path, command: str) -> dict[str,
                 target=restarter, args=(obs, fault, window, backs), daemon=True
             )
             restarts.start()
-            fresh = [Kernel(f"start-{i}.ipynb", 1000 + i) for i in range(n_starts)]
             fresh = list(pool.map(lambda k: start_kernel(demo, client, path.kernel_name, k), fresh))
             started = sum(1 for k in fresh if not k.error)
             say(f"{fault.id}: {started}/{n_starts} started; waiting out the window")
-            stop_reading = threading.Event()
-            reader = threading.Thread(
-                target=keep_reading, args=(idle + fresh, stop_reading), daemon=True
-            )
-            reader.start()
             time.sleep(max(0.0, window - (time.monotonic() - began)))
             restarts.join(120)
-            stop_reading.set()
-            reader.join(60)
             everyone = [k for k in idle + fresh if k.kernel_id]
             checked = list(pool.map(lambda k: check_kernel(client, k), everyone))
             usable = sum(1 for k in checked if k.usable_after)
             say(f"{fault.id}: {usable}/{len(everyone)} usable after; closing websockets")
+            stop_reading.set()
+            reader.join(60)
             for k in checked:
                 if k.channel is not None:
                     with contextlib.suppress(Exception):
