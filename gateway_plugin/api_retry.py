@@ -34,16 +34,18 @@ def retrying(
     max_delay: float = 2.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    retry_on: frozenset[int] = TRANSIENT,
 ) -> T:
-    """``call()``, retried while it raises a transient :class:`ApiError` and ``budget``
-    seconds are left; the last error is raised as it came."""
+    """``call()``, retried while it raises an :class:`ApiError` whose status is in
+    ``retry_on`` (transient ones by default) and ``budget`` seconds are left; the last error
+    is raised as it came."""
     deadline = clock() + budget
     delay = first_delay
     while True:
         try:
             return call()
         except ApiError as err:
-            if err.status not in TRANSIENT or clock() + delay > deadline:
+            if err.status not in retry_on or clock() + delay > deadline:
                 raise
         sleep(delay)
         delay = min(delay * 2, max_delay)
