@@ -84,7 +84,24 @@ FAULTS_TEXT = """\
   `poll()`), each kernel id must have had exactly one pod, and after the websockets close the
   gateway's culler must still remove every kernel, the fault still on. The sandbox's own
   kubelet, scheduler and controllers are exempt from the faults: the row measures our code, and
-  a real kubelet retries on its own.
+  a real kubelet retries on its own. "409 on writes" hits updates (PUT, PATCH) only: a create
+  answers 409 only when the name exists, which a fault cannot fake without lying.
+
+## Found and fixed while building this table
+
+- **A 500/503 during a kernel start failed the user's start.** The notebook showed
+  `HTTP 500: cannot read JupyterKernelTemplate ...: Max retries exceeded` (25 % faults, small
+  size: 1 of 3 starts failed). The gateway now retries its start-path API calls (template, gateway,
+  JupyterKernel create, kernel Secret) through 5xx, 429 and refused connections for up to 20 s,
+  off EG's loop; a create that landed before its answer was lost is recognised by its kernel id
+  instead of failing on 409 (`gateway_plugin/api_retry.py`).
+- **A 500/503 on the session write left a kernel that no restarted gateway would adopt.** The
+  kernel ran, but its session annotation was missing (logged only). The write is now retried in
+  the background until it lands (`gateway_plugin/session_store.py`).
+- Not a product fault, but worth knowing for anyone scripting against the notebook server: a
+  websocket client that never reads does not answer the server's pings; jupyter_server closes it
+  after 90 s, the gateway then sees 0 connections and culls the kernel. The scenarios read every
+  websocket as a browser does.
 """
 
 
