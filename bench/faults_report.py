@@ -65,8 +65,10 @@ depend on load.
   back) - the number that must be 0.
 - **orphans left**: objects of kernels that no longer exist, after the kernels were shut down
   or culled and a grace period: JupyterKernels, kernel pods, kernel Secrets, kernel Roles.
-- **recover**: seconds from the end of the fault until the stack worked again, where that
-  applies (an outage); `-` when nothing went down.
+- **recover**: seconds from the end of an outage until the stack worked again, as each
+  scenario defines it in its notes (API server restart: until the operator and the gateway
+  each had a request answered again, the worst of the restarts; it includes the time neither
+  needed the API); `-` when nothing went down.
 - **met**: every claim of the scenario held; **missed** says which did not in the notes.
 """
 
