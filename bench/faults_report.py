@@ -93,6 +93,11 @@ FAULTS_TEXT = """\
   loop (1947 answers of 410 in about 4 minutes at full size). It is harsher than a
   compaction; kernels survived it, but the loop's cost was not measured.
 
+The API-fault rows of 2026-12-04 ran on 2 cores shared with other test runs (1-minute load
+average 10 to 31): starts were slow (50 starts under 1 s latency took 3.5 min), which makes
+the window longer, never the counts. The restart row's "recover" includes the time the operator
+and the gateway simply had nothing to ask the API server.
+
 ## Found and fixed while building this table
 
 - **A 500/503 during a kernel start failed the user's start.** The notebook showed
