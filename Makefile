@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 ARGS ?=
 PARTS := crds gateway_plugin operator kernel_launcher sandbox harness
 
-.PHONY: all venv browser podman test unit e2e-order lint typecheck pytest demo images push-images clean
+.PHONY: all venv browser podman test unit e2e-order lint typecheck pytest demo faults images push-images clean
 
 all: test
 
@@ -75,6 +75,20 @@ e2e-order: venv browser
 # ARGS=--once exits after the script; otherwise JupyterLab stays up until Ctrl-C.
 demo: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python examples/demo_session.py $(ARGS)
+
+# The reliability table: every bench/faults_*.py scenario (FAULTS_SIZE=full: minutes; small: what
+# tests/faults runs), then bench/faults_report.py renders docs/reliability.md from their rows in
+# bench/results/faults/. A scenario that crashes does not stop the others; make fails afterwards.
+FAULTS_SIZE ?= full
+faults: venv
+	status=0; for script in bench/faults_*.py; do \
+	  case $$script in bench/faults_report.py) continue;; esac; \
+	  echo "==> $$script --size $(FAULTS_SIZE)"; \
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python $$script --size $(FAULTS_SIZE) \
+	    || status=1; \
+	done; \
+	$(VENV)/bin/python bench/faults_report.py || status=1; \
+	exit $$status
 
 # Build the images with Docker where a Docker engine runs, else with podman (see the script for
 # IMAGE_PREFIX, TAG, BASE_IMAGE...). Our wheel is built once and copied into each image.

@@ -17,6 +17,7 @@ from typing import Any
 from elastic_jupyter import crds
 
 from . import kernel_secret
+from .api_retry import create_once, retrying
 from .kernel_resource import (
     GatewayRef,
     KernelPlan,
@@ -58,10 +59,10 @@ def gateway_ref(api: KubeApi, settings: GatewaySettings) -> GatewayRef:
     """
     namespace, name = settings.gateway_namespace, settings.gateway_name
     try:
-        obj = api.request("GET", gateways_path(namespace, name), timeout=5.0)
+        obj = retrying(lambda: api.request("GET", gateways_path(namespace, name), timeout=5.0))
         uid = str((obj.get("metadata") or {}).get("uid") or "") or None
     except ApiError as err:
-        if err.status not in (403, 404):
+        if not (err.denied or err.not_found):
             raise
         log.info(
             "No JupyterGateway %s/%s (%s): kernels get no owner reference",
@@ -77,7 +78,7 @@ def read_template(api: KubeApi, ref: tuple[str, str]) -> Obj:
     """Get a JupyterKernelTemplate; a missing one is a clear 500 naming the kernelspec fix."""
     namespace, name = ref
     try:
-        return api.request("GET", templates_path(namespace, name), timeout=5.0)
+        return retrying(lambda: api.request("GET", templates_path(namespace, name), timeout=5.0))
     except ApiError as err:
         if err.not_found:
             raise KernelRequestError(
@@ -124,7 +125,14 @@ def create_kernel(
     built = time.perf_counter()
     for attempt in range(3):
         try:
-            obj = api.request("POST", kernels_path(plan.namespace), body=manifest, timeout=10.0)
+            # 5xx/429 and refused connections are retried; a create that landed before its
+            # answer was lost is recognised by its kernel id (see api_retry)
+            obj = create_once(
+                api,
+                kernels_path(plan.namespace),
+                manifest,
+                _same_kernel(plan.kernel_id),
+            )
             break
         except ApiError as err:
             if err.conflict and attempt < 2:  # a name suffix collided: draw another
@@ -149,7 +157,7 @@ def create_kernel(
             ) from None
     if launch_token:
         try:
-            kernel_secret.create_secret(api, obj, launch_token)
+            retrying(lambda: kernel_secret.create_secret(api, obj, launch_token))
         except ApiError as err:
             delete_kernel(api, plan.namespace, plan.name)
             raise KernelRequestError(
@@ -166,6 +174,15 @@ def create_kernel(
         build_ms=(built - fetched) * 1000,
         create_ms=(done - built) * 1000,
     )
+
+
+def _same_kernel(kernel_id: str) -> Callable[[Obj], bool]:
+    return lambda found: plan_kernel_id(found) == kernel_id
+
+
+def plan_kernel_id(obj: Obj) -> str:
+    """The Enterprise Gateway kernel id a JupyterKernel (or its manifest) is for."""
+    return str((obj.get("spec") or {}).get("kernelId") or "")
 
 
 def delete_kernel(api: KubeApi, namespace: str, name: str, grace_seconds: int | None = 0) -> bool:

@@ -43,11 +43,25 @@ from traitlets import default
 from elastic_jupyter import crds
 
 from .adoption import KernelSync, responsible, set_owner
+from .api_retry import TRANSIENT, retrying
 from .gateway_boot import is_gateway_app
 from .gateway_runtime import GatewayRuntime
 from .kernel_secret import put_kernel_secret, read_kernel_secret
 from .kernel_watch import KernelStatus, KernelWatch
 from .kube import ApiError, KubeApi, kernels_path
+
+#: Failures of a session write worth retrying: transient ones, and a conflict (the merge patch
+#: carries no resourceVersion, so a 409 can only be the server's own hiccup)
+RETRIED = TRANSIENT | {409}
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
 
 Obj = dict[str, Any]
 
@@ -184,20 +198,22 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
             self.log.warning("Kernel %s: no JupyterKernel to store its session on", kernel_id)
             return
         try:
-            put_kernel_secret(self.api, namespace, name, uid, session_secret_data(session))
-            annotations = {
-                crds.ANNOTATION_KERNEL_SESSION: session_annotation(session),
-                crds.ANNOTATION_GATEWAY_OWNER: self.runtime.replica,  # the launcher owns it
-            }
-            patch = {"metadata": {"annotations": annotations}}
-            self.api.request(
-                "PATCH",
-                kernels_path(namespace, name),
-                body=patch,
-                content_type="application/merge-patch+json",
-                timeout=5.0,
-            )
+            self._store(kernel_id, namespace, name, uid)
         except ApiError as err:
+            if err.status in RETRIED and _loop_running():
+                # A transient failure (5xx, 429, a conflict, the API server restarting): retry
+                # off EG's loop until it lands, with the session as it is then.
+                self.log.warning(
+                    "Kernel %s: storing its session failed (%s): retrying", kernel_id, err
+                )
+                self.api_background(
+                    lambda: retrying(
+                        lambda: self._store(kernel_id, namespace, name, uid),
+                        budget=120.0,
+                        retry_on=RETRIED,
+                    )
+                )
+                return
             self.log.error(
                 "Kernel %s: cannot store its session on JupyterKernel %s/%s (%s): a restarted "
                 "gateway will not adopt it",
@@ -206,6 +222,25 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
                 name,
                 err,
             )
+
+    def _store(self, kernel_id: str, namespace: str, name: str, uid: str) -> None:
+        """Write the kernel's session (Secret, then annotation); blocking, raises ApiError."""
+        session = self._sessions.get(kernel_id)
+        if session is None:
+            return  # forgotten meanwhile (shut down): nothing to store
+        put_kernel_secret(self.api, namespace, name, uid, session_secret_data(session))
+        annotations = {
+            crds.ANNOTATION_KERNEL_SESSION: session_annotation(session),
+            crds.ANNOTATION_GATEWAY_OWNER: self.runtime.replica,  # the launching replica owns it
+        }
+        patch = {"metadata": {"annotations": annotations}}
+        self.api.request(
+            "PATCH",
+            kernels_path(namespace, name),
+            body=patch,
+            content_type="application/merge-patch+json",
+            timeout=5.0,
+        )
 
     def load_sessions(self) -> None:
         """Every live session of this gateway, from the watch cache (+ one Secret GET each)."""

@@ -16,7 +16,8 @@ off (debugging only: every request then acts as a superuser).
 
 Extra endpoints for benchmarks and reliability tests (not part of Kubernetes; admin only):
 ``GET /sandbox/stats``, ``POST /sandbox/stats/reset``, ``GET /sandbox/requests?limit=N``,
-``GET|POST /sandbox/faults``, ``POST /sandbox/tokens`` (a token for a named user),
+``GET|POST /sandbox/faults`` and ``POST /sandbox/restart`` (see :mod:`.faults`),
+``POST /sandbox/tokens`` (a token for a named user),
 ``POST /sandbox/nodes/{name}/crash|start`` (node loss, :mod:`.nodes`).
 
 Where each part lives: this module holds the middleware (errors, faults, counting,
@@ -43,6 +44,7 @@ from aiohttp import web
 from . import discovery, errors, rbac_defaults, tables
 from .access import ANONYMOUS_USER, REVIEW_PLURALS, Access, forbidden, unauthorized
 from .errors import ApiError
+from .faults import RUNNER, Faults, restart_handler
 from .nonresource import NonResourceHandlers
 from .podlog import PodLogProxy
 from .rbac import Attributes, UserInfo
@@ -136,7 +138,7 @@ class ApiServer(PodLogProxy, VerbHandlers, NonResourceHandlers):
                 state.rt(("rbac.authorization.k8s.io", "clusterrolebindings")), None, binding
             )
         self.stats = stats
-        self.faults = faults
+        self.faults = faults if isinstance(faults, Faults) else Faults.extending(faults)
         self.bookmark_interval = bookmark_interval
         self.watchers: set[Watcher] = set()
         self.http: aiohttp.ClientSession | None = None
@@ -165,15 +167,10 @@ class ApiServer(PodLogProxy, VerbHandlers, NonResourceHandlers):
         status = 500
         try:
             request[USER] = self._authorize(request, info, verb)
-            if info is not None and info.is_resource and self.faults.should_fail(info.plural):
-                code = self.faults.error_code
-                raise ApiError(
-                    code,
-                    _STATUS_REASONS.get(code, "InternalError"),
-                    f"injected fault ({code}) for {info.plural}",
-                    {},
-                    {"Retry-After": "1"} if code in (429, 503) else {},
-                )
+            if info is not None and info.is_resource:
+                fault = await self.faults.before(request.method, info.plural, agent)
+                if fault is not None:
+                    raise fault
             resp = await handler(request)
             status = resp.status
             return resp
@@ -321,7 +318,10 @@ class ApiServer(PodLogProxy, VerbHandlers, NonResourceHandlers):
             except ValueError as exc:
                 raise errors.bad_request(f"invalid resourceVersion: {rv_text!r}") from exc
             floor = store.oldest_replayable()
-            if since < floor:
+            agent = user_agent_product(request.headers.get("User-Agent", ""))
+            if self.faults.gone_for_resume(rt.plural, agent, rv_text):
+                expired = errors.gone(f"too old resource version: {since} (injected fault)")
+            elif since < floor:
                 expired = errors.gone(f"too old resource version: {since} ({floor + 1})")
             else:
                 for past in store.history_since(rt.key, since):
@@ -365,20 +365,23 @@ class ApiServer(PodLogProxy, VerbHandlers, NonResourceHandlers):
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + timeout if timeout else None
-        drop = self.faults.drop_watches_after_seconds
-        if drop and self.faults.applies_to(rt.plural):
-            deadline = min(deadline or float("inf"), start + drop)
+        agent = user_agent_product(request.headers.get("User-Agent", ""))
         next_bookmark = start + self.bookmark_interval
         while not self.closing:
             now = loop.time()
             if deadline is not None and now >= deadline:
+                return
+            # asked each time: faults switched on later cut the watches already open too
+            drop_at = self.faults.drop_deadline(rt.plural, agent, start)
+            if drop_at is not None and now >= drop_at:
+                self.faults.injected["watchDrop"] += 1
                 return
             if bookmarks and now >= next_bookmark:
                 await resp.write(encoder.bookmark(self.state.store.rv))
                 next_bookmark = now + self.bookmark_interval
             wake = min(
                 x
-                for x in (deadline, next_bookmark if bookmarks else None, now + 5.0)
+                for x in (deadline, drop_at, next_bookmark if bookmarks else None, now + 5.0)
                 if x is not None
             )
             queue = watcher.queue
@@ -422,6 +425,11 @@ class ApiServer(PodLogProxy, VerbHandlers, NonResourceHandlers):
         for watcher in list(self.watchers):
             watcher.queue.put_nowait(("STOP", {}, None))
 
+    def cut_watches(self) -> None:
+        """End every open watch stream (an API server restart)."""
+        for watcher in list(self.watchers):
+            watcher.queue.put_nowait(("STOP", {}, None))
+
     async def on_cleanup(self, app: web.Application) -> None:
         """Close the kubelet client session."""
         if self.http is not None:
@@ -462,6 +470,7 @@ def create_app(
     r.add_post("/sandbox/faults", server.set_faults)
     r.add_post("/sandbox/tokens", server.mint_token)
     r.add_post("/sandbox/nodes/{name}/{action}", server.node_action)
+    r.add_post("/sandbox/restart", restart_handler(server))
     r.add_route("*", "/api", server.api)
     r.add_route("*", "/api/{tail:.*}", server.api)
     r.add_route("*", "/apis", server.api)
@@ -507,6 +516,7 @@ async def start_apiserver(
         raise ValueError(f"the sandbox API server listens on loopback only, not {host}")
     app = create_app(**kwargs)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    app[RUNNER] = runner  # for POST /sandbox/restart
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

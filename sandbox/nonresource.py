@@ -13,10 +13,11 @@ from aiohttp import web
 
 from . import discovery, errors, nodes
 from .access import Access
+from .faults import Faults
 from .responses import json_response
 from .routing import _int_param
 from .state import ApiState
-from .stats import FaultConfig, RequestStats
+from .stats import RequestStats
 from .store import Watcher
 
 
@@ -27,7 +28,7 @@ class NonResourceHandlers:
     state: ApiState
     access: Access
     stats: RequestStats
-    faults: FaultConfig
+    faults: Faults
     watchers: set[Watcher]
     node_control: Any
 
@@ -88,7 +89,7 @@ class NonResourceHandlers:
     async def set_faults(self, request: web.Request) -> web.Response:
         """``POST /sandbox/faults`` with the new configuration (``{}`` turns faults off)."""
         try:
-            self.faults = FaultConfig.from_json(await request.json())
+            self.faults = Faults.from_json(await request.json())
         except (ValueError, TypeError) as exc:
             raise errors.bad_request(str(exc)) from exc
         return json_response(self.faults.to_json())
