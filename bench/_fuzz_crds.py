@@ -40,7 +40,8 @@ MAP_KEY = "fuzzkey"
 NOWHERE = {"fuzz.elastic-jupyter/nowhere": "true"}
 
 BASES: dict[str, dict[str, Any]] = {
-    "JupyterGateway": {"replicas": 0, "cullIdleTimeout": 3600},
+    # An image no node can pull: the operator builds the whole gateway, no EG process starts.
+    "JupyterGateway": {"cullIdleTimeout": 3600, "image": "fuzz.invalid/no-such-gateway:0"},
     "JupyterNotebook": {
         "gateway": {"name": "fuzz-gateway"},
         "template": {"spec": {"containers": [{"name": "notebook"}], "nodeSelector": NOWHERE}},
@@ -103,7 +104,7 @@ def _walk(schema: dict[str, Any], path: str, out: list[tuple[str, dict[str, Any]
     if isinstance(schema.get("items"), dict):
         _walk(schema["items"], f"{path}[0]", out)
     if isinstance(schema.get("additionalProperties"), dict):
-        _walk(schema["additionalProperties"], f"{path}.{MAP_KEY}", out)
+        _walk(schema["additionalProperties"], f"{path}[{MAP_KEY}]", out)  # kube's spelling
 
 
 def _steps(path: str) -> list[str | int]:
@@ -115,7 +116,8 @@ def _steps(path: str) -> list[str | int]:
             if head:
                 steps.append(head)
             index, _, part = rest.partition("]")
-            steps.append(int(index))
+            steps.append(int(index) if index.isdigit() else index)  # a list index or a map key
+            part = part.lstrip(".")
         if part:
             steps.append(part)
     return steps
@@ -139,6 +141,29 @@ def set_at(spec: dict[str, Any], path: str, value: Any) -> None:
         while len(node) <= last:
             node.append(None)
     node[last] = value
+
+
+def fill_required(node: Any, schema: dict[str, Any]) -> None:
+    """Give every object on the way the fields its schema requires (placeholders), so that a
+    case breaks only its own field."""
+    if isinstance(node, list) and isinstance(schema.get("items"), dict):
+        for item in node:
+            fill_required(item, schema["items"])
+        return
+    if not isinstance(node, dict):
+        return
+    props = schema.get("properties") or {}
+    for key in schema.get("required") or []:
+        if key not in node:
+            kind = (props.get(key) or {}).get("type")
+            node[key] = {"integer": 1, "boolean": False, "object": {}, "array": []}.get(
+                str(kind), "fuzz"
+            )
+    for key, value in node.items():
+        if key in props:
+            fill_required(value, props[key])
+        elif isinstance(schema.get("additionalProperties"), dict):
+            fill_required(value, schema["additionalProperties"])
 
 
 def _junk(rng: random.Random, length: int) -> str:
@@ -211,6 +236,7 @@ def build_cases(rng: random.Random, huge_size: int, limit: int | None = None) ->
                 else:
                     target = path
                     set_at(spec, path, value)
+                fill_required(spec, spec_schema)
                 shown = json.dumps(value)
                 shown = shown if len(shown) <= 40 else f"{shown[:20]}... ({len(shown)} chars)"
                 manifest = {

@@ -105,6 +105,27 @@ def start_kernels(
     return {k: v for k, v in values.items() if k not in failed}, errors
 
 
+def cell_evidence(stack: Stack, values: dict[str, int]) -> dict[str, Any]:
+    """Proof the stack really ran kernels: one cell's output and what made its pod."""
+    kernel_id, value = next(iter(values.items()))
+
+    async def run() -> str:
+        async with aiohttp.ClientSession() as session:
+            return await execute(session, stack.base, kernel_id, "print(x)", 60)
+
+    pods = stack.sandbox.request("GET", f"/api/v1/namespaces/{stack.namespace}/pods")["items"]
+    pod = next(p for p in pods if (p["metadata"].get("labels") or {}).get("kernel_id") == kernel_id)
+    return {
+        "x_cell": {"code": "print(x)", "output": asyncio.run(run()).strip(), "x": value},
+        "x_kernel_pod": {
+            "name": pod["metadata"]["name"],
+            "image": pod["spec"]["containers"][0].get("image"),
+            "labels": pod["metadata"].get("labels") or {},
+            "phase": (pod.get("status") or {}).get("phase"),
+        },
+    }
+
+
 def namespace_orphans(stack: Stack) -> dict[str, int]:
     ns = stack.namespace
     core = f"/api/v1/namespaces/{ns}"
@@ -229,6 +250,7 @@ def restart_row(
     if len(values) != count:
         raise RuntimeError(f"{which}: {count - len(values)} kernels did not start: {errors[:2]}")
     assert stack.gateway is not None
+    evidence = cell_evidence(stack, values)
     say(f"{which}: {count} kernels hold x; SIGKILL the gateway")
     killed = time.monotonic()
     stack.gateway.send_signal(signal.SIGKILL)
@@ -271,6 +293,7 @@ def restart_row(
         size=size,
         command=command_of(SCRIPT, size),
         x_gateway_back_s=round(back, 2),
+        **evidence,
     )
 
 

@@ -204,6 +204,10 @@ def install() -> None:
         original(self, connection_info)
 
     manager._post_connection = _post_connection
+    # The same neighbours could stall the address itself: read it without EG's one-at-a-time loop.
+    from . import response_reader
+
+    response_reader.install()
 
 
 __all__ = [
