@@ -38,6 +38,7 @@ from tests.kernel_launcher.conftest import (
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "faults_hostile.py"
+pytestmark = pytest.mark.timeout(900)  # the first test also runs the small fuzzing (minutes)
 
 
 @pytest.fixture(scope="module")

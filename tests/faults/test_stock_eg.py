@@ -24,6 +24,7 @@ SCRIPT = ROOT / "bench" / "faults_stock_eg.py"
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(1200),  # four small rows, each on a fresh stack
     pytest.mark.skipif(not LAUNCHER.exists(), reason=f"{LAUNCHER} missing: run `make venv`"),
 ]
 
