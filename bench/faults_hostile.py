@@ -33,6 +33,7 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -423,10 +424,27 @@ def crd_row(stack: Stack, sizes: dict[str, int], rng: random.Random, base: dict[
     )
 
 
+@contextlib.contextmanager
+def started_stack(workdir: Path) -> Iterator[Stack]:
+    """A running stack; on a crowded machine EG may miss ``Stack``'s 60 s boot once: retry."""
+    for attempt in range(3):
+        try:
+            stack = Stack(workdir, pods=20, gateway_args=GATEWAY_ARGS).__enter__()
+            break
+        except RuntimeError as err:
+            if "did not start" not in str(err) or attempt == 2:
+                raise
+            print(f"retrying the stack: {err}", file=sys.stderr)
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
 def run(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     sizes = SIZES[args.size]
     rng = random.Random(args.seed)
-    with Stack(workdir, pods=20, gateway_args=GATEWAY_ARGS) as stack:
+    with started_stack(workdir) as stack:
         rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{stack.namespace}/roles"
         # the gateway's own Role (made with its kubeconfig) is no kernel's orphan
         own_roles = tuple(
