@@ -38,7 +38,7 @@ from _fault_rows import DEFAULT_OUT, command_of, row, write_rows
 from _report_utils import run_keeping_logs
 from _stack import Stack
 from _stock_eg import StockStack
-from gateway_recovery import GATEWAY_ARGS, execute, until_usable
+from gateway_recovery import GATEWAY_ARGS, execute
 
 from elastic_jupyter.gateway_plugin.kube import kernels_path
 
@@ -79,6 +79,24 @@ def set_values(stack: Stack, values: dict[str, int], timeout: float = 120) -> di
         return dict(zip(values, results))
 
     return asyncio.run(run())
+
+
+async def until_usable(
+    session: aiohttp.ClientSession, base: str, kernel_id: str, value: int, deadline: float
+) -> tuple[float | None, str]:
+    """Retry ``print(x)`` until it answers (each try up to 60 s: twenty kernels asked at once
+    on two busy cores answer slowly); return (monotonic time it did, error if never)."""
+    error = ""
+    while time.monotonic() < deadline:
+        try:
+            got = (await execute(session, base, kernel_id, "print(x)", 60)).strip()
+            if got == str(value):
+                return time.monotonic(), ""
+            return None, f"x is {got!r}, not {value}"
+        except Exception as err:
+            error = f"{type(err).__name__}: {err}"[:200]
+            await asyncio.sleep(0.5)
+    return None, error or "timeout"
 
 
 def read_values(
@@ -198,7 +216,7 @@ def api_row(stack: StockStack, sizes: dict[str, Any], mode: str, size: str) -> d
     if remaining > 0:
         time.sleep(remaining)
     values = {**idle, **fresh}
-    results = read_values(stack, values, patience=30)
+    results = read_values(stack, values, patience=120)
     usable = sum(1 for t, _ in results.values() if t is not None)
     lost_errors = sorted({e for t, e in results.values() if t is None})
     errors = stack.delete_kernels(gateway_kernel_ids(stack))
@@ -271,7 +289,7 @@ def restart_row(
     stack.gateway.wait(10)
     stack._start_gateway()
     back = time.monotonic() - killed
-    results = read_values(stack, values, patience=max(30.0, sizes["grace"]))
+    results = read_values(stack, values, patience=120)
     usable = [t - killed for t, _ in results.values() if t is not None]
     failures = sorted({e for t, e in results.values() if t is None})
     known = gateway_kernel_ids(stack)
