@@ -407,8 +407,9 @@ def crd_row(stack: Stack, sizes: dict[str, int], rng: random.Random, base: dict[
                 f"{outcomes.get('pruned-warned', 0)} unknown fields dropped with a warning "
                 f"naming them, {outcomes.get('reported', 0)} accepted then reported in status "
                 f"naming the field, {unbounded} huge strings accepted where the schema sets no "
-                f"bound and nothing failed; kubectl: {len(kubectl)} of {len(kubectl)} refused "
-                "naming the field; operator still started a kernel"
+                "bound (their kernels and notebooks stay unscheduled here, so a later failure "
+                f"is untested); kubectl: {len(kubectl)} of {len(kubectl)} refused naming the "
+                "field; operator still started a kernel"
             )
         ),
         issue=None,
