@@ -17,7 +17,7 @@ PARTS := crds gateway_plugin operator kernel_launcher sandbox harness
 
 all: test
 
-venv: $(VENV)/.installed $(KVENV)/.installed
+venv: $(VENV)/.installed $(KVENV)/.installed .stock-eg/.fetched
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ $(KVENV)/.installed: pyproject.toml
 	$(KVENV)/bin/pip install $(PIP_QUIET) -e '.[kernel,notebook]' bash_kernel $(PIP_FILTER)
 	$(KVENV)/bin/python -m bash_kernel.install --sys-prefix >/dev/null
 	$(KVENV)/bin/python -c "import jupyter_server, ipykernel, elastic_jupyter.kernel_launcher"
+	touch $@
+
+# Enterprise Gateway's own kernel launchers (not in its wheel), for the stock-EG rows of the
+# reliability table: fetched from PyPI here, at set-up, so no test downloads anything.
+.stock-eg/.fetched: $(VENV)/.installed
+	$(VENV)/bin/python bench/_stock_eg.py --fetch
 	touch $@
 
 # mypy cannot follow setuptools' editable finder, so give it the import layout as symlinks.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,34 @@ def write_row(out_dir: Path, row: dict[str, Any]) -> Path:
         path = out_dir / f"{row['id']}.small.json"
     path.write_text(json.dumps(row, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def command_of(script: str, size: str) -> str:
+    """The command that reproduces a row."""
+    return f".venv/bin/python bench/{script} --size {size}"
+
+
+def row(**fields: Any) -> dict[str, Any]:
+    """A row with every field, in the contract's order (a missing or unknown one is an error;
+    extra evidence goes in fields named ``x_*``)."""
+    missing = [name for name in REQUIRED if name not in fields]
+    extra = [name for name in fields if name not in REQUIRED and not name.startswith("x_")]
+    if missing or extra:
+        raise ValueError(f"row {fields.get('id')}: missing {missing}, unexpected {extra}")
+    if set(fields["orphans"]) != set(ORPHAN_KINDS):
+        raise ValueError(f"row {fields['id']}: orphans must count exactly {ORPHAN_KINDS}")
+    ordered = {name: fields[name] for name in REQUIRED}
+    ordered.update({k: v for k, v in fields.items() if k.startswith("x_")})
+    return ordered
+
+
+def write_rows(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """:func:`write_row` for each row, saying on stderr what each one found; return the paths."""
+    paths = []
+    for item in rows:
+        path = write_row(out, item)
+        paths.append(path)
+        print(
+            f"{path}: met={item['met']} lost={item['lost']} {item['notes'][:200]}", file=sys.stderr
+        )
+    return paths

@@ -250,6 +250,10 @@ def install() -> None:
 
         setattr(_post_connection, _WRAPPED, True)
         manager._post_connection = _post_connection
+    # The same neighbours could stall the address itself: read it without EG's one-at-a-time loop.
+    from . import response_reader
+
+    response_reader.install()
 
 
 __all__ = [

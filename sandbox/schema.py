@@ -125,7 +125,7 @@ def _type_name(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
-        return "integer"
+        return "integer" if _INT64_MIN <= value <= _INT64_MAX else "number"
     if isinstance(value, float):
         return "number"
     if isinstance(value, str):
@@ -150,9 +150,14 @@ def show(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+# kube-apiserver decodes a JSON integer that does not fit int64 as a float64, which is then no
+# "integer" for the schema (beyond 2^53 no float counts as one).
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _type_ok(value: Any, want: str) -> bool:
     if want == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
+        return _type_name(value) == "integer"
     if want == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if want == "string":
