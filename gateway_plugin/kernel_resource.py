@@ -1,4 +1,4 @@
-"""Build a JupyterKernel manifest from a kernel launch: pure functions, no cluster, no gateway.
+"""Plan a JupyterKernel from a kernel launch: pure functions, no cluster, no gateway.
 
 Two steps, both pure:
 
@@ -7,8 +7,8 @@ Two steps, both pure:
    validated :class:`KernelPlan` - or raises :class:`KernelRequestError` with the HTTP status
    the notebook user should see (400 for malformed values, 403 for what the client may not
    choose, 500 for a broken kernelspec or template).
-2. :func:`build_kernel_manifest` turns a plan plus the JupyterKernelTemplate into the
-   JupyterKernel object to create.
+2. :func:`.kernel_manifest.build_kernel_manifest` turns a plan plus the JupyterKernelTemplate
+   into the JupyterKernel object to create.
 
 Identity a client may ask for (each judged on the client's own env, not on the values Enterprise
 Gateway fills in itself, e.g. its default ``KERNEL_UID=1000``):
@@ -30,7 +30,6 @@ runs the same two functions from its argv and environment.
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import hashlib
 import json
@@ -141,7 +140,8 @@ class LaunchInput:
 
 @dataclass(frozen=True)
 class KernelPlan:
-    """A validated kernel launch: what :func:`build_kernel_manifest` needs besides the template."""
+    """A validated kernel launch: what :func:`.kernel_manifest.build_kernel_manifest` needs
+    besides the template."""
 
     name: str
     namespace: str
@@ -324,7 +324,7 @@ def _client_service_account(inp: LaunchInput, settings: GatewaySettings) -> str 
     return name
 
 
-def _quantity(name: str, value: str) -> Decimal:
+def quantity(name: str, value: str) -> Decimal:
     text = value.strip()
     if not _QUANTITY.match(text):
         raise KernelRequestError(
@@ -368,12 +368,12 @@ def resources_from_env(env: Mapping[str, str]) -> Obj:
     for var, kind, resource in _RESOURCE_VARS:
         value = env.get(var, "").strip()
         if value:
-            _quantity(var, value)
+            quantity(var, value)
             (requests if kind == "requests" else limits)[resource] = value
     for resource in ("cpu", "memory"):
         if resource in requests and resource in limits:
-            req = _quantity(resource, requests[resource])
-            lim = _quantity(resource, limits[resource])
+            req = quantity(resource, requests[resource])
+            lim = quantity(resource, limits[resource])
             if lim < req:
                 var = "KERNEL_CPUS" if resource == "cpu" else "KERNEL_MEMORY"
                 raise KernelRequestError(
@@ -475,7 +475,7 @@ def plan_kernel(inp: LaunchInput, settings: GatewaySettings) -> KernelPlan:
 
     resources = merge_resources(inp.resources, resources_from_env(env))
     caps = client_limits.maximum("the kernelspec's resources.limits", inp.resources)
-    refusal = client_limits.resource_refusal(inp.client_env, caps, _quantity)
+    refusal = client_limits.resource_refusal(inp.client_env, caps, quantity)
     if refusal:
         raise KernelRequestError(403, refusal)
     language = env.get(launcher_env.KERNEL_LANGUAGE) or inp.kernelspec_language.lower()
@@ -538,132 +538,3 @@ def plan_kernel(inp: LaunchInput, settings: GatewaySettings) -> KernelPlan:
         ),
         owner=inp.owner,
     )
-
-
-# --- the manifest ---------------------------------------------------------------------------
-
-
-def default_pod_template() -> Obj:
-    """The pod template used when a kernelspec names no JupyterKernelTemplate."""
-    return {"metadata": {}, "spec": {"containers": [{"name": crds.KERNEL_CONTAINER_NAME}]}}
-
-
-def _pod_template(template: Mapping[str, Any] | None, ref: tuple[str, str] | None) -> Obj:
-    if template is None:
-        return default_pod_template()
-    where = f"JupyterKernelTemplate {ref[0]}/{ref[1]}" if ref else "the JupyterKernelTemplate"
-    pod = (template.get("spec") or {}).get("template")
-    if not isinstance(pod, Mapping):
-        raise KernelRequestError(500, f"{where} has no spec.template: add a pod template")
-    result: Obj = copy.deepcopy(dict(pod))
-    spec = result.get("spec")
-    if not isinstance(spec, dict) or not spec.get("containers"):
-        raise KernelRequestError(
-            500, f"{where} has no spec.template.spec.containers: add a container named kernel"
-        )
-    meta = result.get("metadata")
-    result["metadata"] = dict(meta) if isinstance(meta, Mapping) else {}
-    return result
-
-
-def _merge_env(existing: Sequence[Any], ours: Sequence[tuple[str, str]]) -> list[Obj]:
-    names = {name for name, _ in ours}
-    kept = [dict(e) for e in existing if isinstance(e, Mapping) and e.get("name") not in names]
-    return kept + [{"name": name, "value": value} for name, value in ours]
-
-
-def _apply_identity(pod_spec: Obj, container: Obj, plan: KernelPlan) -> None:
-    """Put the client's allowed uid, gid and service account into the pod template.
-
-    The pod's ``securityContext`` gets ``runAsUser``/``runAsGroup``; a kernel container whose
-    template sets them itself (which would win over the pod's) gets them too. Keys the plan
-    does not set stay as the template has them.
-    """
-    ids = {"runAsUser": plan.run_as_user, "runAsGroup": plan.run_as_group}
-    chosen = {k: v for k, v in ids.items() if v is not None}
-    if chosen:
-        pod_context = pod_spec.get("securityContext")
-        pod_spec["securityContext"] = {
-            **(pod_context if isinstance(pod_context, Mapping) else {}),
-            **chosen,
-        }
-        own = container.get("securityContext")
-        if isinstance(own, Mapping) and any(k in own for k in chosen):
-            container["securityContext"] = {
-                **own,
-                **{k: v for k, v in chosen.items() if k in own},
-            }
-    if plan.service_account:
-        pod_spec.pop("serviceAccount", None)  # the deprecated alias would contradict it
-        pod_spec["serviceAccountName"] = plan.service_account
-
-
-def build_kernel_manifest(
-    plan: KernelPlan, template: Mapping[str, Any] | None, gateway: GatewayRef
-) -> Obj:
-    """Return the JupyterKernel to create for ``plan`` from the JupyterKernelTemplate object.
-
-    The pod template (its metadata labels and annotations included) comes from the template;
-    the kernel labels are added to both the JupyterKernel and its pod template; the first
-    container (or the one named ``kernel``) gets the image (none when neither the kernelspec
-    nor the template names one: the operator then uses its default kernel image), the
-    launcher's env and the resources; the client's allowed uid, gid and service account go
-    into the pod template (:func:`_apply_identity`). The JupyterGateway becomes the owner
-    when the kernel lives in its namespace and its uid is known (owner references cannot
-    cross namespaces).
-    """
-    labels = dict(plan.labels)
-    pod = _pod_template(template, plan.template)
-    pod_labels = pod["metadata"].get("labels")
-    pod["metadata"]["labels"] = {**(pod_labels if isinstance(pod_labels, Mapping) else {})}
-    pod["metadata"]["labels"].update(labels)
-    containers: list[Obj] = pod["spec"]["containers"]
-    index = next(
-        (i for i, c in enumerate(containers) if c.get("name") == crds.KERNEL_CONTAINER_NAME), 0
-    )
-    container = containers[index]
-    # Image precedence: the kernelspec's (or an allowed client KERNEL_IMAGE), else the
-    # template's; with neither, the operator puts its default kernel image on the pod.
-    if plan.image:
-        container["image"] = plan.image
-    # The template's own limits are a maximum too (checked here: the plan has no template).
-    caps = client_limits.maximum("the kernel template's limits", container.get("resources"))
-    refusal = client_limits.resource_refusal(dict(plan.client_resources), caps, _quantity)
-    if refusal:
-        raise KernelRequestError(403, refusal)
-    container["env"] = _merge_env(container.get("env") or [], plan.container_env)
-    _apply_identity(pod["spec"], container, plan)
-    if plan.resources:
-        merged: Obj = copy.deepcopy(container.get("resources") or {})
-        for kind, values in plan.resources.items():
-            merged[kind] = {**(merged.get(kind) or {}), **values}
-        container["resources"] = merged
-
-    metadata: Obj = {"name": plan.name, "namespace": plan.namespace, "labels": labels}
-    if gateway.uid:  # ownership across namespaces (sweeps, adoption, the operator's clean-up)
-        labels[crds.LABEL_GATEWAY_UID] = gateway.uid
-    if plan.owner:
-        metadata["annotations"] = {crds.ANNOTATION_CLIENT: plan.owner}
-    if gateway.uid and gateway.namespace == plan.namespace:
-        metadata["ownerReferences"] = [
-            {
-                "apiVersion": crds.API_VERSION,
-                "kind": crds.JUPYTER_GATEWAY.kind,
-                "name": gateway.name,
-                "uid": gateway.uid,
-                "controller": True,
-            }
-        ]
-    spec: Obj = {
-        "template": pod,
-        "kernelId": plan.kernel_id,
-        "kernelName": plan.kernelspec_name,
-        "username": plan.username,
-        "gateway": {"name": gateway.name, "namespace": gateway.namespace},
-    }
-    return {
-        "apiVersion": crds.API_VERSION,
-        "kind": crds.JUPYTER_KERNEL.kind,
-        "metadata": metadata,
-        "spec": spec,
-    }

@@ -18,12 +18,12 @@ from elastic_jupyter import crds
 
 from . import kernel_secret
 from .api_retry import create_once, retrying
+from .kernel_manifest import build_kernel_manifest
 from .kernel_resource import (
     GatewayRef,
     KernelPlan,
     KernelRequestError,
     LaunchInput,
-    build_kernel_manifest,
     new_name_suffix,
     plan_kernel,
 )

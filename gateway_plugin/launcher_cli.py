@@ -37,11 +37,11 @@ from dataclasses import dataclass
 
 from elastic_jupyter.kernel_launcher import env as launcher_env
 
+from .kernel_manifest import build_kernel_manifest
 from .kernel_resource import (
     GatewayRef,
     KernelRequestError,
     LaunchInput,
-    build_kernel_manifest,
     plan_kernel,
 )
 from .settings import GatewaySettings, SettingsError

@@ -52,11 +52,11 @@ from elastic_jupyter.crds import warm_pool
 from elastic_jupyter.kernel_launcher import comm_auth
 from elastic_jupyter.kernel_launcher import env as launcher_env
 
+from .kernel_manifest import build_kernel_manifest
 from .kernel_resource import (
     GatewayRef,
     KernelPlan,
     LaunchInput,
-    build_kernel_manifest,
     label_value,
     plan_kernel,
 )

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from elastic_jupyter import crds
+from elastic_jupyter.gateway_plugin.kernel_manifest import build_kernel_manifest
 from elastic_jupyter.gateway_plugin.kernel_resource import (
     GPU_RESOURCE,
     GatewayRef,
     KernelRequestError,
     LaunchInput,
-    build_kernel_manifest,
     kernel_resource_name,
     label_value,
     plan_kernel,

@@ -9,11 +9,11 @@ import pytest
 
 from elastic_jupyter import crds
 from elastic_jupyter.gateway_plugin import client_limits
+from elastic_jupyter.gateway_plugin.kernel_manifest import build_kernel_manifest
 from elastic_jupyter.gateway_plugin.kernel_resource import (
     GatewayRef,
     KernelRequestError,
     LaunchInput,
-    build_kernel_manifest,
     plan_kernel,
 )
 from elastic_jupyter.gateway_plugin.settings import GatewaySettings
