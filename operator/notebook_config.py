@@ -61,8 +61,10 @@ JupyterLab calls) buries the reason inside ``"HTTP 500: Internal Server Error (.
 ending in advice that is wrong, since the gateway did answer. The file wraps ``gateway_request``
 (in ``gateway_client`` and in ``managers``, which imported it by name): an error *answer* from
 the gateway becomes :data:`ERROR_CLASS`, whose message and ``str()`` are the gateway's own
-message, with the gateway's status code. Connection failures keep jupyter_server's text. The
-upstream change would be the same few lines inside ``gateway_request``.
+message, with the gateway's status code. A gateway that accepted the request and then stopped
+answering (killed or rolled out mid-request: tornado's 599 "Stream closed") gets a 503 saying
+so, that running kernels are kept, and to try again; a refused connection keeps jupyter_server's
+text. The upstream change would be the same few lines inside ``gateway_request``.
 
 **Third fix: the default kernel is one the gateway serves.** jupyter_server 2's
 ``GET /api/kernelspecs`` puts the kernel manager's ``default_kernel_name`` in its answer *before*

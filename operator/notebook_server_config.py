@@ -64,6 +64,16 @@ def _gateway_message(body: bytes | None) -> str | None:
     return str(payload.get("message") or payload.get("reason") or "").strip() or None
 
 
+def _no_answer(url: str, what: str) -> str:
+    """What the user reads when the gateway stopped answering in the middle of a request."""
+    return (
+        f"The gateway at {url} stopped answering during the request ({what}): it is probably "
+        "restarting (a rollout, a node drain or a crash). Running kernels keep running and are "
+        "served again when it is back; a kernel that was starting may not have started. Try "
+        "again in a few seconds."
+    )
+
+
 def _install_connection_class(connections: Any) -> None:
     """Fix 1: one gateway session key per browser websocket; no orphan gateway websockets."""
     assert _utils is not None and _escape is not None and _httpclient is not None
@@ -141,11 +151,18 @@ def _install_readable_errors(client_module: Any, managers: Any, web: Any, http: 
         try:
             return await upstream(endpoint, **kwargs)
         except web.HTTPError as error:
-            # The gateway answered: its url is valid and it runs, so say what it said.
             cause = error.__cause__
+            if not isinstance(cause, http.HTTPClientError):
+                raise
             response = getattr(cause, "response", None)
+            if response is None and cause.code == 599:
+                # Connected, then no answer (the stream closed or timed out): the url is right,
+                # the gateway went away mid-request; "ensure the url is valid" would mislead.
+                url = client_module.GatewayClient.instance().url
+                raise ElasticJupyterGatewayError(503, _no_answer(url, cause.message)) from cause
+            # The gateway answered: its url is valid and it runs, so say what it said.
             message = _gateway_message(response.body) if response is not None else None
-            if not isinstance(cause, http.HTTPClientError) or not message:
+            if not message:
                 raise
             raise ElasticJupyterGatewayError(error.status_code, message) from cause
 

@@ -205,6 +205,18 @@ ERROR_PROBE = textwrap.dedent(
                                            method="POST", body="{}")
         except web.HTTPError as error:
             result["answer"] = outcome(error)
+        async def hang_up(reader, writer):  # a gateway killed while handling the request
+            await reader.read(1)
+            writer.close()
+
+        dropper = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        dropping = dropper.sockets[0].getsockname()[1]
+        gateway_client.GatewayClient.instance().url = f"http://127.0.0.1:{dropping}"
+        try:
+            await managers.gateway_request(f"http://127.0.0.1:{dropping}/api/kernels",
+                                           method="POST", body="{}")
+        except web.HTTPError as error:
+            result["dropped"] = outcome(error)
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             closed = sock.getsockname()[1]
@@ -234,7 +246,13 @@ def test_the_gateways_reason_is_the_readable_message(tmp_path: Path) -> None:
     assert (answer["log_message"], answer["args"]) == (reason, [])
     assert answer["status"] == 500
     assert answer["type"] == notebook_config.ERROR_CLASS
-    # No answer from the gateway at all: jupyter_server's own text stays.
+    # Connected, then the gateway went away mid-request (killed, rolled out): not "ensure the
+    # gateway url is valid" but what happened, and that running kernels are kept.
+    dropped = result["dropped"]
+    assert dropped["type"] == notebook_config.ERROR_CLASS and dropped["status"] == 503
+    assert "stopped answering during the request" in dropped["str"]
+    assert "Ensure gateway url is valid" not in dropped["str"]
+    # No connection to the gateway at all: jupyter_server's own text stays.
     assert "Check to be sure the Gateway instance is running" in result["refused"]["str"]
 
 
