@@ -25,13 +25,15 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
 
+import _faults_rows
+
 from elastic_jupyter import crds
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 BIN = Path(sys.executable).parent
-DEFAULT_OUT = HERE / "results" / "faults"
+DEFAULT_OUT = _faults_rows.DEFAULT_OUT
 STACK = "elastic-jupyter"
 
 
@@ -58,12 +60,13 @@ def parse_args(script: str, argv: list[str] | None, doc: str | None) -> argparse
     return args
 
 
-def write_row(out: Path, row: dict[str, Any]) -> Path:
-    """Write one row of the reliability table as ``<out>/<id>.json``."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{row['id']}.json"
-    path.write_text(json.dumps(row, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    return path
+def finish(out: Path, row: dict[str, Any], workdir: Path) -> int:
+    """Write the row (:func:`_faults_rows.write_row`), show it without its evidence, say where
+    the logs are; return the script's exit status (0: the row is met)."""
+    path = _faults_rows.write_row(out, row)
+    print(json.dumps({k: v for k, v in row.items() if k != "details"}, indent=2))
+    print(f"wrote {path}; logs in {workdir}")
+    return 0 if row["met"] else 1
 
 
 def make_row(

@@ -34,6 +34,7 @@ from typing import Any
 from _faults_process import (
     ExampleStack,
     demo,
+    finish,
     leftovers,
     make_row,
     notebook_kernel_ids,
@@ -41,7 +42,6 @@ from _faults_process import (
     readable,
     start_sessions,
     wait_usable,
-    write_row,
 )
 
 from elastic_jupyter import crds
@@ -182,10 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = random.SystemRandom().randrange(1 << 30)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="faults-gateway-"))
     row = run(args.size, args.command, workdir, seed)
-    path = write_row(args.out, row)
-    print(json.dumps({k: v for k, v in row.items() if k != "details"}, indent=2))
-    print(f"wrote {path}; logs in {workdir}")
-    return 0 if row["met"] else 1
+    return finish(args.out, row, workdir)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _faults_process import ExampleStack, after_restart_fault, open_kernels, parse_args, write_row
+from _faults_process import ExampleStack, after_restart_fault, finish, open_kernels, parse_args
 from faults_pods import row_from
 
 SIZES = {"small": 2, "full": 10}
@@ -77,10 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args("faults_node.py", argv, __doc__)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="faults-node-"))
     row = run(args.size, args.command, workdir)
-    path = write_row(args.out, row)
-    print(json.dumps({k: v for k, v in row.items() if k != "details"}, indent=2))
-    print(f"wrote {path}; logs in {workdir}")
-    return 0 if row["met"] else 1
+    return finish(args.out, row, workdir)
 
 
 if __name__ == "__main__":

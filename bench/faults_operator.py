@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _faults_process import BIN, demo, make_row, parse_args, write_row
+from _faults_process import BIN, demo, finish, make_row, parse_args
 
 from elastic_jupyter import crds
 from elastic_jupyter.sandbox.cluster import SandboxCluster
@@ -244,10 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="faults-operator-"))
     workdir.mkdir(parents=True, exist_ok=True)
     row = run(args.size, args.command, workdir, seed)
-    path = write_row(args.out, row)
-    print(json.dumps({k: v for k, v in row.items() if k != "details"}, indent=2))
-    print(f"wrote {path}; logs in {workdir}")
-    return 0 if row["met"] else 1
+    return finish(args.out, row, workdir)
 
 
 if __name__ == "__main__":
