@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 from elastic_jupyter.gateway_plugin.kube import ApiError, KubeApi
@@ -39,7 +40,8 @@ def _manager(api: KubeApi) -> Any:
     manager: Any = KubeflowKernelSessionManager.__new__(KubeflowKernelSessionManager)
     manager.enable_persistence = True
     manager._sessions = {"k-1": SESSION}
-    manager._api = api
+    # the application's runtime, as far as the session write uses it
+    manager.runtime = SimpleNamespace(api=api, replica="gateway-0")
     manager._tasks = set()
     manager.log = logging.getLogger("test")
     return manager
