@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -27,7 +26,7 @@ from typing import Any
 
 import _faults_rows
 
-from elastic_jupyter import crds
+from elastic_jupyter import crds, harness
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 
 HERE = Path(__file__).resolve().parent
@@ -38,16 +37,9 @@ STACK = "elastic-jupyter"
 
 
 def demo() -> ModuleType:
-    """``examples/demo_session.py`` (the examples folder is not a package)."""
-    name = "elastic_jupyter_demo_session"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / "demo_session.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The notebook user's client and steps (``elastic_jupyter.harness``), as ``make demo`` and
+    the end-to-end tests use them."""
+    return harness
 
 
 def parse_args(script: str, argv: list[str] | None, doc: str | None) -> argparse.Namespace:

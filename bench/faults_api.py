@@ -47,7 +47,7 @@ from typing import Any
 import yaml
 from _faults_rows import DEFAULT_OUT, write_row
 
-from elastic_jupyter import crds
+from elastic_jupyter import crds, harness
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -123,11 +123,9 @@ def say(text: str) -> None:
 
 
 def demo_module() -> Any:
-    """``examples/demo_session.py``: the notebook client and the user's steps (shared)."""
-    sys.path.insert(0, str(REPO))
-    from tests.e2e.stack import load_demo_session
-
-    return load_demo_session()
+    """The notebook client and the user's steps (``elastic_jupyter.harness``, shared with
+    ``make demo`` and the end-to-end tests)."""
+    return harness
 
 
 class Observer:
@@ -408,7 +406,9 @@ def run_fault(fault: Fault, size: str, workdir: Path, command: str) -> dict[str,
         kubectl = demo.Kubectl(str(cluster.kubeconfig), namespace)
         obs = Observer(cluster, namespace)
         log = workdir / f"{fault.id}-operator.log"
-        with demo.operator_process(demo.operator_env(cluster), namespace, log):
+        with demo.operator_process(
+            demo.operator_env(cluster), log, "--namespace", namespace, *demo.NO_PORTS
+        ):
             path = demo.UserPath(kubectl, say=lambda _t: None, timeout_s=240)
             path.apply_example(write_example(workdir / fault.id, sz["cull"], sz["cull_interval"]))
             client = demo.NotebookClient(path.client.base_url, path.client.token, timeout_s=300)

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from elastic_jupyter import harness
 from elastic_jupyter.crds import warm_pool
-from tests.e2e import stack
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,6 @@ def _run(path: Any, kernel_name: str, notebook: str) -> tuple[dict[str, Any], li
 
 def test_notebook_session_claims_a_pooled_kernel_and_the_pool_refills(elastic_stack: Any) -> None:
     path = elastic_stack
-    demo = stack.load_demo_session()
     example = path.kubectl.json("get", "jks", "python-kubernetes")["spec"]
     manifest = {
         "apiVersion": "kubeflow.tkestack.io/v1alpha1",
@@ -58,7 +57,7 @@ def test_notebook_session_claims_a_pooled_kernel_and_the_pool_refills(elastic_st
         },
     }
     path.kubectl.run("apply", "-f", "-", stdin=json.dumps(manifest))
-    waiting = demo.wait_until("one Pooled kernel", lambda: _pooled(path) or None, 90)
+    waiting = harness.wait_until("one Pooled kernel", lambda: _pooled(path) or None, 90)
     path._wait_kernelspec(path.client, [SPEC])
     assert "Pooled" in path.kubectl.run("get", "jk")
 
@@ -71,7 +70,7 @@ def test_notebook_session_claims_a_pooled_kernel_and_the_pool_refills(elastic_st
     assert claimed[0]["metadata"]["labels"][warm_pool.LABEL_POOL_STATE] == "claimed"
     assert warm[0] == cold[0] and warm[0]  # the user's KERNEL_USERNAME reached it
     path.client.delete_session(str(session["id"]))
-    refilled = demo.wait_until(
+    refilled = harness.wait_until(
         "the pool refilled", lambda: [n for n in _pooled(path) if n not in waiting] or None, 90
     )
     assert refilled
