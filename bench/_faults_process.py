@@ -3,7 +3,7 @@ node,pods}.py``): the reliability-table row (``/work``'s FAULTS_SCHEMA: one JSON
 the elastic example on a private sandbox with the real operator, gateway Deployment and notebook
 server, concurrent starts through the notebook server, and the leftovers count.
 
-The user side is ``examples/demo_session.py`` (``NotebookClient``, ``KernelChannel``,
+The user side is ``elastic_jupyter.harness`` (``NotebookClient``, ``KernelChannel``,
 ``UserPath``): the same client the e2e tests and ``make demo`` use.
 """
 
