@@ -91,6 +91,15 @@ def hold_many(address: tuple[str, int], count: int, seconds: float) -> tuple[int
     return len(socks), refused
 
 
+def _count_burst(tally: Tally, address: tuple[str, int], burst: int) -> None:
+    """Hold ``burst`` connections at once for 3 s; count each as opened or refused."""
+    opened, refused = hold_many(address, burst, 3.0)
+    for _ in range(opened):
+        tally.count("burst", "")
+    for _ in range(refused):
+        tally.count("burst", "refused")
+
+
 def _random_bytes(rng: random.Random, size: int) -> bytes:
     return bytes(rng.getrandbits(8) for _ in range(size))
 
@@ -166,11 +175,7 @@ def fuzz_comm_port(
     with ThreadPoolExecutor(8) as pool:
         for label, error in pool.map(one, cases):
             tally.count(label, error)
-    opened, refused = hold_many(address, burst, 3.0)
-    for _ in range(opened):
-        tally.count("burst", "")
-    for _ in range(refused):
-        tally.count("burst", "refused")
+    _count_burst(tally, address, burst)
     return tally
 
 
@@ -228,11 +233,7 @@ def fuzz_response_address(
     with ThreadPoolExecutor(4) as pool:
         for label, error in pool.map(one, cases):
             tally.count(label, error)
-    opened, refused = hold_many(address, burst, 3.0)
-    for _ in range(opened):
-        tally.count("burst", "")
-    for _ in range(refused):
-        tally.count("burst", "refused")
+    _count_burst(tally, address, burst)
     return tally
 
 

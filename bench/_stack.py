@@ -157,6 +157,21 @@ def system_busy_s() -> float:
     return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
+def wait_gateway_ready(
+    base: str, process: subprocess.Popen[Any], log: Path, what: str, timeout_s: float = 60
+) -> None:
+    """Wait until the gateway at ``base`` answers ``/api``; raise naming its log when it exits
+    or does not answer within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(OSError):
+            if http(base + "/api", timeout=2)[0] == 200:
+                return
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError(f"{what} did not start; see {log}")
+        time.sleep(0.1)
+
+
 class Stack:
     """Sandbox cluster + ``elastic-jupyter-operator`` + one EG 3.3 with ``remote`` and ``local``.
 
@@ -254,14 +269,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
             )
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError):
-                if http(self.base + "/api", timeout=2)[0] == 200:
-                    return
-            if time.monotonic() > deadline or self.gateway.poll() is not None:
-                raise RuntimeError(f"gateway did not start; see {self.gateway_log}")
-            time.sleep(0.1)
+        wait_gateway_ready(self.base, self.gateway, self.gateway_log, "gateway")
 
     # -- kernels --
 

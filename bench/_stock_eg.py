@@ -43,10 +43,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _stack import Stack
+from _stack import Stack, wait_gateway_ready
 from aiohttp import web
-from gateway_start import free_port, http
 
+from elastic_jupyter.harness.processes import free_port
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 from elastic_jupyter.sandbox.imagemap import default_kernel_venv
 
@@ -354,14 +354,7 @@ class StockStack(Stack):
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
             )
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError):
-                if http(self.base + "/api", timeout=2)[0] == 200:
-                    return
-            if time.monotonic() > deadline or self.gateway.poll() is not None:
-                raise RuntimeError(f"stock gateway did not start; see {self.gateway_log}")
-            time.sleep(0.1)
+        wait_gateway_ready(self.base, self.gateway, self.gateway_log, "stock gateway")
 
 
 if __name__ == "__main__":

@@ -41,10 +41,10 @@ import _fuzz_crds
 import _fuzz_wire
 import aiohttp
 from _faults_rows import DEFAULT_OUT, command_of, row, write_rows
+from _gateway_client import http
 from _report_utils import run_keeping_logs
 from _stack import Stack
 from gateway_recovery import GATEWAY_ARGS, execute
-from gateway_start import http
 
 from elastic_jupyter import crds
 from elastic_jupyter.gateway_plugin.kube import kernels_path

@@ -39,12 +39,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _measure import machine, summary
 from _stack import GATEWAY_AGENT, Stack, command_line, requests_by_group
-from gateway_start import free_port, machine, summary
 
 from elastic_jupyter import crds
 from elastic_jupyter.crds import warm_pool
 from elastic_jupyter.gateway_plugin.kube import kernels_path
+from elastic_jupyter.harness.processes import free_port
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
