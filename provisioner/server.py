@@ -148,6 +148,17 @@ class DirectMappingKernelManager(AsyncMappingKernelManager):  # type: ignore[mis
 
     start_kernel = _async_start_kernel
 
+    async def _async_restart_kernel(self, kernel_id: str, now: bool = False) -> Any:
+        """jupyter_server answers a failed restart with 'Exception restarting kernel' only:
+        log why (the start's reason, e.g. a failed kernel pod) where the admin looks."""
+        try:
+            return await super()._async_restart_kernel(kernel_id, now=now)
+        except Exception as err:
+            self.log.error("Kernel %s: restart failed: %s", kernel_id, err, exc_info=True)
+            raise
+
+    restart_kernel = _async_restart_kernel
+
     # --- start: adopt ---------------------------------------------------------------------
 
     def _start_adoption(self) -> None:
@@ -235,6 +246,7 @@ class DirectMappingKernelManager(AsyncMappingKernelManager):  # type: ignore[mis
             env["JPY_SESSION_NAME"] = str(model.get("path") or "")
         km._launch_args = {"env": env}
         km.ready.set_result(None)
+        km._attempted_start = True  # the next restart/shutdown makes a fresh `ready`
         km.start_restarter()
         km._connect_control_socket()
         self._kernels[kernel_id] = km
