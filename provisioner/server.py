@@ -225,7 +225,6 @@ class DirectMappingKernelManager(AsyncMappingKernelManager):  # type: ignore[mis
             parent=self,
             log=self.log,
             kernel_name=kernel_name,
-            owns_kernel=True,
         )
         km.kernel_id = kernel_id
         km.load_connection_info(info)
