@@ -90,7 +90,9 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         self.comm_ip = ""
         self.comm_port = 0
         self._delete_requested = False
-        self._launch_token = ""
+        #: jupyter_server's session of this kernel (set by the server's kernel manager),
+        #: written onto each new JupyterKernel of a restart too.
+        self.notebook_session: dict[str, Any] | None = None
 
     # --- state ----------------------------------------------------------------------------
 
@@ -372,6 +374,7 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
                     self.connection_info,
                     self.identity(),
                 ),
+                self.notebook_session,
             )
         except ApiError as err:  # the kernel works; only adoption after a restart is lost
             self.log.warning(

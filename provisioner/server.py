@@ -128,6 +128,7 @@ class DirectMappingKernelManager(AsyncMappingKernelManager):  # type: ignore[mis
         if not isinstance(provisioner, KubeflowProvisioner) or not provisioner.has_process:
             return
         runtime = provisioner.runtime
+        provisioner.notebook_session = dict(model)
         try:
             await runtime.api.run(
                 sessions.save_notebook_session,
@@ -259,6 +260,7 @@ class DirectMappingKernelManager(AsyncMappingKernelManager):  # type: ignore[mis
         if not self._initialized_culler:
             self.initialize_culler()
         if model is not None:
+            provisioner.notebook_session = model
             await self._restore_session(kernel_id, model)
         self.log.info(
             "Adopted kernel %s (JupyterKernel %s)", kernel_id, provisioner.kernel_resource_name

@@ -6,6 +6,7 @@ execute, iopub until idle; the on-call engineer's side: kill -9 of the notebook 
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -160,3 +161,8 @@ def test_kernel_outlives_a_killed_notebook_server(direct: DirectSetup) -> None:
     direct.client.restart(kernel_id)
     with direct.client.channel(kernel_id) as channel:
         assert channel.execute("print(1)", timeout_s=60).stdout.strip() == "1"
+    # the restarted kernel's new JupyterKernel carries the notebook session on
+    jk = direct.kernel_of(kernel_id)
+    assert jk is not None
+    stored = json.loads(jk["metadata"]["annotations"][crds.ANNOTATION_NOTEBOOK_SESSION])
+    assert stored["path"] == path
