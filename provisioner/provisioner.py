@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import re
 import signal
 import sys
 import time
@@ -49,7 +48,7 @@ from elastic_jupyter.gateway_plugin.launcher_cli import (
     launcher_args_start,
     parse_launcher_argv,
 )
-from elastic_jupyter.gateway_plugin.settings import parse_template_ref
+from elastic_jupyter.gateway_plugin.settings import SettingsError, parse_template_ref
 
 from . import sessions
 from .launch_args import client_env, format_argv
@@ -63,15 +62,11 @@ _OWN_KWARGS = frozenset({"kernel_id", "kernel_spec", "parent", "config", "log", 
 ENDED = 1
 
 
-def _reason(text: str) -> str:
-    """``text`` as a valid HTTP reason phrase (one line, latin-1)."""
-    line = re.sub(r"[\x00-\x1f\x7f]+", " ", text)
-    return line.encode("latin-1", "replace").decode("latin-1")[:1000]
-
-
 def launch_error(status: int, message: str) -> web.HTTPError:
-    """The error jupyter_server returns to ``POST /api/sessions`` (its ``message``)."""
-    return web.HTTPError(status, message.replace("%", "%%"), reason=_reason(message))
+    """The error jupyter_server returns: ``POST /api/kernels`` answers ``status`` with
+    ``message``; ``POST /api/sessions`` wraps it as ``HTTP <status>: <phrase> (<message>)``
+    (so no custom reason phrase: it would be shown twice)."""
+    return web.HTTPError(status, message.replace("%", "%%"))
 
 
 class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
@@ -83,7 +78,6 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             k: kwargs.pop(k) for k in list(kwargs) if k not in _OWN_KWARGS
         }
         super().__init__(**kwargs)
-        self.runtime = DirectRuntime.current()
         self.kernel_namespace = ""
         self.kernel_resource_name = ""
         self.kernel_resource_uid = ""
@@ -93,6 +87,11 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         #: jupyter_server's session of this kernel (set by the server's kernel manager),
         #: written onto each new JupyterKernel of a restart too.
         self.notebook_session: dict[str, Any] | None = None
+
+    @property
+    def runtime(self) -> DirectRuntime:
+        """The notebook server's runtime (settings read on first use: see :meth:`pre_launch`)."""
+        return DirectRuntime.current()
 
     # --- state ----------------------------------------------------------------------------
 
@@ -150,6 +149,8 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         """Start the response address (first launch) and fill the argv's placeholders."""
         try:
             listener = await self.runtime.listener()
+        except SettingsError as err:  # a bad EJ_*/EG_* value: the message names it
+            raise launch_error(500, f"Kernel {self.kernel_id} could not start: {err}") from None
         except (OSError, ApiError) as err:
             raise launch_error(503, f"Kernel {self.kernel_id} could not start: {err}") from None
         kwargs.pop("extra_arguments", None)
