@@ -166,3 +166,24 @@ def test_kernel_outlives_a_killed_notebook_server(direct: DirectSetup) -> None:
     assert jk is not None
     stored = json.loads(jk["metadata"]["annotations"][crds.ANNOTATION_NOTEBOOK_SESSION])
     assert stored["path"] == path
+
+
+def test_a_stopped_server_detaches_instead_of_shutting_kernels_down(direct: DirectSetup) -> None:
+    path = f"stop-{uuid.uuid4().hex[:6]}.ipynb"
+    kernel_id = str(direct.client.start_session(path, KERNEL_NAME)["kernel"]["id"])
+    with direct.client.channel(kernel_id) as channel:
+        assert channel.execute("y = 'still here'", timeout_s=60).status == "ok"
+    name = (direct.kernel_of(kernel_id) or {})["metadata"]["name"]
+    direct.server.stop()  # SIGTERM: jupyter_server's stop shuts every kernel down by default
+    jk = direct.kubectl.get("jk", name)
+    assert jk is not None and not jk["metadata"].get("deletionTimestamp")
+    direct.server.start()
+    harness.wait_until(
+        "the kernel listed again",
+        lambda: kernel_id in {k["id"] for k in direct.client.kernels()},
+        30,
+        0.3,
+    )
+    with direct.client.channel(kernel_id) as channel:
+        result = channel.execute("print(y)", timeout_s=30)
+    assert result.stdout.strip() == "still here", result

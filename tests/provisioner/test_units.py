@@ -340,3 +340,32 @@ def test_oversized_payload_is_dropped() -> None:
         assert seen == []
 
     asyncio.run(run())
+
+
+def test_tenant_rules_judge_the_servers_kernel_variables() -> None:
+    from elastic_jupyter.gateway_plugin.kernel_resource import KernelRequestError
+
+    settings = DirectSettings.from_env({"EJ_NOTEBOOK_NAMESPACE": "a"}).policy
+    env = {"KERNEL_USERNAME": "ana", "KERNEL_IMAGE": "evil:1", "KERNEL_UID": "0", "HOME": "/"}
+
+    def plan(**changes: str) -> Any:
+        launch_env = {**env, **changes}
+        inp = LaunchInput(
+            kernel_id=KID,
+            kernelspec_name="python-direct",
+            response_address="10.0.0.5:8877",
+            public_key="KEY",
+            port_range="0..0",
+            env=launch_env,
+            client_env=client_env(launch_env, {}),
+            image_name="kernel-py:1",
+        )
+        return plan_kernel(inp, settings)
+
+    with pytest.raises(KernelRequestError, match="KERNEL_IMAGE='evil:1' is not allowed"):
+        plan()
+    with pytest.raises(KernelRequestError, match="KERNEL_UID=0 is not allowed"):
+        plan(KERNEL_IMAGE="kernel-py:1")
+    ok = plan(KERNEL_IMAGE="kernel-py:1", KERNEL_UID="1500")
+    assert ok.run_as_user == 1500 and ok.image == "kernel-py:1"
+    assert "HOME" not in dict(ok.container_env)  # only KERNEL_* reach the pod
