@@ -48,13 +48,14 @@ from elastic_jupyter.gateway_plugin.launcher_cli import (
     launcher_args_start,
     parse_launcher_argv,
 )
+from elastic_jupyter.gateway_plugin.response_listener import ResponseListener
 from elastic_jupyter.gateway_plugin.settings import SettingsError, parse_template_ref
 
 from . import sessions
 from .launch_args import client_env, format_argv
-from .runtime import SYNC_WAIT_SECONDS, DirectRuntime
+from .runtime import DirectRuntime
 
-__all__ = ["KubeflowProvisioner"]
+__all__ = ["KubeflowProvisioner", "client_env", "format_argv", "launch_error"]
 
 #: Keys jupyter_client's factory passes that are not the kernelspec's ``config``.
 _OWN_KWARGS = frozenset({"kernel_id", "kernel_spec", "parent", "config", "log", "connection_info"})
@@ -171,11 +172,11 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         cmd = format_argv(list(self.kernel_spec.argv), values)
         return dict(await super().pre_launch(cmd=cmd, **kwargs))
 
-    def _launch_input(self, cmd: list[str], env: dict[str, str]) -> LaunchInput:
-        listener_key = self.runtime._listener
-        assert listener_key is not None
-        response_address = listener_key.response_address
-        public_key = listener_key.public_key
+    def _launch_input(
+        self, cmd: list[str], env: dict[str, str], listener: ResponseListener
+    ) -> LaunchInput:
+        response_address = listener.response_address
+        public_key = listener.public_key
         port_range = str(self.provisioner_config.get("port_range") or "0..0")
         template: tuple[str, str] | None = None
         kernel_argv: list[str] | None = None
@@ -236,7 +237,7 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         answer = listener.expect(str(self.kernel_id), token)
         started = time.perf_counter()
         try:
-            inp = self._launch_input(list(cmd), env)
+            inp = self._launch_input(list(cmd), env, listener)
             notebook = runtime.settings.notebook
             created = await runtime.api.run(
                 create_kernel, runtime.api, runtime.settings.policy, inp, token, lambda: notebook
@@ -483,6 +484,3 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
 
     def get_stable_start_time(self, recommended: float = 10.0) -> float:
         return max(recommended, self.runtime.settings.policy.kernel_launch_timeout)
-
-
-__all__ += ["SYNC_WAIT_SECONDS", "client_env", "format_argv", "launch_error"]

@@ -29,8 +29,6 @@ from .settings import DirectSettings
 log = logging.getLogger(__name__)
 
 USER_AGENT = "elastic-jupyter-provisioner/0.1"
-#: How long a launch or an adoption waits for the first list of the kernel namespace.
-SYNC_WAIT_SECONDS = 10.0
 
 
 def kubeconfig_namespace(env: Mapping[str, str]) -> str:

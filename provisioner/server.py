@@ -38,7 +38,7 @@ from elastic_jupyter.gateway_plugin.kube import ApiError, kernels_path
 
 from . import sessions
 from .provisioner import KubeflowProvisioner
-from .runtime import SYNC_WAIT_SECONDS, DirectRuntime
+from .runtime import DirectRuntime
 
 __all__ = ["DirectMappingKernelManager"]
 
@@ -278,6 +278,3 @@ class DirectMappingKernelManager(AsyncMappingKernelManager):  # type: ignore[mis
             "INSERT INTO session VALUES (?,?,?,?,?)",
             (session_id, model.get("path"), model.get("name"), model.get("type"), kernel_id),
         )
-
-
-__all__ += ["SYNC_WAIT_SECONDS"]
