@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from elastic_jupyter import crds, harness
-from tests.provisioner.conftest import KERNEL_NAME, DirectSetup
+from elastic_jupyter.provisioner.settings import default_notebook_name
+from tests.provisioner.conftest import KERNEL_NAME, DirectSetup, kernelspec
 
 pytestmark = [pytest.mark.slow, pytest.mark.kubectl]
 
@@ -34,7 +35,7 @@ def test_cell_runs_in_a_kernel_pod(direct: DirectSetup) -> None:
     assert jk is not None and jk["status"]["phase"] == crds.PHASE_RUNNING
     labels = jk["metadata"]["labels"]
     assert crds.LABEL_GATEWAY not in labels
-    assert labels[crds.LABEL_NOTEBOOK] == "jupyter-root" or labels[crds.LABEL_NOTEBOOK]
+    assert labels[crds.LABEL_NOTEBOOK] == default_notebook_name()  # by hand: jupyter-<os user>
     annotations = jk["metadata"]["annotations"]
     assert annotations[crds.ANNOTATION_NOTEBOOK_NAMESPACE] == direct.namespace
     pods = direct.pods_of(kernel_id)
@@ -119,8 +120,6 @@ def test_shutdown_deletes_kernel_pod_and_secret(direct: DirectSetup) -> None:
 def test_start_failure_reaches_the_user_within_seconds(
     direct: DirectSetup, config: dict[str, Any], words: list[str]
 ) -> None:
-    from tests.provisioner.conftest import kernelspec
-
     name = f"broken-{uuid.uuid4().hex[:4]}"
     direct.add_kernelspec(
         name,
