@@ -1,7 +1,8 @@
 """Kernel start → first output, as JupyterLab does it: direct mode vs through the gateway vs local.
 
 One run starts the sandbox with the real operator and one Enterprise Gateway with our process
-proxy (``bench/_stack.py``), and beside it up to three jupyter_server 2 notebook servers from
+proxy, configured as the operator configures it (sessions on the JupyterKernels, adoption;
+``bench/_stack.py``), and beside it up to three jupyter_server 2 notebook servers from
 ``.venv-kernel``, one per kind:
 
 * **direct**: a plain jupyter_server 2 with our kernel provisioner (``kubeflow-provisioner``,
@@ -48,7 +49,12 @@ from _stack import Stack, command_line
 from elastic_jupyter import crds
 from elastic_jupyter.gateway_plugin.kube import kernels_path
 from elastic_jupyter.harness import NotebookClient, free_port, wait_until
-from elastic_jupyter.operator.gateway_objects import KERNEL_VERBS, rule
+from elastic_jupyter.operator.gateway_objects import (
+    KERNEL_MANAGER_CLASS,
+    KERNEL_VERBS,
+    SESSION_MANAGER_CLASS,
+    rule,
+)
 from elastic_jupyter.operator.service_accounts import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT
 
 HERE = Path(__file__).resolve().parent
@@ -58,6 +64,14 @@ IMAGE = "elastic-jupyter/kernel-py:dev"  # the gateway's `remote` kernelspec nam
 PROVISIONER = "kubeflow-provisioner"
 MANAGER = "elastic_jupyter.provisioner.server.DirectMappingKernelManager"
 NOTEBOOK_ACCOUNT = "notebook"
+# The gateway as the operator configures it (sessions on the JupyterKernels, adoption), with
+# the kernelspecs on disk that bench/_stack.py writes.
+GATEWAY_ARGS = (
+    "--EnterpriseGatewayApp.kernel_spec_manager_class="
+    "elastic_jupyter.gateway_plugin.kernelspec_sync.KubeflowKernelSpecManager",
+    f"--EnterpriseGatewayApp.kernel_session_manager_class={SESSION_MANAGER_CLASS}",
+    f"--EnterpriseGatewayApp.kernel_manager_class={KERNEL_MANAGER_CLASS}",
+)
 PHASES = ("session_s", "info_s", "output_s")
 PHASE_LABELS = {
     "session_s": "POST /api/sessions → 201",
@@ -284,16 +298,19 @@ def requests_per_start(servers: Servers, kind: str, count: int, timeout_s: float
     log = sandbox.request("GET", "/sandbox/requests?limit=10000")["items"]
     out: dict[str, Any] = {"starts": count, "started": sum(s.ok for s in samples)}
     for role, user in accounts.items():
-        seen = Counter(
-            f"{r['verb']} {r['resource']}" + (f"/{r['subresource']}" if r["subresource"] else "")
-            for r in log
-            if r["time"] >= since and r.get("user") == user
-        )
+        seen = Counter(_request_key(r) for r in log if r["time"] >= since and r.get("user") == user)
         out[role] = {
             "per_start": round(sum(seen.values()) / count, 2),
             "requests": dict(sorted(seen.items())),
         }
     return out
+
+
+def _request_key(record: dict[str, Any]) -> str:
+    """``verb resource[/subresource]``, with the status when the server refused it."""
+    sub = f"/{record['subresource']}" if record["subresource"] else ""
+    status = f" ({record['status']})" if int(record["status"]) >= 400 else ""
+    return f"{record['verb']} {record['resource']}{sub}{status}"
 
 
 # -- the run --
@@ -306,7 +323,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             f"direct: {KERNEL_PYTHON} has no jupyter_client provisioner {PROVISIONER!r}; "
             "install the provisioner (`make venv` with it merged), or pass --kinds gateway,local"
         )
-    with Stack(workdir, pods=10) as stack, Servers(stack, workdir, kinds) as servers:
+    with (
+        Stack(workdir, pods=10, gateway_args=GATEWAY_ARGS) as stack,
+        Servers(stack, workdir, kinds) as servers,
+    ):
         load_before = machine()["load_average_1m"]
         samples = latency(servers, kinds, args.runs, args.timeout)
         requests = {
@@ -376,7 +396,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         " `kubeflow-launcher` argv) and `DirectMappingKernelManager` with a ServiceAccount"
         " holding only the direct-mode grants: the kernel in its own pod, no gateway. `gateway`:"
         " the notebook server with `--gateway-url` in front of Enterprise Gateway 3.3 and our"
-        " process proxy, the same kernel image in its own pod. `local`: a plain jupyter_server 2"
+        " process proxy (sessions on the JupyterKernels, as the operator configures a gateway),"
+        " the same kernel image in its own pod. `local`: a plain jupyter_server 2"
         " starting ipykernel as its child (the floor). One sandbox with the real operator; kinds"
         f" alternate (forward, then backward), {r['runs']} starts each after a dropped first"
         " round; each start waits until the previous kernel's JupyterKernel and pod are gone.",
