@@ -441,19 +441,32 @@ def _requests_lines(r: dict[str, Any]) -> list[str]:
     lines = [
         "",
         "API requests per start (the sandbox's request log by account, over starts of one kind"
-        " alone, from the POST until the kernel's JupyterKernel and pod were deleted):",
+        " alone, from the POST until the kernel's JupyterKernel and pod were deleted; a refused"
+        " request is counted with its status):",
         "",
-        "| kind | starts | creator of the JupyterKernel, per start | its requests | operator,"
-        " per start |",
-        "|---|---|---|---|---|",
+        "| kind | starts | creator of the JupyterKernel, per start | its requests |"
+        " operator, per start | its requests |",
+        "|---|---|---|---|---|---|",
     ]
     for kind, q in requests.items():
-        detail = ", ".join(f"{k}: {v}" for k, v in q["front_end"]["requests"].items())
+        front, operator = q["front_end"], q["operator"]
         lines.append(
-            f"| {kind} | {q['started']}/{q['starts']} | {q['front_end']['per_start']}"
-            f" ({who[kind]}) | {detail or 'none'} | {q['operator']['per_start']} |"
+            f"| {kind} | {q['started']}/{q['starts']} | {front['per_start']} ({who[kind]}) |"
+            f" {_counts(front['requests'])} | {operator['per_start']} |"
+            f" {_counts(operator['requests'])} |"
         )
+    if "gateway" in requests:
+        lines += [
+            "",
+            "The bench's gateway is a process without a JupyterGateway object: the operator's"
+            " lookups of it on each kernel added or deleted (to refresh the gateway's kernel"
+            " count) answer 404 here; on a cluster they find it and refresh its status.",
+        ]
     return lines
+
+
+def _counts(requests: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in requests.items()) or "none"
 
 
 def main(argv: list[str] | None = None) -> int:
