@@ -52,11 +52,11 @@ from elastic_jupyter.gateway_plugin.launcher_cli import (
 from elastic_jupyter.gateway_plugin.settings import parse_template_ref
 
 from . import sessions
+from .launch_args import client_env, format_argv
 from .runtime import SYNC_WAIT_SECONDS, DirectRuntime
 
 __all__ = ["KubeflowProvisioner"]
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
 #: Keys jupyter_client's factory passes that are not the kernelspec's ``config``.
 _OWN_KWARGS = frozenset({"kernel_id", "kernel_spec", "parent", "config", "log", "connection_info"})
 #: jupyter_client's exit code when a kernel's JupyterKernel is gone or ended.
@@ -72,25 +72,6 @@ def _reason(text: str) -> str:
 def launch_error(status: int, message: str) -> web.HTTPError:
     """The error jupyter_server returns to ``POST /api/sessions`` (its ``message``)."""
     return web.HTTPError(status, message.replace("%", "%%"), reason=_reason(message))
-
-
-def format_argv(argv: list[str], values: dict[str, str]) -> list[str]:
-    """Fill ``{name}`` placeholders from ``values``; others (``{connection_file}``) stay."""
-    return [_PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), a) for a in argv]
-
-
-def client_env(env: dict[str, str], kernelspec_env: dict[str, str]) -> dict[str, str]:
-    """What the policy judges: the ``KERNEL_*`` of the launch env the kernelspec did not set.
-
-    jupyter_server 2 starts kernels with its own environment (``KERNEL_USERNAME`` …, plus
-    ``JPY_SESSION_NAME``); nothing else of it reaches the pod (``plan_kernel`` copies only the
-    kernelspec's env names and ``KERNEL_*``).
-    """
-    return {
-        k: v
-        for k, v in env.items()
-        if k.startswith("KERNEL_") and not (k in kernelspec_env and kernelspec_env[k] == v)
-    }
 
 
 class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
@@ -109,7 +90,9 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         self.comm_ip = ""
         self.comm_port = 0
         self._delete_requested = False
-        self._launch_token = ""
+        #: jupyter_server's session of this kernel (set by the server's kernel manager),
+        #: written onto each new JupyterKernel of a restart too.
+        self.notebook_session: dict[str, Any] | None = None
 
     # --- state ----------------------------------------------------------------------------
 
@@ -391,6 +374,7 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
                     self.connection_info,
                     self.identity(),
                 ),
+                self.notebook_session,
             )
         except ApiError as err:  # the kernel works; only adoption after a restart is lost
             self.log.warning(

@@ -133,8 +133,11 @@ class DirectSetup:
         return items
 
     def kernel_of(self, kernel_id: str) -> dict[str, Any] | None:
-        for jk in self.kernels():
-            if jk["metadata"]["labels"].get(crds.LABEL_KERNEL_ID) == kernel_id:
+        for jk in self.kernels():  # a restart's old one may still be terminating
+            meta = jk["metadata"]
+            if meta["labels"].get(crds.LABEL_KERNEL_ID) == kernel_id and not meta.get(
+                "deletionTimestamp"
+            ):
                 return jk
         return None
 
