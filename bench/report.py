@@ -31,6 +31,7 @@ ORDER = [
     "gpu_hours",
     "gateway_recovery",
     "warm_pool",
+    "direct_start",
 ]
 
 HEADER = """# Benchmarks
@@ -155,6 +156,14 @@ def _burst(r: dict[str, Any]) -> tuple[str, bool | None]:
     return text, bool(r["goals"]["burst"]["met"])
 
 
+def _direct_start(r: dict[str, Any]) -> tuple[str, bool | None]:
+    output = {k: v["output_s"]["median"] for k, v in r["start_s"].items() if v["output_s"]}
+    medians = ", ".join(f"{k} {v} s" for k, v in output.items())
+    ratios = ", ".join(f"{k} {v}" for k, v in r["ratios_of_medians"].items())
+    started = ", ".join(f"{k} {n}/{r['runs']}" for k, n in r["started"].items())
+    return f"{medians} (medians; {ratios}; started {started})", None
+
+
 GOALS: list[tuple[str, str, Reader]] = [
     ("Kernel start: remote ÷ local ≤ 1.25", "gateway_start", _start_ratio),
     ("Kernel start: gateway-side phase ≤ 20 ms", "gateway_start", _gateway_phase),
@@ -170,6 +179,7 @@ GOALS: list[tuple[str, str, Reader]] = [
     ("Warm pool: warm ≤ 0.4 x local, p95 ≤ 0.5 s", "warm_pool", _warm_ratio),
     ("Warm pool: refill ≥ 5/s, 0 requests per idle kernel", "warm_pool", _refill),
     ("Warm pool: 50 at once on 10: 10 warm, 0 double claims, 50/50", "warm_pool", _burst),
+    ("Start → first output: direct, gateway, local (reported)", "direct_start", _direct_start),
 ]
 
 

@@ -230,6 +230,22 @@ class KernelChannel:
                     result.ename = content.get("ename", "")
         return result
 
+    def kernel_info(self, timeout_s: float = 60.0) -> dict[str, Any]:
+        """Ask the kernel who it is, as JupyterLab does first on a new websocket; the reply's
+        content (``language_info``, ``implementation``...)."""
+        message = self._message("kernel_info_request", {}, "shell")
+        self.ws.send(json.dumps(message))
+        msg_id = message["header"]["msg_id"]
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            reply = self.receive(left)
+            if not reply or reply.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if (reply.get("msg_type") or reply["header"]["msg_type"]) == "kernel_info_reply":
+                content: dict[str, Any] = reply.get("content", {})
+                return content
+        raise TimeoutError(f"no kernel_info_reply within {timeout_s:g} s")
+
     def execute(self, code: str, timeout_s: float = 60.0) -> ExecutionResult:
         """Run ``code`` and wait for its result."""
         return self.wait_reply(self.send_execute(code), timeout_s)
