@@ -226,6 +226,8 @@ class DirectMappingKernelManager(AsyncMappingKernelManager):  # type: ignore[mis
             parent=self,
             log=self.log,
             kernel_name=kernel_name,
+            # the server's (live) kernelspecs: the stock manager cannot see a synced kernelspec
+            kernel_spec_manager=self.kernel_spec_manager,
         )
         km.kernel_id = kernel_id
         km.load_connection_info(info)
