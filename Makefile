@@ -11,7 +11,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 PIP_FILTER := 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 PYTEST_ARGS ?=
 ARGS ?=
-PARTS := crds gateway_plugin operator kernel_launcher sandbox harness
+PARTS := crds gateway_plugin operator kernel_launcher sandbox harness provisioner
 
 .PHONY: all venv browser podman test unit e2e-order lint typecheck pytest demo faults images push-images clean
 
@@ -27,9 +27,9 @@ $(VENV)/.installed: pyproject.toml
 
 $(KVENV)/.installed: pyproject.toml
 	test -x $(KVENV)/bin/python || $(PYTHON) -m venv $(KVENV)
-	$(KVENV)/bin/pip install $(PIP_QUIET) -e '.[kernel,notebook]' bash_kernel $(PIP_FILTER)
+	$(KVENV)/bin/pip install $(PIP_QUIET) -e '.[kernel,notebook,provisioner]' bash_kernel $(PIP_FILTER)
 	$(KVENV)/bin/python -m bash_kernel.install --sys-prefix >/dev/null
-	$(KVENV)/bin/python -c "import jupyter_server, ipykernel, elastic_jupyter.kernel_launcher"
+	$(KVENV)/bin/python -c "import jupyter_server, ipykernel, elastic_jupyter.kernel_launcher, elastic_jupyter.provisioner"
 	touch $@
 
 # Enterprise Gateway's own kernel launchers (not in its wheel), for the stock-EG rows of the

@@ -123,7 +123,7 @@ def test_direct_with_gateway_is_invalid_naming_both_fields() -> None:
     problems = no.validate(notebook(kernels={}, gateway={"name": "gw"})["spec"])
     assert len(problems) == 1
     assert "spec.kernels" in problems[0] and "spec.gateway" in problems[0]
-    assert getattr(problems[0], "reason") == crds.REASON_INVALID_SPEC
+    assert problems[0].reason == crds.REASON_INVALID_SPEC
     assert no.validate(notebook(kernels={"mode": "Gateway"}, gateway={"name": "gw"})["spec"]) == []
 
 
