@@ -92,7 +92,9 @@ def served_namespace(env: Mapping[str, str]) -> str:
         return "default"
 
 
-def start_mirror(env: Mapping[str, str], api_client: Any = None) -> kernelspec_mirror.KernelSpecSync:
+def start_mirror(
+    env: Mapping[str, str], api_client: Any = None
+) -> kernelspec_mirror.KernelSpecSync:
     """Start the kernelspec mirror from ``env`` in a private directory; wait for the first
     listing (a server that answers before it would offer no kernel)."""
     root = Path(env.get(DIR_ENV) or tempfile.gettempdir())

@@ -83,6 +83,7 @@ def test_a_crashed_node_comes_back_failing_never_pods_and_rerunning_the_others(
     once = wait_for(failed, 30, message="the Never pod Failed")
     ended = once["status"]["containerStatuses"][0]["state"]["terminated"]
     assert ended["reason"] == nodes.LOST_REASON and ended["exitCode"] == 137
+
     # until the node's kubelet reports, the API keeps the old Running status: wait for the restart
     def restarted() -> Any:
         obj = running(cluster, "always")()
