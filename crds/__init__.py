@@ -337,12 +337,27 @@ ANNOTATION_KERNEL_SESSION = f"{GROUP}/kernel-session"
 # On a JupyterKernel: the gateway replica (pod name) that culls it and restarts it after its pod
 # died, so that replicas do either once (gateway_plugin/adoption.py).
 ANNOTATION_GATEWAY_OWNER = f"{GROUP}/gateway-owner"
+# On a direct-mode JupyterKernel (started by a notebook server's kernel provisioner, no
+# gateway; labelled LABEL_NOTEBOOK=<notebook name>): the owning JupyterNotebook's namespace and
+# uid (the uid is empty for a notebook server started by hand). The operator deletes a deleted
+# notebook's kernels in other namespaces by these.
+ANNOTATION_NOTEBOOK_NAMESPACE = f"{GROUP}/notebook-namespace"
+ANNOTATION_NOTEBOOK_UID = f"{GROUP}/notebook-uid"
+# On a direct-mode JupyterKernel: the notebook server's session of the kernel (JSON: path, name,
+# type), so that a restarted notebook server lists it again under /api/sessions.
+ANNOTATION_NOTEBOOK_SESSION = f"{GROUP}/notebook-session"
 
 # --- Contracts between the operator and the gateway plugin ----------------------------------
 # The environment the operator writes into the gateway Deployment and the plugin reads.
 ENV_KERNEL_NAMESPACE = "EJ_KERNEL_NAMESPACE"  # the gateway's default kernel namespace
 ENV_ALLOW_KERNEL_NAMESPACE = "EJ_ALLOW_KERNEL_NAMESPACE"  # clients may pick KERNEL_NAMESPACE
 ENV_KERNEL_NAMESPACES = "EJ_KERNEL_NAMESPACES"  # comma-separated: every namespace it may use
+# The environment of a direct-mode notebook server (the operator writes it, the provisioner
+# reads it): the JupyterNotebook owning the kernels it starts.
+ENV_NOTEBOOK_NAME = "EJ_NOTEBOOK_NAME"
+ENV_NOTEBOOK_NAMESPACE = "EJ_NOTEBOOK_NAMESPACE"
+ENV_NOTEBOOK_UID = "EJ_NOTEBOOK_UID"
+ENV_RESPONSE_PORT = "EJ_RESPONSE_PORT"  # the provisioner's response address port (8877)
 ENV_KERNELSPEC_DIR = "ELASTIC_JUPYTER_KERNELSPEC_DIR"  # where the kernelspec ConfigMaps mount
 # The container of a kernel pod that runs the kernel (templates may add sidecars): the operator
 # injects the launcher into it, the gateway's own template names it.

@@ -76,6 +76,45 @@ def _apply_identity(pod_spec: Obj, container: Obj, plan: KernelPlan) -> None:
         pod_spec["serviceAccountName"] = plan.service_account
 
 
+def _owned_by_gateway(metadata: Obj, gateway: GatewayRef) -> None:
+    labels = metadata["labels"]
+    if gateway.uid:  # ownership across namespaces (sweeps, adoption, the operator's clean-up)
+        labels[crds.LABEL_GATEWAY_UID] = gateway.uid
+    if gateway.uid and gateway.namespace == metadata["namespace"]:
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": crds.API_VERSION,
+                "kind": crds.JUPYTER_GATEWAY.kind,
+                "name": gateway.name,
+                "uid": gateway.uid,
+                "controller": True,
+            }
+        ]
+
+
+def _owned_by_notebook(metadata: Obj, pod: Obj, notebook: GatewayRef) -> None:
+    """Direct mode: the notebook label and annotations instead of the gateway's, and an owner
+    reference (not controller: the operator's own notebook objects are its controllers) when
+    the kernel runs in the notebook's namespace and the notebook's uid is known."""
+    for labels in (metadata["labels"], pod["metadata"]["labels"]):
+        labels.pop(crds.LABEL_GATEWAY, None)
+        labels[crds.LABEL_NOTEBOOK] = notebook.name
+    annotations = metadata.setdefault("annotations", {})
+    annotations[crds.ANNOTATION_NOTEBOOK_NAMESPACE] = notebook.namespace
+    annotations[crds.ANNOTATION_NOTEBOOK_UID] = notebook.uid or ""
+    if notebook.uid and notebook.namespace == metadata["namespace"]:
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": crds.API_VERSION,
+                "kind": crds.JUPYTER_NOTEBOOK.kind,
+                "name": notebook.name,
+                "uid": notebook.uid,
+                "controller": False,
+                "blockOwnerDeletion": False,
+            }
+        ]
+
+
 def build_kernel_manifest(
     plan: KernelPlan, template: Mapping[str, Any] | None, gateway: GatewayRef
 ) -> Obj:
@@ -120,27 +159,19 @@ def build_kernel_manifest(
         container["resources"] = merged
 
     metadata: Obj = {"name": plan.name, "namespace": plan.namespace, "labels": labels}
-    if gateway.uid:  # ownership across namespaces (sweeps, adoption, the operator's clean-up)
-        labels[crds.LABEL_GATEWAY_UID] = gateway.uid
     if plan.owner:
         metadata["annotations"] = {crds.ANNOTATION_CLIENT: plan.owner}
-    if gateway.uid and gateway.namespace == plan.namespace:
-        metadata["ownerReferences"] = [
-            {
-                "apiVersion": crds.API_VERSION,
-                "kind": crds.JUPYTER_GATEWAY.kind,
-                "name": gateway.name,
-                "uid": gateway.uid,
-                "controller": True,
-            }
-        ]
     spec: Obj = {
         "template": pod,
         "kernelId": plan.kernel_id,
         "kernelName": plan.kernelspec_name,
         "username": plan.username,
-        "gateway": {"name": gateway.name, "namespace": gateway.namespace},
     }
+    if gateway.is_notebook:
+        _owned_by_notebook(metadata, pod, gateway)
+    else:
+        _owned_by_gateway(metadata, gateway)
+        spec["gateway"] = {"name": gateway.name, "namespace": gateway.namespace}
     return {
         "apiVersion": crds.API_VERSION,
         "kind": crds.JUPYTER_KERNEL.kind,

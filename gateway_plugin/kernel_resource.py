@@ -101,11 +101,18 @@ class KernelRequestError(Exception):
 
 @dataclass(frozen=True)
 class GatewayRef:
-    """The JupyterGateway that launches kernels; ``uid`` is known once it has been looked up."""
+    """Who launches and owns kernels: a JupyterGateway (``kind`` by default), or in direct mode
+    the JupyterNotebook whose server runs the kernel provisioner (a server started by hand has
+    a name and namespace but no uid). ``uid`` is known once it has been looked up."""
 
     name: str
     namespace: str
     uid: str | None = None
+    kind: str = crds.JUPYTER_GATEWAY.kind
+
+    @property
+    def is_notebook(self) -> bool:
+        return self.kind == crds.JUPYTER_NOTEBOOK.kind
 
 
 @dataclass(frozen=True)

@@ -55,9 +55,8 @@ from enterprise_gateway.services.processproxies.processproxy import RemoteProces
 from tornado import web
 
 from elastic_jupyter import crds
-from elastic_jupyter.kernel_launcher import comm_auth
 
-from . import client_auth, kernel_secret, warm_pool
+from . import client_auth, comm_port, kernel_secret, warm_pool
 from .adoption import responsible
 from .gateway_runtime import GatewayRuntime
 from .kernel_resource import KernelRequestError, LaunchInput
@@ -409,7 +408,7 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         """
         key = getattr(getattr(self.kernel_manager, "session", None), "key", b"") or b""
         RemoteProcessProxy._send_listener_request(
-            self, comm_auth.sign(request, key), shutdown_socket
+            self, comm_port.signed(request, key), shutdown_socket
         )
 
     # --- state ----------------------------------------------------------------------------

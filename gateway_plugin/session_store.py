@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import threading
 from typing import Any
@@ -49,6 +48,7 @@ from .gateway_runtime import GatewayRuntime
 from .kernel_secret import put_kernel_secret, read_kernel_secret
 from .kernel_watch import KernelStatus, KernelWatch
 from .kube import ApiError, KubeApi, kernels_path
+from .session_record import session_annotation, session_from_parts, session_secret_data
 
 #: Failures of a session write worth retrying: transient ones, and a conflict (the merge patch
 #: carries no resourceVersion, so a 409 can only be the server's own hiccup)
@@ -67,55 +67,6 @@ Obj = dict[str, Any]
 
 #: How long adoption waits at boot for the first list of every watched namespace.
 BOOT_SYNC_SECONDS = 30.0
-
-_SECRET_FIELDS = ("key",)
-
-
-def session_annotation(session: Obj) -> str:
-    """The non-secret part of an EG kernel session, as stored on the JupyterKernel."""
-    info = {k: v for k, v in (session.get("connection_info") or {}).items() if k not in ("key",)}
-    public = {
-        "kernel_id": session.get("kernel_id"),
-        "username": session.get("username"),
-        "kernel_name": session.get("kernel_name"),
-        "connection_info": info,
-        "process_info": session.get("process_info") or {},
-    }
-    return json.dumps(public, sort_keys=True, default=str)
-
-
-def session_secret_data(session: Obj) -> dict[str, str]:
-    """The secret part of an EG kernel session: the HMAC key and the launch arguments."""
-    key = (session.get("connection_info") or {}).get("key") or b""
-    text = key.decode("utf-8") if isinstance(key, bytes) else str(key)
-    return {
-        crds.SESSION_SECRET_CONNECTION_KEY: text,
-        crds.SESSION_SECRET_LAUNCH_ARGS: json.dumps(
-            session.get("launch_args") or {}, sort_keys=True, default=str
-        ),
-    }
-
-
-def session_from_parts(annotation: str, secret: dict[str, str]) -> Obj | None:
-    """Rebuild EG's session dictionary from the annotation and the Secret; ``None`` if broken."""
-    try:
-        public = json.loads(annotation)
-        launch_args = json.loads(secret.get(crds.SESSION_SECRET_LAUNCH_ARGS) or "{}")
-    except ValueError:
-        return None
-    key = secret.get(crds.SESSION_SECRET_CONNECTION_KEY)
-    if not isinstance(public, dict) or not public.get("kernel_id") or key is None:
-        return None
-    info = dict(public.get("connection_info") or {})
-    info["key"] = key.encode("utf-8")
-    return {
-        "kernel_id": str(public["kernel_id"]),
-        "username": str(public.get("username") or ""),
-        "kernel_name": str(public.get("kernel_name") or ""),
-        "connection_info": info,
-        "launch_args": launch_args if isinstance(launch_args, dict) else {},
-        "process_info": dict(public.get("process_info") or {}),
-    }
 
 
 def _persistence_from_env() -> bool:

@@ -1,0 +1,1 @@
+"""elastic-jupyter's jupyter_client kernel provisioner (direct mode)."""
