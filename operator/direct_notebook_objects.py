@@ -40,19 +40,21 @@ RESPONSE_PORT: Final = 8877
 KERNELSPEC_VOLUME: Final = "elastic-jupyter-kernelspecs"
 KERNELSPEC_DIR: Final = "/var/lib/elastic-jupyter/kernelspecs"
 
-# The environment of a direct-mode notebook server (docs/direct-mode.md).
-ENV_NOTEBOOK_NAME: Final = "EJ_NOTEBOOK_NAME"
-ENV_NOTEBOOK_NAMESPACE: Final = "EJ_NOTEBOOK_NAMESPACE"
-ENV_NOTEBOOK_UID: Final = "EJ_NOTEBOOK_UID"
-ENV_RESPONSE_PORT: Final = "EJ_RESPONSE_PORT"
+# The environment of a direct-mode notebook server (the provisioner's names are in crds).
+ENV_NOTEBOOK_NAME: Final = crds.ENV_NOTEBOOK_NAME
+ENV_NOTEBOOK_NAMESPACE: Final = crds.ENV_NOTEBOOK_NAMESPACE
+ENV_NOTEBOOK_UID: Final = crds.ENV_NOTEBOOK_UID
+ENV_RESPONSE_PORT: Final = crds.ENV_RESPONSE_PORT
+#: Where the provisioner's listener binds: the pod's IP (its own default in a pod is 0.0.0.0).
+ENV_RESPONSE_BIND_IP: Final = "EJ_RESPONSE_BIND_IP"
 #: Comma-separated JupyterKernelSpec names to serve (empty: all of the namespace).
 ENV_KERNELSPECS: Final = "ELASTIC_JUPYTER_KERNELSPECS"
 #: Namespace whose kernelspec ConfigMaps are served (the notebook's).
 ENV_KERNELSPEC_NAMESPACE: Final = "ELASTIC_JUPYTER_KERNELSPEC_NAMESPACE"
 
-# What direct-mode kernels carry (written by the provisioner; crds gains these names with it).
-ANNOTATION_NOTEBOOK_NAMESPACE: Final = f"{crds.GROUP}/notebook-namespace"
-ANNOTATION_NOTEBOOK_UID: Final = f"{crds.GROUP}/notebook-uid"
+# What direct-mode kernels carry (written by the provisioner).
+ANNOTATION_NOTEBOOK_NAMESPACE: Final = crds.ANNOTATION_NOTEBOOK_NAMESPACE
+ANNOTATION_NOTEBOOK_UID: Final = crds.ANNOTATION_NOTEBOOK_UID
 
 #: What the provisioner calls on JupyterKernels (create; watch; patch annotations; delete).
 KERNEL_VERBS: Final = ["get", "list", "watch", "create", "patch", "delete"]
@@ -178,7 +180,11 @@ def env(notebook: Mapping[str, Any]) -> list[dict[str, Any]]:
         (ENV_KERNELSPEC_NAMESPACE, meta["namespace"]),
         (ENV_KERNELSPECS, ",".join(kernelspec_names(notebook))),
     ]
-    return [{"name": name, "value": value} for name, value in values]
+    pod_ip = {
+        "name": ENV_RESPONSE_BIND_IP,
+        "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+    }
+    return [*({"name": name, "value": value} for name, value in values), pod_ip]
 
 
 def complete_pod_spec(pod_spec: dict[str, Any], notebook: Mapping[str, Any]) -> None:
