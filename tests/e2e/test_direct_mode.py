@@ -70,11 +70,26 @@ class Direct:
         items = self.sandbox.request("GET", f"/api/v1/namespaces/{self.namespace}/{resource}")
         return {i["metadata"]["name"] for i in items["items"]}
 
+    def server_pods(self) -> set[str]:
+        selector = (
+            f"{crds.LABEL_COMPONENT}={crds.COMPONENT_NOTEBOOK},{crds.LABEL_NOTEBOOK}={NOTEBOOK}"
+        )
+        path = f"/api/v1/namespaces/{self.namespace}/pods?" + urllib.parse.urlencode(
+            {"labelSelector": selector}
+        )
+        return {p["metadata"]["name"] for p in self.sandbox.request("GET", path)["items"]}
+
     def apply(self, manifest: dict[str, Any]) -> None:
         self.sandbox.kubectl("apply", "-n", self.namespace, "-f", "-", input=json.dumps(manifest))
 
     def why(self) -> str:
-        return f"\noperator log:\n{support.tail(self.log)}"
+        server = self.sandbox.kubectl(
+            "logs", "-n", self.namespace, f"deployment/{NOTEBOOK}", "--tail=60", check=False
+        )
+        return (
+            f"\nnotebook server log:\n{server.stdout[-6000:]}{server.stderr[-500:]}"
+            f"\noperator log:\n{support.tail(self.log)}"
+        )
 
 
 def seed_manifests() -> list[dict[str, Any]]:
@@ -207,39 +222,69 @@ def test_a_new_notebook_pod_adopts_the_kernel(direct: Direct) -> None:
     kernel_id = session["kernel"]["id"]
     with client.channel(kernel_id) as channel:
         assert channel.execute("kept = 'still here'").status == "ok"
-    old_pods = {name for name in direct.names("pods") if name.startswith(f"{NOTEBOOK}-")}
+    old_pods = direct.server_pods()
     direct.sandbox.kubectl(
         "delete", "pod", "-n", direct.namespace, "-l", f"{crds.LABEL_NOTEBOOK}={NOTEBOOK},"
         f"{crds.LABEL_COMPONENT}={crds.COMPONENT_NOTEBOOK}", "--wait=false",
     )  # fmt: skip
 
     def adopted() -> bool:
-        pods = {n for n in direct.names("pods") if n.startswith(f"{NOTEBOOK}-")}
-        if not pods - old_pods or not server_ready(direct):
+        if not direct.server_pods() - old_pods or not server_ready(direct):
             return False
         return any(k["id"] == kernel_id for k in direct.client().kernels())
 
-    wait_for(adopted, 120, 0.5, "the new notebook pod listing the kernel")
+    try:
+        wait_for(adopted, 120, 0.5, "the new notebook pod listing the kernel")
+    except AssertionError as error:
+        raise AssertionError(f"{error}{direct.why()}") from None
     with direct.client().channel(kernel_id) as channel:
         assert channel.execute("print(kept)").stdout.strip() == "still here"
     direct.client().delete_session(session["id"])
     wait_for(lambda: direct.kernel_of(kernel_id) is None, 20, 0.2, "shut down: CR deleted")
+    wait_for(
+        lambda: all(k["id"] != kernel_id for k in direct.client().kernels()),
+        20,
+        0.2,
+        "the adopted kernel shut down and forgotten by the server",
+    )
 
 
 def test_idle_kernels_are_culled(direct: Direct) -> None:
+    old_pods = direct.server_pods()
+    # a shorter cullIdleTimeout rolls the server out with jupyter_server's culler set
+    direct.apply(notebook_manifest(cullIdleTimeout=5, cullInterval=1))
+    wait_for(
+        lambda: direct.server_pods() and not direct.server_pods() & old_pods,
+        120,
+        0.5,
+        "the notebook server rolled out",
+    )
+    wait_for(lambda: server_ready(direct), 60, 0.5, "the server answering")
     client = direct.client()
     session = client.start_session("idle.ipynb", KERNEL_NAME)
     kernel_id = session["kernel"]["id"]
     assert direct.kernel_of(kernel_id) is not None
-    # a shorter cullIdleTimeout rolls the server out; the new one adopts, then culls
-    direct.apply(notebook_manifest(cullIdleTimeout=5, cullInterval=1))
-    wait_for(lambda: direct.kernel_of(kernel_id) is None, 120, 0.5, "the idle kernel culled")
-    wait_for(lambda: server_ready(direct), 60, 0.5, "the server answering")
-    assert all(k["id"] != kernel_id for k in direct.client().kernels())
+    wait_for(lambda: direct.kernel_of(kernel_id) is None, 60, 0.5, "the idle kernel culled")
+    try:
+        wait_for(
+            lambda: all(k["id"] != kernel_id for k in direct.client().kernels()),
+            30,
+            0.5,
+            "the culled kernel gone from /api/kernels",
+        )
+    except AssertionError as error:
+        raise AssertionError(f"{error}{direct.why()}") from None
 
 
 def test_deleting_the_notebook_leaves_nothing(direct: Direct) -> None:
+    old_pods = direct.server_pods()
     direct.apply(notebook_manifest())  # no culling during this test
+    wait_for(
+        lambda: direct.server_pods() and not direct.server_pods() & old_pods,
+        120,
+        0.5,
+        "the notebook server rolled out",
+    )
     wait_for(lambda: server_ready(direct), 120, 0.5, "the server answering")
     client = direct.client()
     session = client.start_session("left.ipynb", KERNEL_NAME)
