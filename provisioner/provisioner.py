@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import re
 import signal
 import sys
 import time
@@ -49,48 +48,25 @@ from elastic_jupyter.gateway_plugin.launcher_cli import (
     launcher_args_start,
     parse_launcher_argv,
 )
-from elastic_jupyter.gateway_plugin.settings import parse_template_ref
+from elastic_jupyter.gateway_plugin.settings import SettingsError, parse_template_ref
 
 from . import sessions
+from .launch_args import client_env, format_argv
 from .runtime import SYNC_WAIT_SECONDS, DirectRuntime
 
 __all__ = ["KubeflowProvisioner"]
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
 #: Keys jupyter_client's factory passes that are not the kernelspec's ``config``.
 _OWN_KWARGS = frozenset({"kernel_id", "kernel_spec", "parent", "config", "log", "connection_info"})
 #: jupyter_client's exit code when a kernel's JupyterKernel is gone or ended.
 ENDED = 1
 
 
-def _reason(text: str) -> str:
-    """``text`` as a valid HTTP reason phrase (one line, latin-1)."""
-    line = re.sub(r"[\x00-\x1f\x7f]+", " ", text)
-    return line.encode("latin-1", "replace").decode("latin-1")[:1000]
-
-
 def launch_error(status: int, message: str) -> web.HTTPError:
-    """The error jupyter_server returns to ``POST /api/sessions`` (its ``message``)."""
-    return web.HTTPError(status, message.replace("%", "%%"), reason=_reason(message))
-
-
-def format_argv(argv: list[str], values: dict[str, str]) -> list[str]:
-    """Fill ``{name}`` placeholders from ``values``; others (``{connection_file}``) stay."""
-    return [_PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), a) for a in argv]
-
-
-def client_env(env: dict[str, str], kernelspec_env: dict[str, str]) -> dict[str, str]:
-    """What the policy judges: the ``KERNEL_*`` of the launch env the kernelspec did not set.
-
-    jupyter_server 2 starts kernels with its own environment (``KERNEL_USERNAME`` …, plus
-    ``JPY_SESSION_NAME``); nothing else of it reaches the pod (``plan_kernel`` copies only the
-    kernelspec's env names and ``KERNEL_*``).
-    """
-    return {
-        k: v
-        for k, v in env.items()
-        if k.startswith("KERNEL_") and not (k in kernelspec_env and kernelspec_env[k] == v)
-    }
+    """The error jupyter_server returns: ``POST /api/kernels`` answers ``status`` with
+    ``message``; ``POST /api/sessions`` wraps it as ``HTTP <status>: <phrase> (<message>)``
+    (so no custom reason phrase: it would be shown twice)."""
+    return web.HTTPError(status, message.replace("%", "%%"))
 
 
 class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
@@ -102,14 +78,20 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             k: kwargs.pop(k) for k in list(kwargs) if k not in _OWN_KWARGS
         }
         super().__init__(**kwargs)
-        self.runtime = DirectRuntime.current()
         self.kernel_namespace = ""
         self.kernel_resource_name = ""
         self.kernel_resource_uid = ""
         self.comm_ip = ""
         self.comm_port = 0
         self._delete_requested = False
-        self._launch_token = ""
+        #: jupyter_server's session of this kernel (set by the server's kernel manager),
+        #: written onto each new JupyterKernel of a restart too.
+        self.notebook_session: dict[str, Any] | None = None
+
+    @property
+    def runtime(self) -> DirectRuntime:
+        """The notebook server's runtime (settings read on first use: see :meth:`pre_launch`)."""
+        return DirectRuntime.current()
 
     # --- state ----------------------------------------------------------------------------
 
@@ -167,6 +149,8 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         """Start the response address (first launch) and fill the argv's placeholders."""
         try:
             listener = await self.runtime.listener()
+        except SettingsError as err:  # a bad EJ_*/EG_* value: the message names it
+            raise launch_error(500, f"Kernel {self.kernel_id} could not start: {err}") from None
         except (OSError, ApiError) as err:
             raise launch_error(503, f"Kernel {self.kernel_id} could not start: {err}") from None
         kwargs.pop("extra_arguments", None)
@@ -391,6 +375,7 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
                     self.connection_info,
                     self.identity(),
                 ),
+                self.notebook_session,
             )
         except ApiError as err:  # the kernel works; only adoption after a restart is lost
             self.log.warning(

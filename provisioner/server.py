@@ -128,6 +128,7 @@ class DirectMappingKernelManager(AsyncMappingKernelManager):  # type: ignore[mis
         if not isinstance(provisioner, KubeflowProvisioner) or not provisioner.has_process:
             return
         runtime = provisioner.runtime
+        provisioner.notebook_session = dict(model)
         try:
             await runtime.api.run(
                 sessions.save_notebook_session,
@@ -147,6 +148,17 @@ class DirectMappingKernelManager(AsyncMappingKernelManager):  # type: ignore[mis
         return str(await super()._async_start_kernel(**kwargs))
 
     start_kernel = _async_start_kernel
+
+    async def _async_restart_kernel(self, kernel_id: str, now: bool = False) -> Any:
+        """jupyter_server answers a failed restart with 'Exception restarting kernel' only:
+        log why (the start's reason, e.g. a failed kernel pod) where the admin looks."""
+        try:
+            return await super()._async_restart_kernel(kernel_id, now=now)
+        except Exception as err:
+            self.log.error("Kernel %s: restart failed: %s", kernel_id, err, exc_info=True)
+            raise
+
+    restart_kernel = _async_restart_kernel
 
     # --- start: adopt ---------------------------------------------------------------------
 
@@ -214,7 +226,6 @@ class DirectMappingKernelManager(AsyncMappingKernelManager):  # type: ignore[mis
             parent=self,
             log=self.log,
             kernel_name=kernel_name,
-            owns_kernel=True,
         )
         km.kernel_id = kernel_id
         km.load_connection_info(info)
@@ -235,6 +246,7 @@ class DirectMappingKernelManager(AsyncMappingKernelManager):  # type: ignore[mis
             env["JPY_SESSION_NAME"] = str(model.get("path") or "")
         km._launch_args = {"env": env}
         km.ready.set_result(None)
+        km._attempted_start = True  # the next restart/shutdown makes a fresh `ready`
         km.start_restarter()
         km._connect_control_socket()
         self._kernels[kernel_id] = km
@@ -248,6 +260,7 @@ class DirectMappingKernelManager(AsyncMappingKernelManager):  # type: ignore[mis
         if not self._initialized_culler:
             self.initialize_culler()
         if model is not None:
+            provisioner.notebook_session = model
             await self._restore_session(kernel_id, model)
         self.log.info(
             "Adopted kernel %s (JupyterKernel %s)", kernel_id, provisioner.kernel_resource_name

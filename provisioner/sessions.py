@@ -54,11 +54,22 @@ def _annotate(api: KubeApi, namespace: str, name: str, annotations: Mapping[str,
     )
 
 
-def save_kernel_session(api: KubeApi, namespace: str, name: str, uid: str, session: Obj) -> None:
+def save_kernel_session(
+    api: KubeApi,
+    namespace: str,
+    name: str,
+    uid: str,
+    session: Obj,
+    notebook: Mapping[str, Any] | None = None,
+) -> None:
     """The key into the kernel's Secret first, then the annotation: an annotation always means
-    a complete session (as in the gateway's store)."""
+    a complete session (as in the gateway's store). ``notebook``: the jupyter_server session
+    of a restarted kernel, carried over to its new JupyterKernel."""
     put_kernel_secret(api, namespace, name, uid, session_secret_data(session))
-    _annotate(api, namespace, name, {crds.ANNOTATION_KERNEL_SESSION: session_annotation(session)})
+    annotations = {crds.ANNOTATION_KERNEL_SESSION: session_annotation(session)}
+    if notebook is not None:
+        annotations[crds.ANNOTATION_NOTEBOOK_SESSION] = notebook_session_annotation(notebook)
+    _annotate(api, namespace, name, annotations)
 
 
 def notebook_session_annotation(model: Mapping[str, Any]) -> str:

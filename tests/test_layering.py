@@ -6,6 +6,9 @@
 * ``gateway_plugin`` and ``operator`` never import each other.
 * ``sandbox`` and the product never import each other.
 * ``harness`` (demo, e2e, benchmarks) may import anything; no product part imports it.
+* ``provisioner`` (direct mode) imports ``crds`` and only the gateway plugin's core modules
+  (``GATEWAY_CORE``), which import no Enterprise Gateway or tornado at module level and only
+  each other; nothing of the product imports ``provisioner``.
 * ``tests/`` and ``bench/`` may import anything.
 
 Every import statement counts, at module level or inside a function, absolute or relative.
@@ -22,18 +25,47 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "elastic_jupyter"
-PARTS = ("crds", "gateway_plugin", "operator", "kernel_launcher", "sandbox", "harness")
-PRODUCT = ("crds", "gateway_plugin", "operator", "kernel_launcher")
+PARTS = (
+    "crds",
+    "gateway_plugin",
+    "operator",
+    "kernel_launcher",
+    "sandbox",
+    "harness",
+    "provisioner",
+)
+PRODUCT = ("crds", "gateway_plugin", "operator", "kernel_launcher", "provisioner")
 
 #: For each part, the parts of ours it must not import.
 FORBIDDEN: dict[str, set[str]] = {
     "kernel_launcher": set(PARTS) - {"kernel_launcher"},
     "crds": set(PARTS) - {"crds"},
-    "gateway_plugin": {"operator", "sandbox", "harness"},
-    "operator": {"gateway_plugin", "sandbox", "harness"},
+    "gateway_plugin": {"operator", "sandbox", "harness", "provisioner"},
+    "operator": {"gateway_plugin", "sandbox", "harness", "provisioner"},
     "sandbox": set(PRODUCT) | {"harness"},
     "harness": set(),
+    "provisioner": {"operator", "sandbox", "harness", "kernel_launcher"},
 }
+#: The gateway plugin's modules both front ends share (the provisioner may import these only).
+GATEWAY_CORE = frozenset(
+    {
+        "api_retry",
+        "client_limits",
+        "comm_port",
+        "kernel_manifest",
+        "kernel_resource",
+        "kernel_secret",
+        "kernel_watch",
+        "kube",
+        "launcher",
+        "launcher_cli",
+        "response_listener",
+        "session_record",
+        "settings",
+    }
+)
+#: What the shared core must not import at module level (it runs without a gateway).
+GATEWAY_ONLY = ("enterprise_gateway", "tornado", "jupyter_server", "jupyter_client")
 #: Outside the standard library, what kernel images are promised to have for the launcher.
 LAUNCHER_THIRD_PARTY = {"Cryptodome"}
 #: The kernel-side entry point of a warm-pool kernel runs *as* the ipykernel process (only for
@@ -93,6 +125,77 @@ def violations(root: Path = ROOT) -> list[str]:
 
 def test_every_part_keeps_to_its_layer() -> None:
     assert violations() == []
+
+
+def gateway_modules_of(path: Path, part: str, root: Path = ROOT) -> Iterator[tuple[int, str]]:
+    """(line, module name) of every ``elastic_jupyter.gateway_plugin.<module>`` ``path``
+    imports (``from elastic_jupyter.gateway_plugin import x`` counts as module ``x``)."""
+    prefix = f"{PACKAGE}.gateway_plugin"
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == prefix and not node.level:
+            for alias in node.names:
+                yield node.lineno, alias.name
+    for line, module in imported_modules(path, part, root):
+        if module.startswith(prefix + "."):
+            yield line, module[len(prefix) + 1 :].split(".")[0]
+
+
+def core_violations(root: Path = ROOT) -> list[str]:
+    """The provisioner importing a non-core gateway module; a core module importing EG,
+    tornado or jupyter at module level, or a gateway module that is not core."""
+    found = []
+    for path in sorted((root / "provisioner").rglob("*.py")):
+        for line, name in gateway_modules_of(path, "provisioner", root):
+            if name not in GATEWAY_CORE:
+                found.append(f"{path.relative_to(root)}:{line}: provisioner imports {name}")
+    for name in sorted(GATEWAY_CORE):
+        path = root / "gateway_plugin" / f"{name}.py"
+        if not path.exists():
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in tree.body:  # module level only: imports inside functions run on demand
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            if isinstance(node, ast.ImportFrom) and node.level:
+                mods = [f"{PACKAGE}.gateway_plugin.{node.module or a.name}" for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""]
+            else:
+                mods = [a.name for a in node.names]
+            for module in mods:
+                where = f"{path.relative_to(root)}:{node.lineno}"
+                if module.split(".")[0] in GATEWAY_ONLY:
+                    found.append(f"{where}: core module imports {module}")
+                prefix = f"{PACKAGE}.gateway_plugin."
+                if module.startswith(prefix) and module[len(prefix) :] not in GATEWAY_CORE:
+                    found.append(f"{where}: core module imports {module}")
+    return found
+
+
+def test_the_shared_core_runs_without_a_gateway() -> None:
+    assert core_violations() == []
+    assert all((ROOT / "gateway_plugin" / f"{m}.py").exists() for m in GATEWAY_CORE)
+
+
+@pytest.mark.parametrize(
+    ("folder", "source", "expected"),
+    [
+        ("provisioner", "from elastic_jupyter.gateway_plugin import process_proxy\n", "imports"),
+        ("provisioner", "from elastic_jupyter.gateway_plugin.adoption import x\n", "imports"),
+        ("gateway_plugin", "from tornado import web\n", "core module imports tornado"),
+        ("gateway_plugin", "from .session_store import x\n", "session_store"),
+    ],
+)
+def test_a_core_crossing_is_reported(
+    tmp_path: Path, folder: str, source: str, expected: str
+) -> None:
+    (tmp_path / "provisioner").mkdir()
+    (tmp_path / "gateway_plugin").mkdir()
+    name = "bad.py" if folder == "provisioner" else "kube.py"
+    (tmp_path / folder / name).write_text(source, encoding="utf-8")
+    found = core_violations(tmp_path)
+    assert len(found) == 1 and expected in found[0], found
 
 
 def test_the_parts_exist() -> None:

@@ -27,6 +27,8 @@ from tests.e2e import stack
 
 KERNEL_NAME = "python-direct"
 ROOT = Path(__file__).resolve().parents[2]
+#: The notebook server's virtualenv (another one checks other jupyter_client versions, e.g. 7).
+SERVER_VENV = Path(os.environ.get("EJ_TEST_NOTEBOOK_VENV") or ROOT / ".venv-kernel")
 
 #: The notebook server's Role: every API call of the provisioner (provisioner/__init__.py).
 ROLE_RULES = [
@@ -133,8 +135,11 @@ class DirectSetup:
         return items
 
     def kernel_of(self, kernel_id: str) -> dict[str, Any] | None:
-        for jk in self.kernels():
-            if jk["metadata"]["labels"].get(crds.LABEL_KERNEL_ID) == kernel_id:
+        for jk in self.kernels():  # a restart's old one may still be terminating
+            meta = jk["metadata"]
+            if meta["labels"].get(crds.LABEL_KERNEL_ID) == kernel_id and not meta.get(
+                "deletionTimestamp"
+            ):
                 return jk
         return None
 
@@ -146,7 +151,7 @@ class DirectSetup:
 
 
 def server_command(port: int, token: str, root: Path, *extra: str) -> list[str]:
-    jupyter = ROOT / ".venv-kernel" / "bin" / "jupyter-server"
+    jupyter = SERVER_VENV / "bin" / "jupyter-server"
     return [
         str(jupyter),
         "--no-browser",
@@ -167,8 +172,8 @@ def direct(
 ) -> Iterator[DirectSetup]:
     """The by-hand set-up, serving until the module's tests are done."""
     stack.skip_unless_built()
-    if not (ROOT / ".venv-kernel" / "bin" / "jupyter-server").exists():
-        pytest.skip("no .venv-kernel (make venv)")
+    if not (SERVER_VENV / "bin" / "jupyter-server").exists():
+        pytest.skip(f"no jupyter-server in {SERVER_VENV} (make venv)")
     sandbox = request.getfixturevalue("sandbox")
     namespace = f"dp-{uuid.uuid4().hex[:6]}"
     tmp = tmp_path_factory.mktemp("direct")
