@@ -127,7 +127,11 @@ def test_own_namespace_grants_and_nothing_left_after_delete(
     kubectl_apply(sandbox, tenant_ns, notebook("nb", {"cullIdleTimeout": 30}))
     home = rbac_paths(tenant_ns, "nb-notebook")
     wait_for(lambda: all(exists(sandbox, p) for p in home), timeout=20, message="notebook RBAC")
-    deployment = get(sandbox, f"/apis/apps/v1/namespaces/{tenant_ns}/deployments/nb") or {}
+    deployment = wait_for(
+        lambda: get(sandbox, f"/apis/apps/v1/namespaces/{tenant_ns}/deployments/nb"),
+        timeout=20,
+        message="the notebook Deployment",
+    )
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "nb-notebook"
     assert pod["automountServiceAccountToken"] is True
