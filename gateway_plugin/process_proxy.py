@@ -37,7 +37,8 @@ gateway boot; the proxy starts them itself otherwise.
 
 Interrupts go through EG's ``RemoteProcessProxy.send_signal`` once the launcher reports its comm
 port; :meth:`_send_listener_request` signs every comm-port request with the kernel's connection
-key (``kernel_launcher/comm_auth.py``), which the launcher requires.
+key (``kernel_launcher/comm_auth.py``), which the launcher requires, and sends it with
+:func:`.comm_port.send`, the kernel provisioner's sender too.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import time
 from typing import Any
 
 from enterprise_gateway.services.processproxies import container as eg_container
+from enterprise_gateway.services.processproxies import processproxy as eg_processproxy
 from enterprise_gateway.services.processproxies.container import ContainerProcessProxy
 from enterprise_gateway.services.processproxies.processproxy import RemoteProcessProxy
 from tornado import web
@@ -407,8 +409,14 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         know it, so nobody else can signal or stop the kernel.
         """
         key = getattr(getattr(self.kernel_manager, "session", None), "key", b"") or b""
-        RemoteProcessProxy._send_listener_request(
-            self, comm_port.signed(request, key), shutdown_socket
+        if not self.comm_port or self.comm_port <= 0:
+            self.log.debug("Kernel %s: no comm port, %s not sent", self.kernel_id, request)
+            return
+        # The same sender as the kernel provisioner's (direct mode), with EG's connect timeout;
+        # every request ends with EOF (EG half-closes only shutdowns: the listener reads to EOF
+        # either way).
+        comm_port.send(
+            self.comm_ip, int(self.comm_port), request, key, timeout=eg_processproxy.socket_timeout
         )
 
     # --- state ----------------------------------------------------------------------------

@@ -151,8 +151,15 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             listener = await self.runtime.listener()
         except SettingsError as err:  # a bad EJ_*/EG_* value: the message names it
             raise launch_error(500, f"Kernel {self.kernel_id} could not start: {err}") from None
-        except (OSError, ApiError) as err:
+        except ApiError as err:
             raise launch_error(503, f"Kernel {self.kernel_id} could not start: {err}") from None
+        except OSError as err:  # e.g. another server holds the port on this host
+            port = self.runtime.settings.response_port
+            raise launch_error(
+                503,
+                f"Kernel {self.kernel_id} could not start: cannot listen on the response "
+                f"address port {port} ({err}): set EJ_RESPONSE_PORT to a free port (0: any)",
+            ) from None
         kwargs.pop("extra_arguments", None)
         port_range = str(self.provisioner_config.get("port_range") or "0..0")
         values = {

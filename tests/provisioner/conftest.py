@@ -42,9 +42,11 @@ ROLE_RULES = [
 ]
 
 
-def kernelspec(template: str | None = None, image: str | None = None) -> dict[str, Any]:
+def kernelspec(
+    template: str | None = None, image: str | None = None, resources: Any = None
+) -> dict[str, Any]:
     """The seed's argv with the provisioner stanza (what the docs show)."""
-    config: dict[str, Any] = {}
+    config: dict[str, Any] = {"resources": resources} if resources else {}
     if template:
         config["kernel_template_name"] = template
     if image:
@@ -218,6 +220,7 @@ def direct(
             JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
             EJ_RESPONSE_PORT=str(harness.free_port()),
             EG_KERNEL_LAUNCH_TIMEOUT="60",
+            EJ_UNSCHEDULABLE_GRACE_SECONDS="2",
             KERNEL_USERNAME="jovyan",
             PATH=f"{ROOT / '.venv-kernel' / 'bin'}:{env.get('PATH', '')}",
         )

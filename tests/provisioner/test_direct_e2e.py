@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -103,17 +104,29 @@ def test_shutdown_deletes_kernel_pod_and_secret(direct: DirectSetup) -> None:
     [
         ({"kernel_template_name": "no-such-template"}, ["no-such-template", "not found"]),
         ({"image_name": "registry.invalid/nothing:1"}, ["ErrImagePull"]),
+        (
+            {
+                "resources": {
+                    "requests": {"nvidia.com/gpu": "64"},
+                    "limits": {"nvidia.com/gpu": "64"},
+                }
+            },
+            ["Unschedulable", "nvidia.com/gpu"],
+        ),
     ],
-    ids=["missing-template", "unpullable-image"],
+    ids=["missing-template", "unpullable-image", "unschedulable"],
 )
 def test_start_failure_reaches_the_user_within_seconds(
-    direct: DirectSetup, config: dict[str, str], words: list[str]
+    direct: DirectSetup, config: dict[str, Any], words: list[str]
 ) -> None:
     from tests.provisioner.conftest import kernelspec
 
     name = f"broken-{uuid.uuid4().hex[:4]}"
     direct.add_kernelspec(
-        name, kernelspec(config.get("kernel_template_name"), config.get("image_name"))
+        name,
+        kernelspec(
+            config.get("kernel_template_name"), config.get("image_name"), config.get("resources")
+        ),
     )
     started = time.monotonic()
     with pytest.raises(harness.NotebookAPIError) as failed:
