@@ -132,6 +132,7 @@ def test_own_namespace_grants_and_nothing_left_after_delete(
         timeout=20,
         message="the notebook Deployment",
     )
+    assert deployment is not None
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "nb-notebook"
     assert pod["automountServiceAccountToken"] is True
