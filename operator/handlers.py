@@ -9,6 +9,7 @@ credentials and clients are created by the startup handlers in :mod:`lifecycle` 
 
 from __future__ import annotations
 
+from elastic_jupyter.operator import direct_notebooks as direct_notebooks
 from elastic_jupyter.operator import gateways as gateways
 from elastic_jupyter.operator import kernel_templates as kernel_templates
 from elastic_jupyter.operator import kernels as kernels

@@ -72,6 +72,7 @@ INHERITED_LABELS: Final = (
     crds.LABEL_GATEWAY,
     crds.LABEL_KERNELSPEC,
     crds.LABEL_KERNEL_USERNAME,
+    crds.LABEL_NOTEBOOK,  # direct mode: the notebook's NetworkPolicy selects its kernels by it
 )
 
 

@@ -23,7 +23,11 @@ of ``spec.template`` (or to a default one):
   ``<name>.<namespace>.svc`` otherwise (its login token or password is still required);
 * the ConfigMap ``<name>-config`` (:func:`config_map`, text from :mod:`.notebook_config`)
   mounted at :data:`CONFIG_MOUNT_PATH`, that directory put first in ``JUPYTER_CONFIG_PATH``,
-  and the file's digest as a pod annotation (a new file rolls the pods out).
+  and the file's digest as a pod annotation (a new file rolls the pods out);
+* in direct mode (``spec.kernels``), what :mod:`.direct_notebook_objects` adds instead of the
+  gateway: the provisioner's classes and culler flags, the ``EJ_*`` env, the notebook's own
+  ServiceAccount with its token, the kernelspec directory and the notebook image with our
+  package.
 """
 
 from __future__ import annotations
@@ -33,7 +37,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import conditions, gateway_objects, notebook_config, ownership
+from elastic_jupyter.operator import (
+    conditions,
+    direct_notebook_objects,
+    gateway_objects,
+    notebook_config,
+    ownership,
+)
 
 DEFAULT_IMAGE = "quay.io/jupyter/base-notebook:lab-4.2.5"
 DEFAULT_COMMAND = ["jupyter", "lab"]
@@ -183,7 +193,7 @@ def misplaced_template_metadata(spec: Mapping[str, Any]) -> list[str]:
 
 def validate(spec: Mapping[str, Any]) -> list[str]:
     """Problems that stop the notebook from being deployed, each saying what to fix."""
-    problems: list[str] = []
+    problems: list[str] = direct_notebook_objects.validate({"spec": spec})
     mode = auth_mode(spec)
     if mode not in crds.AUTH_MODES:
         problems.append(f"spec.auth.mode {mode!r} is not valid: use enable or disable")
@@ -219,7 +229,10 @@ def gateway_copy_secret(notebook: Mapping[str, Any], gateway_token: str) -> dict
 
 def server_config(notebook: Mapping[str, Any]) -> str:
     """The text of the notebook server's ``jupyter_server_config.py``."""
-    return notebook_config.server_config(gateway_ref(notebook) is not None)
+    uses_gateway = gateway_ref(notebook) is not None
+    return notebook_config.server_config(
+        uses_gateway and not direct_notebook_objects.is_direct(notebook)
+    )
 
 
 def config_map(notebook: Mapping[str, Any]) -> dict[str, Any]:
@@ -279,7 +292,9 @@ def server_args(
         "--ServerApp.allow_remote_access=True",
     ]
     ref = gateway_ref(notebook)
-    if ref is not None:
+    if direct_notebook_objects.is_direct(notebook):
+        args += direct_notebook_objects.server_args(notebook)
+    elif ref is not None:
         args.append(f"--gateway-url={gateway_url(*ref)}")
     if auth_mode(spec) == crds.AUTH_MODE_DISABLE:
         # No token and no password (the original's mode: disable).
@@ -310,6 +325,8 @@ def notebook_env(
             env.append(
                 _secret_env("JUPYTER_TOKEN", token_secret_name(meta["name"]), crds.AUTH_TOKEN_KEY)
             )
+    if direct_notebook_objects.is_direct(notebook):
+        return env + direct_notebook_objects.env(notebook)
     ref = gateway_ref(notebook)
     enabled, _secret = gateway_auth(gateway)
     if ref is not None and enabled and gateway_granted(notebook, gateway):
@@ -336,8 +353,9 @@ def pod_template(
     containers = [dict(c) for c in pod_spec.get("containers") or [{"name": CONTAINER_NAME}]]
     first = containers[0]
     first.setdefault("name", CONTAINER_NAME)
+    direct = direct_notebook_objects.is_direct(notebook)
     if not first.get("image"):
-        first["image"] = DEFAULT_IMAGE
+        first["image"] = direct_notebook_objects.DEFAULT_IMAGE if direct else DEFAULT_IMAGE
     if not first.get("command"):
         first["command"] = list(DEFAULT_COMMAND)
     runs_as_root = _runs_as_root(pod_spec, first)
@@ -351,6 +369,8 @@ def pod_template(
     mounts = [m for m in first.get("volumeMounts") or [] if m.get("name") != CONFIG_VOLUME]
     mounts.append({"name": CONFIG_VOLUME, "mountPath": CONFIG_MOUNT_PATH, "readOnly": True})
     first["volumeMounts"] = mounts
+    if direct:
+        direct_notebook_objects.complete_container(first)
     ports = list(first.get("ports") or [])
     if not any(p.get("containerPort") == port(spec) for p in ports):
         ports.append({"name": "http", "containerPort": port(spec), "protocol": "TCP"})
@@ -366,6 +386,8 @@ def pod_template(
     pod_spec["volumes"] = volumes
     pod_spec.setdefault("restartPolicy", "Always")
     pod_spec.setdefault("enableServiceLinks", False)
+    if direct:  # the provisioner calls the API: the notebook's own ServiceAccount and token
+        direct_notebook_objects.complete_pod_spec(pod_spec, notebook)
     # jupyter_server never calls the Kubernetes API: the pod gets no credentials (a terminal
     # in JupyterLab would otherwise hand the namespace's "default" token to every user).
     # A template that needs them sets serviceAccountName and automountServiceAccountToken.
@@ -501,7 +523,12 @@ def status(
                 crds.CONDITION_GATEWAY_RESOLVED,
                 True,
                 crds.REASON_NO_GATEWAY,
-                "no spec.gateway: kernels run inside the notebook pod",
+                (
+                    "direct mode: the notebook server starts each kernel as a JupyterKernel in "
+                    f"namespace {direct_notebook_objects.kernel_namespace(notebook)}"
+                    if direct_notebook_objects.is_direct(notebook)
+                    else "no spec.gateway: kernels run inside the notebook pod"
+                ),
                 now,
                 previous,
                 generation,

@@ -41,6 +41,7 @@ from elastic_jupyter import crds
 from elastic_jupyter.operator import (
     apply,
     conditions,
+    direct_notebooks,
     kube,
     notebook_objects,
     ownership,
@@ -155,8 +156,14 @@ async def _apply_config_map(client: kube.KubeClient, desired: Mapping[str, Any])
     return "updated"
 
 
-async def reconcile(client: kube.KubeClient, notebook: Mapping[str, Any], logger: Any) -> None:
-    """Render and apply a notebook's objects, then write its status."""
+async def reconcile(
+    client: kube.KubeClient,
+    notebook: Mapping[str, Any],
+    logger: Any,
+    old: Mapping[str, Any] | None = None,
+) -> None:
+    """Render and apply a notebook's objects, then write its status (``old``: the previous
+    spec on an update, so that what it alone had goes)."""
     meta, spec = notebook["metadata"], notebook.get("spec") or {}
     problems = notebook_objects.validate(spec)
     ref = notebook_objects.gateway_ref(notebook)
@@ -172,6 +179,11 @@ async def reconcile(client: kube.KubeClient, notebook: Mapping[str, Any], logger
                     client, notebook_objects.token_secret(notebook, secrets.token_hex(24))
                 )
             await _issue_gateway_token(client, notebook, gateway)
+            # Direct mode: ServiceAccount, RBAC, NetworkPolicies; consent of a kernel namespace.
+            consent = await direct_notebooks.apply_objects(client, notebook, logger, old)
+            if consent:  # kept for the status refreshes until the next reconcile
+                ownership.CONFLICTS.setdefault(uid, []).extend(consent)
+                problems = [*problems, *consent]
             config = notebook_objects.config_map(notebook)
             if await _apply_config_map(client, config) != "unchanged":
                 logger.info("ConfigMap %s applied", config["metadata"]["name"])
@@ -186,7 +198,7 @@ async def reconcile(client: kube.KubeClient, notebook: Mapping[str, Any], logger
         raise kopf.TemporaryError(f"notebook {meta['name']}: {error}", delay=2) from error
     except ownership.NameConflictError as error:
         conflict = conditions.Problem(error.message, crds.REASON_NAME_CONFLICT)
-        ownership.CONFLICTS[uid] = [conflict]
+        ownership.CONFLICTS.setdefault(uid, []).append(conflict)
         problems = [*problems, conflict]
     misplaced = notebook_objects.misplaced_template_metadata(spec)
     if misplaced:
@@ -241,14 +253,17 @@ async def _fetch(client: kube.KubeClient, namespace: str, name: str) -> dict[str
 @kopf.on.resume(*crds.JUPYTER_NOTEBOOK)
 @kopf.on.create(*crds.JUPYTER_NOTEBOOK)
 @kopf.on.update(*crds.JUPYTER_NOTEBOOK)
-async def notebook_changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+async def notebook_changed(
+    body: kopf.Body, old: Any, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
     """Make the notebook's objects match its spec (rolls out edits; writes nothing if equal)."""
     state = runtime.from_memo(memo)
     meta = body["metadata"]
+    before = {"metadata": meta, "spec": (old or {}).get("spec") or {}} if old else None
     async with state.lock(crds.JUPYTER_NOTEBOOK.plural, meta["namespace"], meta["name"]):
         fresh = await _fetch(state.client, meta["namespace"], meta["name"])
         if fresh is not None:
-            await reconcile(state.client, fresh, logger)
+            await reconcile(state.client, fresh, logger, before)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=NOTEBOOK_DEPLOYMENT_LABELS)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from elastic_jupyter import crds
-from elastic_jupyter.operator import gateway_objects
+from elastic_jupyter.operator import direct_notebook_objects, gateway_objects
 
 #: where crds/rbac/ puts the operator's account
 OPERATOR_NAMESPACE = "elastic-jupyter-system"
@@ -73,12 +73,50 @@ def gateway_kubeconfig(
     cluster: Cluster, namespace: str, name: str, kernel_namespaces: Sequence[str] = ()
 ) -> Path:
     """Create gateway ``name``'s account and grants (as the admin), return its kubeconfig."""
-    for obj in gateway_objects_for(namespace, name, kernel_namespaces):
+    _create(cluster, gateway_objects_for(namespace, name, kernel_namespaces))
+    return cluster.serviceaccount_kubeconfig(namespace, name)
+
+
+def _create(cluster: Cluster, objects: list[dict[str, Any]]) -> None:
+    for obj in objects:
         base, plural = _PLURALS[obj["kind"]]
         ns = obj["metadata"]["namespace"]
         try:
             cluster.request("POST", f"{base}/namespaces/{ns}/{plural}", obj)
         except urllib.error.HTTPError as err:
-            if err.code != 409:  # already there (a restarted gateway of the same name)
+            if err.code != 409:  # already there (a restarted component of the same name)
                 raise
-    return cluster.serviceaccount_kubeconfig(namespace, name)
+
+
+def direct_notebook_objects_for(
+    namespace: str, name: str, kernel_namespace: str | None = None
+) -> list[dict[str, Any]]:
+    """The ServiceAccount, Roles and RoleBindings the operator gives a direct-mode
+    JupyterNotebook ``name`` (kernels in ``kernel_namespace``, default its own), without owner
+    references: a notebook server run locally has no JupyterNotebook object to own them."""
+    kernels: dict[str, Any] = {"namespace": kernel_namespace} if kernel_namespace else {}
+    notebook = {
+        "apiVersion": crds.API_VERSION,
+        "kind": crds.JUPYTER_NOTEBOOK.kind,
+        "metadata": {"name": name, "namespace": namespace, "uid": ""},
+        "spec": {"kernels": kernels},
+    }
+    objects = [
+        o
+        for o in direct_notebook_objects.home_objects(notebook, 0)
+        + direct_notebook_objects.external_rbac(notebook)
+        if o["kind"] in _PLURALS
+    ]
+    for obj in objects:
+        obj["metadata"].pop("ownerReferences", None)
+    return objects
+
+
+def direct_notebook_kubeconfig(
+    cluster: Cluster, namespace: str, name: str, kernel_namespace: str | None = None
+) -> Path:
+    """Create a direct-mode notebook's account and grants (as the admin), return its
+    kubeconfig: what a notebook server of ``spec.kernels`` runs with."""
+    _create(cluster, direct_notebook_objects_for(namespace, name, kernel_namespace))
+    account = direct_notebook_objects.service_account_name(name)
+    return cluster.serviceaccount_kubeconfig(namespace, account)

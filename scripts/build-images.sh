@@ -2,6 +2,7 @@
 # Build the container images (`make images`): with Docker where a Docker engine runs (`docker
 # info` answers), else with podman. Usage:
 #   scripts/build-images.sh [--push] [NAME...]      NAME: gateway operator kernel-py kernel-py-gpu
+#                                                  notebook
 # Environment:
 #   IMAGE_PREFIX  repository prefix (default elastic-jupyter; e.g. registry.example.com/me)
 #   TAG           image tag (default dev)
@@ -14,7 +15,9 @@
 #                 reach the package index through this machine's TLS setup (default
 #                 /etc/ssl/certs/ca-certificates.crt when it exists; set empty to disable)
 # Without NAMEs: gateway, operator and kernel-py, plus kernel-py-gpu with Docker (or when
-# GPU_BASE_IMAGE is set). Every image gets the label org.elastic-jupyter.inputs, a hash of what
+# GPU_BASE_IMAGE is set) and notebook with Docker (its base is the Jupyter Docker Stacks'
+# base-notebook, which the Debian base made for podman cannot stand in for; NOTEBOOK_BASE_IMAGE
+# names another). Every image gets the label org.elastic-jupyter.inputs, a hash of what
 # it is built from; an image whose label matches is not rebuilt (the layer cache then covers
 # partial changes: dependencies are installed before our wheel is copied in).
 set -euo pipefail
@@ -30,7 +33,7 @@ NAMES=()
 for arg in "$@"; do
     case "$arg" in
         --push) PUSH=1 ;;
-        gateway|operator|kernel-py|kernel-py-gpu) NAMES+=("$arg") ;;
+        gateway|operator|kernel-py|kernel-py-gpu|notebook) NAMES+=("$arg") ;;
         *) echo "build-images: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -52,6 +55,7 @@ fi
 if [ ${#NAMES[@]} -eq 0 ]; then
     NAMES=(gateway operator kernel-py)
     if [ "$ENGINE" = docker ] || [ -n "${GPU_BASE_IMAGE:-}" ]; then NAMES+=(kernel-py-gpu); fi
+    if [ "$ENGINE" = docker ] || [ -n "${NOTEBOOK_BASE_IMAGE:-}" ]; then NAMES+=(notebook); fi
 fi
 
 BASE="${BASE_IMAGE:-}"
@@ -65,7 +69,7 @@ inputs_hash() {  # what an image is built from: our sources, its Dockerfile, its
     if [ -n "$base" ]; then base_id="$($ENGINE image inspect --format '{{.Id}}' "$base" 2>/dev/null || true)"; fi
     {
         git ls-files -co --exclude-standard -- pyproject.toml README.md crds gateway_plugin \
-            operator kernel_launcher sandbox "images/$name/Dockerfile" | sort | xargs sha256sum
+            operator kernel_launcher sandbox provisioner "images/$name/Dockerfile" | sort | xargs sha256sum
         echo "base=$base $base_id engine=$ENGINE"
     } | sha256sum | cut -c1-16
 }
@@ -77,6 +81,7 @@ UP_TO_DATE=()
 for name in "${NAMES[@]}"; do
     base="$BASE"
     if [ "$name" = kernel-py-gpu ]; then base="${GPU_BASE_IMAGE:-}"; fi
+    if [ "$name" = notebook ]; then base="${NOTEBOOK_BASE_IMAGE:-}"; fi
     HASHES[$name]="$(inputs_hash "$name" "$base")"
     have="$($ENGINE image inspect --format '{{index .Config.Labels "org.elastic-jupyter.inputs"}}' \
         "$PREFIX/$name:$TAG" 2>/dev/null || true)"
@@ -107,6 +112,7 @@ for name in "${NAMES[@]}"; do
     image="$PREFIX/$name:$TAG"
     base="$BASE"
     if [ "$name" = kernel-py-gpu ]; then base="${GPU_BASE_IMAGE:-}"; fi
+    if [ "$name" = notebook ]; then base="${NOTEBOOK_BASE_IMAGE:-}"; fi
     hash="${HASHES[$name]}"
     have="$($ENGINE image inspect --format '{{index .Config.Labels "org.elastic-jupyter.inputs"}}' \
         "$image" 2>/dev/null || true)"

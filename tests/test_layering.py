@@ -56,6 +56,7 @@ GATEWAY_CORE = frozenset(
         "kernel_resource",
         "kernel_secret",
         "kernel_watch",
+        "kernelspec_mirror",  # the kernelspec ConfigMaps → a directory (live kernelspecs)
         "kube",
         "launcher",
         "launcher_cli",

@@ -35,7 +35,7 @@ def manifests(folder: str) -> list[dict[str, Any]]:
 
 
 def test_the_examples_cover_the_original_scenarios() -> None:
-    assert {"elastic", "custom-kernels", "gpu", "notebook-only"} <= set(FOLDERS)
+    assert {"elastic", "custom-kernels", "gpu", "notebook-only", "direct"} <= set(FOLDERS)
     gpu = manifests("gpu")
     template = next(d for d in gpu if d["kind"] == "JupyterKernelTemplate")
     limits = template["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
@@ -43,6 +43,10 @@ def test_the_examples_cover_the_original_scenarios() -> None:
     only = manifests("notebook-only")
     assert [d["kind"] for d in only] == ["JupyterNotebook"]
     assert "gateway" not in only[0]["spec"]
+    direct = manifests("direct")
+    notebook = next(d for d in direct if d["kind"] == "JupyterNotebook")
+    assert notebook["spec"]["kernels"]["mode"] == "Direct" and "gateway" not in notebook["spec"]
+    assert not any(d["kind"] == "JupyterGateway" for d in direct)
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,11 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 SCRIPTS = set(PYPROJECT["project"]["scripts"])
 EXTRAS = set(PYPROJECT["project"]["optional-dependencies"])
 # Programs from our dependencies that an image may run, and the venv providing them here.
-THIRD_PARTY = {"jupyter-enterprisegateway": REPO / ".venv" / "bin"}
-EXPECTED = {"gateway", "operator", "kernel-py", "kernel-py-gpu"}
+THIRD_PARTY = {
+    "jupyter-enterprisegateway": REPO / ".venv" / "bin",
+    "jupyter-lab": REPO / ".venv-kernel" / "bin",
+}
+EXPECTED = {"gateway", "operator", "kernel-py", "kernel-py-gpu", "notebook"}
 BUILD_SCRIPT = REPO / "scripts" / "build-images.sh"
 WHEEL = "elastic_jupyter-*.whl"
 REQUIREMENTS = re.compile(r"requirements-([a-z]+)\.txt")
@@ -153,3 +156,14 @@ def test_gpu_image_has_a_cuda_base() -> None:
 def test_gateway_image_runs_our_kernelspec_manager() -> None:
     text = (IMAGES / "gateway" / "Dockerfile").read_text()
     assert "elastic_jupyter.gateway_plugin.kernelspec_sync.SyncedKernelSpecManager" in text
+
+
+def test_notebook_image_runs_the_direct_mode_classes() -> None:
+    """The classes the operator's direct-mode notebook flags name are the image's default."""
+    from elastic_jupyter.operator import direct_notebook_objects as dno
+
+    text = (IMAGES / "notebook" / "Dockerfile").read_text()
+    assert dno.KERNEL_MANAGER_CLASS in text and dno.KERNEL_SPEC_MANAGER_CLASS in text
+    first = parse(IMAGES / "notebook" / "Dockerfile")[0]
+    assert first.argument.startswith("BASE=quay.io/jupyter/base-notebook:")
+    assert "requirements-provisioner.txt" in text

@@ -18,7 +18,11 @@ import pytest
 
 from elastic_jupyter import crds
 from elastic_jupyter.operator import notebook_objects
-from elastic_jupyter.operator.service_accounts import gateway_kubeconfig, operator_kubeconfig
+from elastic_jupyter.operator.service_accounts import (
+    direct_notebook_kubeconfig,
+    gateway_kubeconfig,
+    operator_kubeconfig,
+)
 from elastic_jupyter.sandbox.cluster import SandboxCluster
 
 pytestmark = pytest.mark.kubectl
@@ -176,3 +180,78 @@ def test_notebook_pods_get_no_credentials(
         (False, f"get configmaps -n {ns}"),
     ]
     assert _check(sandbox, kc, matrix) == []
+
+
+def test_direct_notebook_service_account(
+    sandbox: SandboxCluster, namespaces: tuple[str, str]
+) -> None:
+    """A direct-mode notebook (``spec.kernels``): exactly what the provisioner and the
+    kernelspec manager call, in the kernel namespace and its own; a tenant's notebook user
+    holding this token reaches nothing else (docs/security.md says what RBAC cannot narrow)."""
+    ns, kernels = namespaces
+    third = f"sec-third-{uuid.uuid4().hex[:6]}"
+    sandbox.create_namespace(third)
+    try:
+        kc = direct_notebook_kubeconfig(sandbox, ns, "nb", kernel_namespace=kernels)
+        kf = "kubeflow.tkestack.io"
+        matrix = [
+            # the provisioner (provisioner/__init__.py lists its calls), in the kernel namespace
+            *[
+                (True, f"{verb} jupyterkernels.{kf} -n {kernels}")
+                for verb in ("create", "get", "list", "watch", "patch", "delete")
+            ],
+            (True, f"get jupyterkerneltemplates.{kf}/tpl -n {kernels}"),
+            (True, f"create secrets -n {kernels}"),
+            (True, f"patch secrets/k1 -n {kernels}"),
+            # RBAC cannot narrow get to Secrets created later: every Secret of the kernel
+            # namespace can be read by name (keep other Secrets out of a kernel namespace)
+            (True, f"get secrets/k1 -n {kernels}"),
+            # the kernelspec manager's watch, in the notebook's own namespace only
+            (True, f"list configmaps -n {ns}"),
+            (True, f"watch configmaps -n {ns}"),
+            # never: pods, status, listing Secrets, other namespaces, RBAC, anything cluster-wide
+            (False, f"create pods -n {kernels}"),
+            (False, f"create pods -n {ns}"),
+            (False, f"get pods -n {kernels}"),
+            (False, f"create pods --subresource=exec -n {kernels}"),
+            (False, f"update jupyterkernels.{kf} -n {kernels}"),
+            (False, f"patch jupyterkernels.{kf} --subresource=status -n {kernels}"),
+            (False, f"list secrets -n {kernels}"),
+            (False, f"watch secrets -n {kernels}"),
+            (False, f"delete secrets -n {kernels}"),
+            (False, f"list jupyterkerneltemplates.{kf} -n {kernels}"),
+            (False, f"create configmaps -n {ns}"),
+            (False, f"get configmaps/x -n {ns}"),
+            (False, f"watch configmaps -n {kernels}"),
+            (False, f"get secrets/{ns}-token -n {ns}"),
+            (False, f"list secrets -n {ns}"),
+            (False, f"create jupyterkernels.{kf} -n {ns}"),
+            (False, f"list jupyterkernels.{kf} -n {third}"),
+            (False, f"get secrets/db-password -n {third}"),
+            (False, f"list jupyterkernels.{kf} --all-namespaces"),
+            (False, f"list jupyternotebooks.{kf} -n {ns}"),
+            (False, f"create rolebindings.rbac.authorization.k8s.io -n {kernels}"),
+            (False, f"create roles.rbac.authorization.k8s.io -n {ns}"),
+            (False, "impersonate users"),
+            (False, "list namespaces"),
+        ]
+        assert _check(sandbox, kc, matrix) == []
+        # kernels in its own namespace: the same kernel rules there, nothing in another
+        own = direct_notebook_kubeconfig(sandbox, ns, "solo")
+        assert (
+            _check(
+                sandbox,
+                own,
+                [
+                    (True, f"create jupyterkernels.{kf} -n {ns}"),
+                    (True, f"create secrets -n {ns}"),
+                    (True, f"watch configmaps -n {ns}"),
+                    (False, f"create jupyterkernels.{kf} -n {kernels}"),
+                    (False, f"list secrets -n {ns}"),
+                    (False, f"create pods -n {ns}"),
+                ],
+            )
+            == []
+        )
+    finally:
+        sandbox.delete_namespace(third)
