@@ -86,8 +86,12 @@ class Direct:
         server = self.sandbox.kubectl(
             "logs", "-n", self.namespace, f"deployment/{NOTEBOOK}", "--tail=60", check=False
         )
+        kernels = self.sandbox.kubectl(
+            "logs", "-n", self.namespace, "-l", "component=kernel", "--tail=30", check=False
+        )
         return (
             f"\nnotebook server log:\n{server.stdout[-6000:]}{server.stderr[-500:]}"
+            f"\nkernel pods' log:\n{kernels.stdout[-4000:]}{kernels.stderr[-500:]}"
             f"\noperator log:\n{support.tail(self.log)}"
         )
 
@@ -169,10 +173,16 @@ def test_interrupt_and_restart(direct: Direct) -> None:
     kernel_id = session["kernel"]["id"]
     with client.channel(kernel_id) as channel:
         assert channel.execute("x = 41").status == "ok"
+        channel.states.clear()  # the "busy" to wait for is this cell's, not the last one's
         msg_id = channel.send_execute("import time; time.sleep(120)")
         assert channel.wait_for_state("busy", 30)
+        # ipykernel ignores SIGINT between cells: interrupt once the cell is inside sleep()
+        time.sleep(0.5)
         client.interrupt(kernel_id)
-        result = channel.wait_reply(msg_id, 30)
+        try:
+            result = channel.wait_reply(msg_id, 30)
+        except TimeoutError as err:
+            raise AssertionError(f"the interrupted cell never ended{direct.why()}") from err
         assert result.ename == "KeyboardInterrupt", result
         assert channel.execute("print(x + 1)").stdout.strip() == "42"
     before = (direct.kernel_of(kernel_id) or {})["metadata"]["name"]

@@ -46,6 +46,7 @@ def test_interrupt_stops_a_running_cell(direct: DirectSetup) -> None:
     _, kernel_id = open_notebook(direct)
     with direct.client.channel(kernel_id) as channel:
         assert channel.execute("x = 1", timeout_s=60).status == "ok"
+        channel.states.clear()  # the "busy" to wait for is this cell's, not the last one's
         msg_id = channel.send_execute("import time; time.sleep(60)")
         assert channel.wait_for_state("busy", 10)
         time.sleep(0.5)  # the cell is inside sleep()
