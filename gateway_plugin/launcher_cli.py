@@ -27,6 +27,7 @@ reads ``PUBLIC_KEY``/``EG_PUBLIC_KEY`` instead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from elastic_jupyter.kernel_launcher import env as launcher_env
 
@@ -44,7 +46,7 @@ from .kernel_resource import (
     LaunchInput,
     plan_kernel,
 )
-from .settings import GatewaySettings, SettingsError
+from .settings import GatewaySettings, SettingsError, parse_template_ref
 
 PROGRAM = "kubeflow-launcher"
 MODULE = "elastic_jupyter.gateway_plugin.launcher_cli"
@@ -122,6 +124,77 @@ def launcher_args_start(argv: Sequence[str]) -> int | None:
         if os.path.basename(arg) in _EG_LAUNCHERS:
             return i + 1
     return None
+
+
+def config_template(config: Mapping[str, Any], default_namespace: str) -> tuple[str, str] | None:
+    """The JupyterKernelTemplate a kernelspec's ``process_proxy``/``kernel_provisioner`` config
+    names, if any: the operator's ``kernel_template_name``/``kernel_template_namespace``, or a
+    hand-written ``kernel_template: "[namespace/]name"``. Both front ends call it per launch."""
+    name = str(config.get("kernel_template_name") or "").strip()
+    if name:
+        namespace = str(config.get("kernel_template_namespace") or "").strip()
+        return (namespace or default_namespace, name)
+    text = str(config.get("kernel_template") or "").strip()
+    return parse_template_ref(text, default_namespace) if text else None
+
+
+@dataclass(frozen=True)
+class ArgvLaunch:
+    """What a kernelspec's argv decides about one launch (see :func:`read_kernelspec_argv`)."""
+
+    response_address: str
+    public_key: str
+    port_range: str
+    template: tuple[str, str] | None
+    #: the kernel's own command for the pod, when the argv is not a launcher's
+    kernel_argv: list[str] | None = None
+    spark_context_init_mode: str | None = None
+
+
+def read_kernelspec_argv(
+    argv: Sequence[str],
+    kernel_id: str,
+    defaults: ArgvLaunch,
+    default_namespace: str,
+    connection_file: str = "",
+) -> ArgvLaunch:
+    """Read a launch's formatted kernelspec argv; ``defaults`` holds what the caller knows.
+
+    Called per launch by the process proxy (gateway) and the kernel provisioner (direct mode).
+    A launcher argv (``kubeflow-launcher ...``, see :func:`launcher_args_start`) gives the
+    response address, port range, public key and template (raising :class:`KernelRequestError`
+    500 naming a bad argument or a kernel id that is not this launch's); any other argv is the
+    kernel's own command, with the caller's connection file path made a placeholder again (the
+    pod has its own) and the caller's interpreter path back to ``python``.
+    """
+    start = launcher_args_start(argv)
+    if start is None:
+        kernel_argv = [
+            a.replace(connection_file, "{connection_file}") if connection_file else a for a in argv
+        ]
+        if kernel_argv and kernel_argv[0] == sys.executable:
+            kernel_argv[0] = "python"  # jupyter_client swapped 'python' for its own
+        return dataclasses.replace(defaults, kernel_argv=kernel_argv)
+    try:
+        args = parse_launcher_argv(argv[start:])
+    except LauncherArgsError as err:
+        raise KernelRequestError(500, f"kernelspec argv: {err}") from None
+    if args.kernel_id != kernel_id:
+        raise KernelRequestError(
+            500,
+            f"kernelspec argv gives kernel id {args.kernel_id!r}, not {kernel_id!r}:"
+            " use --RemoteProcessProxy.kernel-id {kernel_id}",
+        )
+    template = defaults.template
+    if args.template_name:
+        template = (args.template_namespace or default_namespace, args.template_name)
+    return ArgvLaunch(
+        response_address=args.response_address,
+        public_key=args.public_key or defaults.public_key,
+        port_range=args.port_range,
+        template=template,
+        spark_context_init_mode=args.spark_context_init_mode,
+    )
 
 
 def parse_launcher_argv(args: Sequence[str]) -> LauncherArgs:

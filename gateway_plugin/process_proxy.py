@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import sys
 import time
 from typing import Any
 
@@ -58,15 +57,14 @@ from tornado import web
 
 from elastic_jupyter import crds
 
-from . import client_auth, comm_port, kernel_secret, warm_pool
+from . import client_auth, comm_port, kernel_secret, launcher_cli, warm_pool
 from .adoption import responsible
 from .gateway_runtime import GatewayRuntime
 from .kernel_resource import KernelRequestError, LaunchInput
 from .kernel_watch import KernelStatus, KernelWatch, describe_failure
 from .kube import ApiError, KubeApi
 from .launcher import create_kernel, delete_kernel
-from .launcher_cli import LauncherArgsError, launcher_args_start, parse_launcher_argv
-from .settings import SettingsError, parse_template_ref
+from .settings import SettingsError
 
 __all__ = ["KubeflowProcessProxy", "raise_http"]
 
@@ -134,77 +132,39 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
             k: v for k, v in overrides.items() if not (k in inherited and os.environ.get(k) == v)
         }
 
-    def _config_template(self) -> tuple[str, str] | None:
-        """The template named by the kernelspec's process_proxy config, if any.
-
-        Accepts the operator's keys ``kernel_template_name``/``kernel_template_namespace`` and a
-        hand-written ``kernel_template: "[namespace/]name"``; the launcher argv's
-        ``--kernel-template-name`` wins over both.
-        """
-        config = self.proxy_config
-        name = str(config.get("kernel_template_name") or "").strip()
-        if name:
-            namespace = str(config.get("kernel_template_namespace") or "").strip()
-            return (namespace or self.settings.gateway_namespace, name)
-        text = str(config.get("kernel_template") or "").strip()
-        return parse_template_ref(text, self.settings.gateway_namespace) if text else None
-
     def _launch_input(self, kernel_cmd: list[str], env: dict[str, str]) -> LaunchInput:
         km = self.kernel_manager
         image_name = self.proxy_config.get("image_name") or eg_container.default_kernel_image
-        template = self._config_template()
-        response_address = self.response_manager.response_address
-        public_key = self.response_manager.public_key
-        port_range = str(km.port_range)
-        kernel_argv: list[str] | None = None
-        spark_mode: str | None = None
-        argv = [str(a) for a in kernel_cmd]
-        start = launcher_args_start(argv)
-        if start is not None:
-            try:
-                args = parse_launcher_argv(argv[start:])
-            except LauncherArgsError as err:
-                raise KernelRequestError(500, f"kernelspec argv: {err}") from None
-            if args.kernel_id != self.kernel_id:
-                raise KernelRequestError(
-                    500,
-                    f"kernelspec argv gives kernel id {args.kernel_id!r}, not {self.kernel_id!r}:"
-                    " use --RemoteProcessProxy.kernel-id {kernel_id}",
-                )
-            response_address = args.response_address
-            public_key = args.public_key or public_key
-            port_range = args.port_range
-            spark_mode = args.spark_context_init_mode
-            if args.template_name:
-                template = (
-                    args.template_namespace or self.settings.gateway_namespace,
-                    args.template_name,
-                )
-        else:
-            # jupyter_client filled in the gateway's own paths; the pod has its own.
-            connection_file = str(getattr(km, "connection_file", "") or "")
-            kernel_argv = [
-                a.replace(connection_file, "{connection_file}") if connection_file else a
-                for a in argv
-            ]
-            if kernel_argv and kernel_argv[0] == sys.executable:
-                kernel_argv[0] = "python"  # jupyter_client swapped 'python' for its own
+        namespace = self.settings.gateway_namespace
+        defaults = launcher_cli.ArgvLaunch(
+            response_address=self.response_manager.response_address,
+            public_key=self.response_manager.public_key,
+            port_range=str(km.port_range),
+            template=launcher_cli.config_template(self.proxy_config, namespace),
+        )
+        launch = launcher_cli.read_kernelspec_argv(
+            [str(a) for a in kernel_cmd],
+            self.kernel_id,
+            defaults,
+            namespace,
+            connection_file=str(getattr(km, "connection_file", "") or ""),
+        )
         kernelspec = km.kernel_spec
         resources = self.proxy_config.get("resources")
         return LaunchInput(
             kernel_id=self.kernel_id,
             kernelspec_name=str(km.kernel_name),
-            response_address=response_address,
-            public_key=public_key,
-            port_range=port_range,
+            response_address=launch.response_address,
+            public_key=launch.public_key,
+            port_range=launch.port_range,
             env=env,
             client_env=self._client_env(),
             kernelspec_env_names=tuple((kernelspec.env or {}).keys()),
             kernelspec_language=str(kernelspec.language or ""),
             image_name=str(image_name) if image_name else None,
-            template=template,
-            kernel_argv=kernel_argv,
-            spark_context_init_mode=spark_mode,
+            template=launch.template,
+            kernel_argv=launch.kernel_argv,
+            spark_context_init_mode=launch.spark_context_init_mode,
             resources=resources if isinstance(resources, dict) else None,
             owner=self.runtime.clients.record_owner(
                 self.kernel_id, client_auth.CURRENT_CLIENT.get()

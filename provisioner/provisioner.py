@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import signal
-import sys
 import time
 from typing import Any
 
@@ -38,18 +37,13 @@ from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from tornado import web
 
 from elastic_jupyter import crds
-from elastic_jupyter.gateway_plugin import comm_port, kernel_secret
+from elastic_jupyter.gateway_plugin import comm_port, kernel_secret, launcher_cli
 from elastic_jupyter.gateway_plugin.kernel_resource import KernelRequestError, LaunchInput
 from elastic_jupyter.gateway_plugin.kernel_watch import KernelStatus, describe_failure
 from elastic_jupyter.gateway_plugin.kube import ApiError
 from elastic_jupyter.gateway_plugin.launcher import create_kernel, delete_kernel
-from elastic_jupyter.gateway_plugin.launcher_cli import (
-    LauncherArgsError,
-    launcher_args_start,
-    parse_launcher_argv,
-)
 from elastic_jupyter.gateway_plugin.response_listener import ResponseListener
-from elastic_jupyter.gateway_plugin.settings import SettingsError, parse_template_ref
+from elastic_jupyter.gateway_plugin.settings import SettingsError
 
 from . import sessions
 from .launch_args import client_env, format_argv
@@ -134,18 +128,6 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
 
     # --- launch ---------------------------------------------------------------------------
 
-    def _template(self, argv_template: tuple[str, str] | None) -> tuple[str, str] | None:
-        if argv_template is not None:
-            return argv_template
-        config = self.provisioner_config
-        namespace_default = self.runtime.settings.policy.gateway_namespace
-        name = str(config.get("kernel_template_name") or "").strip()
-        if name:
-            namespace = str(config.get("kernel_template_namespace") or "").strip()
-            return (namespace or namespace_default, name)
-        text = str(config.get("kernel_template") or "").strip()
-        return parse_template_ref(text, namespace_default) if text else None
-
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         """Start the response address (first launch) and fill the argv's placeholders."""
         try:
@@ -175,35 +157,20 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     def _launch_input(
         self, cmd: list[str], env: dict[str, str], listener: ResponseListener
     ) -> LaunchInput:
-        response_address = listener.response_address
-        public_key = listener.public_key
-        port_range = str(self.provisioner_config.get("port_range") or "0..0")
-        template: tuple[str, str] | None = None
-        kernel_argv: list[str] | None = None
-        start = launcher_args_start(cmd)
-        if start is not None:
-            try:
-                args = parse_launcher_argv(cmd[start:])
-            except LauncherArgsError as err:
-                raise KernelRequestError(500, f"kernelspec argv: {err}") from None
-            if args.kernel_id != self.kernel_id:
-                raise KernelRequestError(
-                    500,
-                    f"kernelspec argv gives kernel id {args.kernel_id!r}, not {self.kernel_id!r}:"
-                    " use --RemoteProcessProxy.kernel-id {kernel_id}",
-                )
-            response_address = args.response_address
-            public_key = args.public_key or public_key
-            port_range = args.port_range
-            if args.template_name:
-                template = (
-                    args.template_namespace or self.runtime.settings.policy.gateway_namespace,
-                    args.template_name,
-                )
-        else:
-            kernel_argv = list(cmd)
-            if kernel_argv and kernel_argv[0] == sys.executable:
-                kernel_argv[0] = "python"
+        namespace = self.runtime.settings.policy.gateway_namespace
+        defaults = launcher_cli.ArgvLaunch(
+            response_address=listener.response_address,
+            public_key=listener.public_key,
+            port_range=str(self.provisioner_config.get("port_range") or "0..0"),
+            template=launcher_cli.config_template(self.provisioner_config, namespace),
+        )
+        launch = launcher_cli.read_kernelspec_argv(
+            cmd,
+            str(self.kernel_id),
+            defaults,
+            namespace,
+            connection_file=str(getattr(self.parent, "connection_file", "") or ""),
+        )
         spec = self.kernel_spec
         spec_env = dict(spec.env or {})
         image = self.provisioner_config.get("image_name")
@@ -211,16 +178,16 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         return LaunchInput(
             kernel_id=str(self.kernel_id),
             kernelspec_name=str(getattr(self.parent, "kernel_name", "") or ""),
-            response_address=response_address,
-            public_key=public_key,
-            port_range=port_range,
+            response_address=launch.response_address,
+            public_key=launch.public_key,
+            port_range=launch.port_range,
             env=env,
             client_env=client_env(env, spec_env),
             kernelspec_env_names=tuple(spec_env),
             kernelspec_language=str(spec.language or ""),
             image_name=str(image) if image else None,
-            template=self._template(template),
-            kernel_argv=kernel_argv,
+            template=launch.template,
+            kernel_argv=launch.kernel_argv,
             resources=resources if isinstance(resources, dict) else None,
         )
 

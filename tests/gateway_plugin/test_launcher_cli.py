@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from elastic_jupyter.gateway_plugin import launcher_cli
+from elastic_jupyter.gateway_plugin.kernel_resource import KernelRequestError
 from elastic_jupyter.gateway_plugin.launcher_cli import (
     LauncherArgsError,
     launcher_args_start,
@@ -133,3 +135,49 @@ def test_cli_usage_errors_exit_2_with_the_reason() -> None:
     )
     assert out.returncode == 2
     assert "no public key" in out.stderr
+
+
+def test_both_front_ends_read_a_kernelspec_argv_the_same_way() -> None:
+    """The process proxy and the kernel provisioner share this reading of a launch's argv."""
+    defaults = launcher_cli.ArgvLaunch("10.0.0.1:8877", "KEY", "0..0", ("team", "from-config"))
+    seed = [
+        "kubeflow-launcher",
+        "--verbose",
+        "--RemoteProcessProxy.kernel-id",
+        "k1",
+        "--RemoteProcessProxy.port-range",
+        "40000..41999",
+        "--RemoteProcessProxy.response-address",
+        "10.0.0.9:9000",
+    ]
+    launch = launcher_cli.read_kernelspec_argv(seed, "k1", defaults, "team")
+    assert (launch.response_address, launch.public_key, launch.port_range) == (
+        "10.0.0.9:9000",
+        "KEY",
+        "40000..41999",
+    )
+    assert launch.template == ("team", "from-config") and launch.kernel_argv is None
+    named = launcher_cli.read_kernelspec_argv(
+        [*seed, "--kernel-template-name", "t"], "k1", defaults, "team"
+    )
+    assert named.template == ("team", "t")
+
+    with pytest.raises(KernelRequestError, match="kernel-id") as error:
+        launcher_cli.read_kernelspec_argv(seed, "k2", defaults, "team")
+    assert error.value.status == 500
+
+    own = [sys.executable, "-m", "ipykernel_launcher", "-f", "/srv/runtime/kernel-k1.json"]
+    plain = launcher_cli.read_kernelspec_argv(
+        own, "k1", defaults, "team", connection_file="/srv/runtime/kernel-k1.json"
+    )
+    assert plain.kernel_argv == ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    assert plain.response_address == "10.0.0.1:8877"
+
+
+def test_config_template_reads_the_operator_keys_and_a_hand_written_reference() -> None:
+    assert launcher_cli.config_template({"kernel_template_name": "t"}, "ns") == ("ns", "t")
+    assert launcher_cli.config_template(
+        {"kernel_template_name": "t", "kernel_template_namespace": "x"}, "ns"
+    ) == ("x", "t")
+    assert launcher_cli.config_template({"kernel_template": "other/t"}, "ns") == ("other", "t")
+    assert launcher_cli.config_template({}, "ns") is None
