@@ -178,6 +178,28 @@ def default_kernel_name(served: Sequence[str]) -> str | None:
     return min(served) if served else None
 
 
+#: Seconds after a kernelspec manager is built before it first sets the default kernel: the
+#: server (EG or jupyter_server) builds its kernel manager right after the kernelspec manager.
+DEFAULT_KERNEL_DELAY = 1.0
+
+
+def follow_default_soon(list_kernelspecs: Callable[[], object]) -> None:
+    """Call ``list_kernelspecs`` once, :data:`DEFAULT_KERNEL_DELAY` seconds from now, on a
+    daemon thread. Both kernelspec managers (the gateway's and direct mode's) call it from their
+    constructor: their listing makes the server's default kernel follow the kernelspecs served,
+    and the first listing should not wait for a user's request."""
+
+    def run() -> None:
+        try:
+            list_kernelspecs()
+        except Exception as error:  # a timer thread must not die noisily; listings retry it
+            log.debug("kernelspec mirror: default kernel not set yet: %s", error)
+
+    timer = threading.Timer(DEFAULT_KERNEL_DELAY, run)
+    timer.daemon = True
+    timer.start()
+
+
 def load_api_client(env: Mapping[str, str] | None = None) -> Any:
     """A kubernetes ApiClient: in-cluster config inside a pod, else the kubeconfig (both as
     ``env``, default ``os.environ``, says)."""

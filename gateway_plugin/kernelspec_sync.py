@@ -35,7 +35,6 @@ import argparse
 import logging
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -72,7 +71,6 @@ DIR_ENV = crds.ENV_KERNELSPEC_DIR
 KERNELS_ENV = "ELASTIC_JUPYTER_KERNELSPECS"  # only when there is no gateway to read
 INITIAL_SYNC_TIMEOUT = 10.0
 DEFAULT_KERNEL_ENV = "EG_DEFAULT_KERNEL_NAME"
-STARTUP_DEFAULT_DELAY = 1.0
 
 # --- Enterprise Gateway side -----------------------------------------------------------------
 
@@ -163,17 +161,7 @@ class SyncedKernelSpecManager(KubeflowKernelSpecManager):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        # EG creates its kernel manager right after this object: set the default kernel once
-        # it exists (later, every kernelspec listing keeps it current).
-        timer = threading.Timer(STARTUP_DEFAULT_DELAY, self._initial_default)
-        timer.daemon = True
-        timer.start()
-
-    def _initial_default(self) -> None:
-        try:
-            self.find_kernel_specs()
-        except Exception as error:  # a timer thread must not die noisily; requests retry it
-            log.debug("kernelspec sync: initial default kernel not set: %s", error)
+        kernelspec_mirror.follow_default_soon(self.find_kernel_specs)
 
     def find_kernel_specs(self) -> dict[str, str]:
         """The synchronised kernelspecs; also keeps EG's default kernel name current."""

@@ -37,7 +37,6 @@ import json
 import logging
 import os
 import tempfile
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -55,7 +54,6 @@ NAMESPACE_ENV = "ELASTIC_JUPYTER_KERNELSPEC_NAMESPACE"
 KERNELS_ENV = "ELASTIC_JUPYTER_KERNELSPECS"
 DIR_ENV = crds.ENV_KERNELSPEC_DIR
 INITIAL_SYNC_TIMEOUT = 10.0
-DEFAULT_DELAY = 1.0
 POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 #: Process proxies whose config the provisioner takes: ours and the original's name for it.
 DIRECT_PROXIES = frozenset({crds.DEFAULT_PROCESS_PROXY_CLASS}) | crds.LEGACY_PROCESS_PROXY_CLASSES
@@ -132,20 +130,10 @@ class DirectKernelSpecManager(KernelSpecManager):  # type: ignore[misc]
     def __init__(self, **kwargs: Any) -> None:
         self.mirror = start_mirror(os.environ)
         super().__init__(**kwargs)
-        # jupyter_server creates its kernel manager right after this object: give it a default
-        # kernel that is served once it exists (every listing keeps it current after that).
-        timer = threading.Timer(DEFAULT_DELAY, self._set_default_quietly)
-        timer.daemon = True
-        timer.start()
+        kernelspec_mirror.follow_default_soon(self.find_kernel_specs)
 
     def stop_mirror(self) -> None:
         self.mirror.stop()
-
-    def _set_default_quietly(self) -> None:
-        try:
-            self.find_kernel_specs()
-        except Exception as error:  # a timer thread must not die noisily; listings retry it
-            log.debug("kernelspec mirror: default kernel not set yet: %s", error)
 
     def find_kernel_specs(self) -> dict[str, str]:
         """The mirrored kernelspecs; the server's default kernel follows them."""
