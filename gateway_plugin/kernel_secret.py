@@ -29,11 +29,12 @@ namespace (``operator/gateway_objects.py`` grants exactly that); nothing else re
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import logging
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -97,24 +98,43 @@ def kernel_secret_manifest(
 
 
 def put_kernel_secret(
-    api: KubeApi, namespace: str, kernel_name: str, kernel_uid: str, data: Mapping[str, str]
+    api: KubeApi,
+    namespace: str,
+    kernel_name: str,
+    kernel_uid: str,
+    data: Mapping[str, str],
+    exists: bool = False,
 ) -> None:
     """Create the kernel's Secret with ``data``, or merge ``data`` into the existing one (other
-    keys are kept). Blocking. Raises :class:`~.kube.ApiError`."""
+    keys are kept). Blocking. Raises :class:`~.kube.ApiError`.
+
+    ``exists``: the caller expects the Secret to be there already (the session stores write
+    after the launch created it), so the merge goes first and a create follows only on 404:
+    one request instead of a refused create plus the merge.
+    """
     manifest = kernel_secret_manifest(namespace, kernel_name, kernel_uid, data)
-    try:
-        api.request("POST", secret_path(namespace), body=manifest, timeout=5.0)
-        return
-    except ApiError as err:
-        if not err.conflict:
-            raise
-    api.request(
+    merge: Callable[[], object] = functools.partial(
+        api.request,
         "PATCH",
         secret_path(namespace, crds.kernel_secret_name(kernel_name)),
         body={"data": manifest["data"]},
         content_type="application/merge-patch+json",
         timeout=5.0,
     )
+    if exists:
+        try:
+            merge()
+            return
+        except ApiError as err:
+            if not err.not_found:
+                raise
+    try:
+        api.request("POST", secret_path(namespace), body=manifest, timeout=5.0)
+        return
+    except ApiError as err:
+        if not err.conflict:
+            raise
+    merge()
 
 
 def read_kernel_secret(api: KubeApi, namespace: str, kernel_name: str) -> dict[str, str] | None:

@@ -179,7 +179,7 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
         session = self._sessions.get(kernel_id)
         if session is None:
             return  # forgotten meanwhile (shut down): nothing to store
-        put_kernel_secret(self.api, namespace, name, uid, session_secret_data(session))
+        put_kernel_secret(self.api, namespace, name, uid, session_secret_data(session), exists=True)
         annotations = {
             crds.ANNOTATION_KERNEL_SESSION: session_annotation(session),
             crds.ANNOTATION_GATEWAY_OWNER: self.runtime.replica,  # the launching replica owns it

@@ -65,7 +65,7 @@ def save_kernel_session(
     """The key into the kernel's Secret first, then the annotation: an annotation always means
     a complete session (as in the gateway's store). ``notebook``: the jupyter_server session
     of a restarted kernel, carried over to its new JupyterKernel."""
-    put_kernel_secret(api, namespace, name, uid, session_secret_data(session))
+    put_kernel_secret(api, namespace, name, uid, session_secret_data(session), exists=True)
     annotations = {crds.ANNOTATION_KERNEL_SESSION: session_annotation(session)}
     if notebook is not None:
         annotations[crds.ANNOTATION_NOTEBOOK_SESSION] = notebook_session_annotation(notebook)

@@ -75,7 +75,8 @@ class Recorder(KubeApi):
             return body  # type: ignore[no-any-return]
         if method == "PATCH":
             assert kwargs.get("content_type") == "application/merge-patch+json"
-            assert self.data is not None
+            if self.data is None:
+                raise ApiError(404, "NotFound", path)
             self.data.update(body["data"])
             return {}
         if method == "GET":
@@ -101,6 +102,23 @@ def test_writing_keeps_keys_other_writers_put_there() -> None:
     assert [c[0] for c in api.calls] == ["POST", "PATCH"]
     read = read_kernel_secret(api, "ns", "jk")
     assert read == {"launch-token": "from-another-feature", "connection-key": "k1"}
+
+
+def test_a_session_store_write_merges_first_and_creates_only_when_missing() -> None:
+    """The session stores write after the launch created the Secret: one PATCH, no refused
+    POST; a Secret that is gone after all is created."""
+    token = base64.b64encode(b"launch-token").decode()
+    api = Recorder({"launch-token": token})
+    put_kernel_secret(api, "ns", "jk", "uid", {"connection-key": "k1"}, exists=True)
+    assert [c[0] for c in api.calls] == ["PATCH"]
+    assert read_kernel_secret(api, "ns", "jk") == {
+        "launch-token": "launch-token",
+        "connection-key": "k1",
+    }
+    gone = Recorder(None)
+    put_kernel_secret(gone, "ns", "jk", "uid", {"connection-key": "k1"}, exists=True)
+    assert [c[0] for c in gone.calls] == ["PATCH", "POST"]
+    assert read_kernel_secret(gone, "ns", "jk") == {"connection-key": "k1"}
 
 
 def test_a_new_secret_is_created_once_and_a_missing_one_reads_as_none() -> None:
