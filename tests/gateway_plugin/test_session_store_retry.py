@@ -56,8 +56,9 @@ def test_a_transient_failure_is_retried_in_the_background() -> None:
         await asyncio.wait_for(asyncio.gather(*manager._tasks), 10)
 
     asyncio.run(run())
-    methods = [m for m, _ in api.writes]
-    assert methods == ["POST", "PATCH"]  # the Secret, then the annotation on the JupyterKernel
+    # the Secret (merged into the one the launch created), then the JupyterKernel's annotation
+    assert [m for m, _ in api.writes] == ["PATCH", "PATCH"]
+    assert "/secrets/" in api.writes[0][1]
     assert api.writes[1][1].endswith("/jupyterkernels/jk-1")
 
 
