@@ -221,6 +221,62 @@ def describe_failure(kernel_id: str, reason: str, message: str) -> str:
     return text
 
 
+#: (HTTP status, reason, message) that ends a kernel start.
+StartFailure = tuple[int, str, str]
+
+
+@dataclass
+class StartJudge:
+    """The dead ends of one kernel start, judged from its JupyterKernel's status over time.
+
+    Both front ends wait for a start the same way (the process proxy's
+    ``confirm_remote_startup``, the provisioner's ``_confirm_startup``): on each wake-up they
+    hand :meth:`judge` what the watch holds and fail the start with what it returns - the
+    JupyterKernel deleted during the start (500), a failure reason (500), Unschedulable beyond
+    ``unschedulable_grace`` (503) - and with :meth:`timed_out` at the launch deadline.
+    """
+
+    unschedulable_grace: float
+    seen: bool = False
+    last: KernelStatus | None = None
+    unschedulable_since: float | None = None
+
+    def judge(self, status: KernelStatus | None, deleted: bool, now: float) -> StartFailure | None:
+        """``None`` while the start may go on; ``deleted``: the watch saw the object go."""
+        if status is None:
+            if self.seen or deleted:
+                return (500, crds.REASON_DELETED, "its JupyterKernel was deleted during start")
+            return None
+        self.seen, self.last = True, status
+        failure = status.failure()
+        if failure is not None:
+            return (500, *failure)
+        reason, message = status.waiting_reason()
+        if reason != crds.REASON_UNSCHEDULABLE:
+            self.unschedulable_since = None
+            return None
+        self.unschedulable_since = self.unschedulable_since or now
+        if now - self.unschedulable_since >= self.unschedulable_grace:
+            return (503, reason, message)
+        return None
+
+    def timed_out(self, timeout_s: float, namespace: str, name: str) -> StartFailure:
+        """The failure at the launch deadline, saying how far the kernel got."""
+        last = self.last
+        if last is None or not last.phase:
+            state = "no status yet (is elastic-jupyter-operator running?)"
+        else:
+            state = f"phase {last.phase}"
+            if last.waiting_reason()[0]:
+                state += f", {last.waiting_reason()[0]}"
+        return (
+            500,
+            "Timeout",
+            f"waited too long ({timeout_s}s) to get connection info; "
+            f"JupyterKernel {namespace}/{name}: {state}",
+        )
+
+
 @dataclass
 class _Waiters:
     events: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list)

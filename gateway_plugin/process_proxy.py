@@ -61,7 +61,7 @@ from . import client_auth, comm_port, kernel_secret, launcher_cli, warm_pool
 from .adoption import responsible
 from .gateway_runtime import GatewayRuntime
 from .kernel_resource import KernelRequestError, LaunchInput
-from .kernel_watch import KernelStatus, KernelWatch, describe_failure
+from .kernel_watch import KernelStatus, KernelWatch, StartJudge, describe_failure
 from .kube import ApiError, KubeApi
 from .launcher import create_kernel, delete_kernel
 from .settings import SettingsError
@@ -261,43 +261,27 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         watch.subscribe(namespace, name, wake)
         response = self._response_event()
         response_wait = asyncio.ensure_future(response.wait()) if response else None
-        unschedulable_since: float | None = None
-        seen = False
-        last: KernelStatus | None = None
+        judge = StartJudge(self.settings.unschedulable_grace)
         try:
             while True:
                 wake.clear()
                 now = time.monotonic()
                 status = watch.get(namespace, name)
-                if status is None:
-                    if seen or watch.was_deleted(namespace, name):
-                        await self._fail_launch(
-                            500, crds.REASON_DELETED, "its JupyterKernel was deleted during start"
-                        )
-                else:
-                    seen, last = True, status
-                    failure = status.failure()
-                    if failure is not None:
-                        await self._fail_launch(500, *failure)
-                    reason, message = status.waiting_reason()
-                    if reason == crds.REASON_UNSCHEDULABLE:
-                        unschedulable_since = unschedulable_since or now
-                        if now - unschedulable_since >= self.settings.unschedulable_grace:
-                            await self._fail_launch(503, reason, message)
-                    else:
-                        unschedulable_since = None
-                    if status.running and not self.assigned_host:
-                        self.log.debug(
-                            "Kernel %s: JupyterKernel Running at %s, %.1f ms after launch "
-                            "(connection info %s)",
-                            self.kernel_id,
-                            status.pod_ip,
-                            (time.perf_counter() - self._launch_started) * 1000,
-                            "received" if response and response.is_set() else "not yet here",
-                        )
-                        self.assigned_ip = status.pod_ip
-                        self.assigned_host = status.pod_name or name
-                        self.assigned_node_ip = status.host_ip or None
+                failure = judge.judge(status, watch.was_deleted(namespace, name), now)
+                if failure is not None:
+                    await self._fail_launch(*failure)
+                if status is not None and status.running and not self.assigned_host:
+                    self.log.debug(
+                        "Kernel %s: JupyterKernel Running at %s, %.1f ms after launch "
+                        "(connection info %s)",
+                        self.kernel_id,
+                        status.pod_ip,
+                        (time.perf_counter() - self._launch_started) * 1000,
+                        "received" if response and response.is_set() else "not yet here",
+                    )
+                    self.assigned_ip = status.pod_ip
+                    self.assigned_host = status.pod_name or name
+                    self.assigned_node_ip = status.host_ip or None
                 ready = self.assigned_host and (response is None or response.is_set())
                 if ready and await self.receive_connection_info():
                     self.pid = 0  # signals go through the comm port, never to a local pid
@@ -314,20 +298,11 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
                     return
                 remaining = deadline - now
                 if remaining <= 0:
-                    if last is None or not last.phase:
-                        state = "no status yet (is elastic-jupyter-operator running?)"
-                    else:
-                        state = f"phase {last.phase}"
-                        if last.waiting_reason()[0]:
-                            state += f", {last.waiting_reason()[0]}"
                     await self._fail_launch(
-                        500,
-                        "Timeout",
-                        f"waited too long ({self.kernel_launch_timeout}s) to get connection "
-                        f"info; JupyterKernel {namespace}/{name}: {state}",
+                        *judge.timed_out(self.kernel_launch_timeout, namespace, name)
                     )
                 timeout = remaining
-                if unschedulable_since is not None:
+                if judge.unschedulable_since is not None:
                     timeout = min(timeout, 0.5)
                 if response is None and self.assigned_host:
                     timeout = min(timeout, 0.05)

@@ -39,7 +39,7 @@ from tornado import web
 from elastic_jupyter import crds
 from elastic_jupyter.gateway_plugin import comm_port, kernel_secret, launcher_cli
 from elastic_jupyter.gateway_plugin.kernel_resource import KernelRequestError, LaunchInput
-from elastic_jupyter.gateway_plugin.kernel_watch import KernelStatus, describe_failure
+from elastic_jupyter.gateway_plugin.kernel_watch import KernelStatus, StartJudge, describe_failure
 from elastic_jupyter.gateway_plugin.kube import ApiError
 from elastic_jupyter.gateway_plugin.launcher import create_kernel, delete_kernel
 from elastic_jupyter.gateway_plugin.response_listener import ResponseListener
@@ -254,47 +254,28 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         deadline = time.monotonic() + settings.kernel_launch_timeout
         wake = asyncio.Event()
         watch.subscribe(namespace, name, wake)
-        unschedulable_since: float | None = None
-        seen = False
-        last: KernelStatus | None = None
+        judge = StartJudge(settings.unschedulable_grace)
         try:
             while True:
                 wake.clear()
                 now = time.monotonic()
                 status = watch.get(namespace, name) if watch.is_synced(namespace) else None
-                if status is None:
-                    if seen or watch.was_deleted(namespace, name):
-                        await self._fail(
-                            500, crds.REASON_DELETED, "its JupyterKernel was deleted during start"
-                        )
-                else:
-                    seen, last = True, status
-                    failure = status.failure()
-                    if failure is not None:
-                        await self._fail(500, *failure)
-                    reason, message = status.waiting_reason()
-                    if reason == crds.REASON_UNSCHEDULABLE:
-                        unschedulable_since = unschedulable_since or now
-                        if now - unschedulable_since >= settings.unschedulable_grace:
-                            await self._fail(503, reason, message)
-                    else:
-                        unschedulable_since = None
-                    if status.running and answer.done() and not answer.cancelled():
-                        return answer.result(), status
+                failure = judge.judge(status, watch.was_deleted(namespace, name), now)
+                if failure is not None:
+                    await self._fail(*failure)
+                if (
+                    status is not None
+                    and status.running
+                    and answer.done()
+                    and not answer.cancelled()
+                ):
+                    return answer.result(), status
                 if now >= deadline:
-                    state = (
-                        f"phase {last.phase}"
-                        if last is not None and last.phase
-                        else ("no status yet (is elastic-jupyter-operator running?)")
-                    )
                     await self._fail(
-                        500,
-                        "Timeout",
-                        f"waited too long ({settings.kernel_launch_timeout:g}s) for its "
-                        f"connection info; JupyterKernel {namespace}/{name}: {state}",
+                        *judge.timed_out(settings.kernel_launch_timeout, namespace, name)
                     )
                 timeout = deadline - now
-                if unschedulable_since is not None or not watch.is_synced(namespace):
+                if judge.unschedulable_since is not None or not watch.is_synced(namespace):
                     timeout = min(timeout, 0.5)
                 waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(wake.wait())}
                 if not answer.done():

@@ -13,6 +13,7 @@ from elastic_jupyter import crds
 from elastic_jupyter.gateway_plugin.kernel_watch import (
     KernelStatus,
     KernelWatch,
+    StartJudge,
     describe_failure,
 )
 from elastic_jupyter.gateway_plugin.kube import ApiError, KubeApi
@@ -394,3 +395,47 @@ def test_a_silently_stalled_watch_is_resumed_in_seconds() -> None:
         assert watch.lists == 1
     finally:
         server.shutdown()
+
+
+def test_start_judge_ends_a_start_at_each_dead_end() -> None:
+    """The verdicts both front ends (process proxy, provisioner) act on while a kernel starts."""
+    unschedulable = KernelStatus.from_object(
+        kernel(
+            "c",
+            "1",
+            phase="Pending",
+            conditions=[
+                {"type": "Scheduled", "status": "False", "reason": "Unschedulable", "message": "m"}
+            ],
+        )
+    )
+    judge = StartJudge(unschedulable_grace=10.0)
+    assert judge.judge(None, False, 0.0) is None  # not in the watch yet
+    assert judge.judge(unschedulable, False, 100.0) is None
+    assert judge.judge(unschedulable, False, 109.9) is None
+    assert judge.judge(unschedulable, False, 110.0) == (503, "Unschedulable", "m")
+    running = KernelStatus.from_object(kernel("c", "2", phase="Running", podIP="127.0.0.9"))
+    assert judge.judge(running, False, 111.0) is None and judge.unschedulable_since is None
+    assert judge.judge(None, False, 112.0) == (
+        500,
+        crds.REASON_DELETED,
+        "its JupyterKernel was deleted during start",
+    )
+
+    pulling = KernelStatus.from_object(
+        kernel("b", "1", phase="Pending", reason="ErrImagePull", message="no such image")
+    )
+    assert StartJudge(10.0).judge(pulling, False, 0.0) == (500, "ErrImagePull", "no such image")
+    assert StartJudge(10.0).judge(None, True, 0.0) is not None  # deleted before we saw it
+
+    waiting = StartJudge(10.0)
+    assert waiting.timed_out(30.0, "ns", "c")[2].endswith(
+        "JupyterKernel ns/c: no status yet (is elastic-jupyter-operator running?)"
+    )
+    waiting.judge(unschedulable, False, 0.0)
+    status, reason, message = waiting.timed_out(30.0, "ns", "c")
+    assert (status, reason) == (500, "Timeout")
+    assert message == (
+        "waited too long (30.0s) to get connection info; "
+        "JupyterKernel ns/c: phase Pending, Unschedulable"
+    )
