@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import tempfile
 from typing import Any, NamedTuple
 
@@ -57,6 +58,22 @@ def write_connection_file(directory: str, kernel_id: str, info: dict[str, Any]) 
     return path
 
 
+def new_connection_info(sockets: list[socket.socket], bind_ip: str) -> dict[str, Any]:
+    """A kernel's connection file contents: the reserved ``sockets``' ports (in
+    ``ZMQ_CHANNELS`` order), a fresh HMAC key. Used for a kernel launched for a user and for a
+    warm-pool kernel (:mod:`.warm`)."""
+    return {
+        **{name: port_of(sock) for name, sock in zip(ZMQ_CHANNELS, sockets)},
+        # Where the kernel binds (every interface by default); EG reaches it at the pod IP.
+        "ip": bind_ip,
+        # The HMAC key: 128 random bits (``uuid`` would pull in ``platform`` for the same).
+        "key": os.urandom(16).hex(),
+        "transport": "tcp",
+        "signature_scheme": "hmac-sha256",
+        "kernel_name": "",
+    }
+
+
 def launch(config: LaunchConfig) -> int:
     """Run the kernel and report it to the gateway; return the kernel's exit code.
 
@@ -64,17 +81,7 @@ def launch(config: LaunchConfig) -> int:
     """
     sockets = reserve_ports(config.port_range, address=config.bind_ip)
     comm_socket = sockets[-1]
-    ports = {name: port_of(sock) for name, sock in zip(ZMQ_CHANNELS, sockets)}
-    connection_info: dict[str, Any] = {
-        **ports,
-        # Where the kernel binds (every interface by default); EG reaches it at the pod IP.
-        "ip": config.bind_ip,
-        # The HMAC key: 128 random bits (``uuid`` would pull in ``platform`` for the same).
-        "key": os.urandom(16).hex(),
-        "transport": "tcp",
-        "signature_scheme": "hmac-sha256",
-        "kernel_name": "",
-    }
+    connection_info = new_connection_info(sockets, config.bind_ip)
     workdir = tempfile.mkdtemp(prefix="kernel-launcher-")
     supervisor: Supervisor | None = None
     try:
@@ -89,7 +96,7 @@ def launch(config: LaunchConfig) -> int:
         supervisor.start_listener(comm_socket, connection_info["key"])
         log.info(
             "ports: %s, comm %d",
-            ", ".join(f"{name[:-5]} {port}" for name, port in ports.items()),
+            ", ".join(f"{name[:-5]} {connection_info[name]}" for name in ZMQ_CHANNELS),
             port_of(comm_socket),
         )
         report: dict[str, Any] = {

@@ -40,7 +40,7 @@ from . import env as env_names
 from .comm_auth import AuthError, Verifier
 from .errors import EXIT_NO_PORTS, LauncherError
 from .kernel_process import Supervisor
-from .launcher import substitute_argv, write_connection_file
+from .launcher import new_connection_info, substitute_argv, write_connection_file
 from .payload import deliver, encode_payload, load_public_key, parse_response_address
 from .ports import ZMQ_CHANNELS, PortRange, port_of, reserve_ports
 
@@ -194,15 +194,7 @@ def launch_pooled(config: PoolConfig) -> int:
         ) from None
     comm.listen(16)
     sockets = reserve_ports(config.port_range, count=len(ZMQ_CHANNELS), address=config.bind_ip)
-    ports = {name: port_of(sock) for name, sock in zip(ZMQ_CHANNELS, sockets)}
-    connection_info: dict[str, Any] = {
-        **ports,
-        "ip": config.bind_ip,
-        "key": os.urandom(16).hex(),
-        "transport": "tcp",
-        "signature_scheme": "hmac-sha256",
-        "kernel_name": "",
-    }
+    connection_info = new_connection_info(sockets, config.bind_ip)
     workdir = tempfile.mkdtemp(prefix="kernel-launcher-")
     supervisor: Supervisor | None = None
     pipes: list[int] = []
