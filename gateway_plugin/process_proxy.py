@@ -57,7 +57,7 @@ from tornado import web
 
 from elastic_jupyter import crds
 
-from . import client_auth, comm_port, kernel_secret, launcher_cli, warm_pool
+from . import client_auth, comm_port, kernel_secret, launcher_cli, session_record, warm_pool
 from .adoption import responsible
 from .gateway_runtime import GatewayRuntime
 from .kernel_resource import KernelRequestError, LaunchInput
@@ -490,14 +490,9 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
                 "kernel_ns": self.kernel_namespace,
                 "delete_ns": False,
                 "owner": self.runtime.clients.owners.get(self.kernel_id),
-                "kernel_resource": {
-                    "group": crds.GROUP,
-                    "version": crds.VERSION,
-                    "plural": crds.JUPYTER_KERNEL.plural,
-                    "namespace": self.kernel_namespace,
-                    "name": self.kernel_resource_name,
-                    "uid": self.kernel_resource_uid,
-                },
+                session_record.KERNEL_RESOURCE_KEY: session_record.kernel_resource_record(
+                    self.kernel_namespace, self.kernel_resource_name, self.kernel_resource_uid
+                ),
             }
         )
         return info
@@ -506,16 +501,17 @@ class KubeflowProcessProxy(ContainerProcessProxy):  # type: ignore[misc]
         """Called by ``start_kernel_from_session`` when a restarted gateway revives a kernel."""
         super().load_process_info(process_info)
         self.runtime.clients.record_owner(self.kernel_id, process_info.get("owner"))
-        resource = process_info.get("kernel_resource") or {}
+        resource = process_info.get(session_record.KERNEL_RESOURCE_KEY) or {}
         if (resource.get("group"), resource.get("plural")) != (
             crds.GROUP,
             crds.JUPYTER_KERNEL.plural,
         ):
             self.log.warning("Kernel %s: session holds no JupyterKernel identity", self.kernel_id)
             return
-        self.kernel_namespace = resource.get("namespace") or process_info.get("kernel_ns")
-        self.kernel_resource_name = resource.get("name")
-        self.kernel_resource_uid = str(resource.get("uid") or "")
+        namespace, self.kernel_resource_name, self.kernel_resource_uid = (
+            session_record.kernel_resource_of(process_info)
+        )
+        self.kernel_namespace = namespace or process_info.get("kernel_ns")
         self.container_name = self.kernel_resource_name or ""
         if self.kernel_namespace:  # a kernel in a namespace this process never launched in
             self.watch.ensure_namespace(self.kernel_namespace)

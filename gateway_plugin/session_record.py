@@ -19,6 +19,33 @@ Obj = dict[str, Any]
 _SECRET_FIELDS = ("key",)
 
 
+#: Key of the JupyterKernel's identity in EG's ``process_info`` and the provisioner's info.
+KERNEL_RESOURCE_KEY = "kernel_resource"
+
+
+def kernel_resource_record(namespace: str | None, name: str | None, uid: str) -> Obj:
+    """The JupyterKernel a session runs in, as both front ends persist it (the process proxy's
+    ``get_process_info``, the provisioner's ``get_provisioner_info``)."""
+    return {
+        "group": crds.GROUP,
+        "version": crds.VERSION,
+        "plural": crds.JUPYTER_KERNEL.plural,
+        "namespace": namespace,
+        "name": name,
+        "uid": uid,
+    }
+
+
+def kernel_resource_of(info: Obj) -> tuple[str, str, str]:
+    """(namespace, name, uid) of the JupyterKernel in persisted process/provisioner info."""
+    resource = info.get(KERNEL_RESOURCE_KEY) or {}
+    return (
+        str(resource.get("namespace") or ""),
+        str(resource.get("name") or ""),
+        str(resource.get("uid") or ""),
+    )
+
+
 def session_annotation(session: Obj) -> str:
     """The non-secret part of an EG kernel session, as stored on the JupyterKernel."""
     info = {k: v for k, v in (session.get("connection_info") or {}).items() if k not in ("key",)}

@@ -48,7 +48,12 @@ from .gateway_runtime import GatewayRuntime
 from .kernel_secret import put_kernel_secret, read_kernel_secret
 from .kernel_watch import KernelStatus, KernelWatch
 from .kube import ApiError, KubeApi, kernels_path
-from .session_record import session_annotation, session_from_parts, session_secret_data
+from .session_record import (
+    kernel_resource_of,
+    session_annotation,
+    session_from_parts,
+    session_secret_data,
+)
 
 #: Failures of a session write worth retrying: transient ones, and a conflict (the merge patch
 #: carries no resourceVersion, so a 409 can only be the server's own hiccup)
@@ -142,9 +147,7 @@ class KubeflowKernelSessionManager(KernelSessionManager):  # type: ignore[misc]
         if not self.enable_persistence or kernel_id is None:
             return
         session = self._sessions.get(kernel_id)
-        resource = ((session or {}).get("process_info") or {}).get("kernel_resource") or {}
-        namespace, name = resource.get("namespace"), resource.get("name")
-        uid = str(resource.get("uid") or "")
+        namespace, name, uid = kernel_resource_of((session or {}).get("process_info") or {})
         if session is None or not namespace or not name or not uid:
             self.log.warning("Kernel %s: no JupyterKernel to store its session on", kernel_id)
             return

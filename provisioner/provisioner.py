@@ -36,8 +36,7 @@ from typing import Any
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from tornado import web
 
-from elastic_jupyter import crds
-from elastic_jupyter.gateway_plugin import comm_port, kernel_secret, launcher_cli
+from elastic_jupyter.gateway_plugin import comm_port, kernel_secret, launcher_cli, session_record
 from elastic_jupyter.gateway_plugin.kernel_resource import KernelRequestError, LaunchInput
 from elastic_jupyter.gateway_plugin.kernel_watch import KernelStatus, StartJudge, describe_failure
 from elastic_jupyter.gateway_plugin.kube import ApiError
@@ -345,14 +344,9 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     def identity(self) -> dict[str, Any]:
         """The JupyterKernel's identity and the comm port (persisted with the session)."""
         return {
-            "kernel_resource": {
-                "group": crds.GROUP,
-                "version": crds.VERSION,
-                "plural": crds.JUPYTER_KERNEL.plural,
-                "namespace": self.kernel_namespace,
-                "name": self.kernel_resource_name,
-                "uid": self.kernel_resource_uid,
-            },
+            session_record.KERNEL_RESOURCE_KEY: session_record.kernel_resource_record(
+                self.kernel_namespace, self.kernel_resource_name, self.kernel_resource_uid
+            ),
             "comm_ip": self.comm_ip,
             "comm_port": self.comm_port,
         }
@@ -417,10 +411,9 @@ class KubeflowProvisioner(KernelProvisionerBase):  # type: ignore[misc]
 
     async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
         await super().load_provisioner_info(provisioner_info)
-        resource = provisioner_info.get("kernel_resource") or {}
-        self.kernel_namespace = str(resource.get("namespace") or "")
-        self.kernel_resource_name = str(resource.get("name") or "")
-        self.kernel_resource_uid = str(resource.get("uid") or "")
+        self.kernel_namespace, self.kernel_resource_name, self.kernel_resource_uid = (
+            session_record.kernel_resource_of(provisioner_info)
+        )
         self.comm_ip = str(provisioner_info.get("comm_ip") or "")
         self.comm_port = int(str(provisioner_info.get("comm_port") or 0))
         self._delete_requested = False
